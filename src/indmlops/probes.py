@@ -1,0 +1,123 @@
+"""Protocol-level probes: a service is ready when it answers its own protocol, not when a port is open."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass
+
+import paho.mqtt.client as paho
+import requests
+from paho.mqtt.enums import CallbackAPIVersion
+
+
+class ProbeFailed(Exception):
+    """The service did not answer as expected; the message is the last observed state."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    service: str
+    host: str
+    port: int
+    scheme: str = "tcp"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def mqtt_connect(ep: Endpoint, user: str | None, password: str | None, *, timeout: float = 5.0,
+                 client_id: str | None = None, clean_session: bool = True) -> paho.Client:
+    """Connect and wait for CONNACK; return the running client or raise with the broker's reason."""
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id or f"indmlops-{uuid.uuid4().hex[:10]}",
+        protocol=paho.MQTTv311,
+        clean_session=clean_session,
+    )
+    if user is not None:
+        client.username_pw_set(user, password)
+    done = threading.Event()
+    result: dict[str, object] = {}
+
+    def on_connect(_c, _u, _flags, reason_code, _props):
+        result["rc"] = reason_code
+        done.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(ep.host, ep.port, keepalive=30)
+    except OSError as exc:
+        raise ProbeFailed(f"MQTT {ep.host}:{ep.port}: connection failed ({exc})") from exc
+    client.loop_start()
+    if not done.wait(timeout):
+        client.loop_stop()
+        client.disconnect()
+        raise ProbeFailed(f"MQTT {ep.host}:{ep.port}: no CONNACK within {timeout:.0f} s")
+    rc = result["rc"]
+    if rc.is_failure:  # type: ignore[attr-defined]
+        client.loop_stop()
+        client.disconnect()
+        raise ProbeFailed(f"MQTT {ep.host}:{ep.port}: CONNACK refused for user {user!r}: {rc}")
+    return client
+
+
+def mqtt_ready(ep: Endpoint, user: str, password: str) -> str:
+    client = mqtt_connect(ep, user, password)
+    client.disconnect()
+    client.loop_stop()
+    return "CONNACK accepted"
+
+
+def postgres_ready(ep: Endpoint, user: str, password: str, database: str) -> str:
+    import psycopg
+
+    try:
+        with psycopg.connect(host=ep.host, port=ep.port, user=user, password=password, dbname=database,
+                             connect_timeout=3) as conn:
+            value = conn.execute("SELECT 1").fetchone()
+    except psycopg.Error as exc:
+        raise ProbeFailed(f"PostgreSQL {ep.host}:{ep.port} db={database} user={user}: {str(exc).strip()}") from exc
+    if value != (1,):
+        raise ProbeFailed(f"PostgreSQL answered SELECT 1 with {value!r}")
+    return "SELECT 1 ok"
+
+
+def s3_client(ep: Endpoint, access_key: str, secret_key: str, region: str = "us-east-1"):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3", endpoint_url=ep.url, aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+        region_name=region,
+        config=Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 1},
+                      s3={"addressing_style": "path"}),
+    )
+
+
+def s3_ready(ep: Endpoint, access_key: str, secret_key: str) -> str:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        buckets = s3_client(ep, access_key, secret_key).list_buckets()["Buckets"]
+    except ClientError as exc:
+        raise ProbeFailed(f"S3 {ep.url}: ListBuckets refused: {exc.response['Error'].get('Code')}") from exc
+    except BotoCoreError as exc:
+        raise ProbeFailed(f"S3 {ep.url}: ListBuckets failed: {exc}") from exc
+    return f"ListBuckets ok ({len(buckets)} buckets)"
+
+
+def http_ready(url: str, expect_status: int = 200, expect_body: str | None = None) -> str:
+    try:
+        resp = requests.get(url, timeout=3)
+    except requests.RequestException as exc:
+        raise ProbeFailed(f"GET {url}: {type(exc).__name__}") from exc
+    if resp.status_code != expect_status:
+        raise ProbeFailed(f"GET {url}: HTTP {resp.status_code}, expected {expect_status}: {resp.text[:200]!r}")
+    if expect_body is not None and expect_body not in resp.text:
+        raise ProbeFailed(f"GET {url}: body {resp.text[:200]!r} lacks {expect_body!r}")
+    return f"HTTP {resp.status_code}"
