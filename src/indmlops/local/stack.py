@@ -130,7 +130,7 @@ class LocalStack:
         while pending:
             for n in list(pending):
                 svc = SERVICES[n]
-                if n not in started and all(r in ready for r in svc.requires):
+                if n not in started and all(r in ready or r not in names for r in svc.waits_for()):
                     self.supervisor.start(n)
                     started[n] = time.monotonic()
                     progress(f"{n}: starting")

@@ -1,0 +1,1 @@
+"""What is asserted: typed check functions taking a target handle; suites call them."""

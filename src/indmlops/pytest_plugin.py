@@ -1,0 +1,189 @@
+"""The pytest plugin: options, report header, the session `target`, reports and failure evidence."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from indmlops.errors import IndMLOpsError, NotSupportedByTarget
+from indmlops.local.layout import default_state_dir
+from indmlops.options import OPTIONS, OptionError, Resolved, resolve
+
+pytest.register_assert_rewrite("indmlops.checks")
+
+_RESOLVED = pytest.StashKey[dict[str, Resolved]]()
+_STARTED_BY_US = pytest.StashKey[bool]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("indmlops", "IndMLOps-Lab (resolution: marker > CLI > INDMLOPS_* env > ini > default)")
+    for opt in OPTIONS.values():
+        help_text = f"{opt.help} [env {opt.env}, ini {opt.ini}, default {opt.default!r}]"
+        if opt.kind == "bool":
+            group.addoption(opt.cli, action="store_const", const=True, default=None, dest=f"indmlops_{opt.name}",
+                            help=help_text)
+        else:
+            group.addoption(opt.cli, default=None, dest=f"indmlops_{opt.name}", metavar=opt.name.upper(),
+                            help=help_text)
+        parser.addini(opt.ini, help=opt.help, default="")
+
+
+def resolved_options(config: pytest.Config) -> dict[str, Resolved]:
+    if _RESOLVED not in config.stash:
+        out = {}
+        for name in OPTIONS:
+            try:
+                out[name] = resolve(name, cli=config.getoption(f"indmlops_{name}"), ini=config.getini(OPTIONS[name].ini))
+            except OptionError as exc:
+                raise pytest.UsageError(str(exc)) from None
+        config.stash[_RESOLVED] = out
+    return config.stash[_RESOLVED]
+
+
+def option(config: pytest.Config, name: str, node: pytest.Item | None = None):
+    """An option's value for `node`: a `@pytest.mark.indmlops(name=value)` marker beats the session value."""
+    if node is not None:
+        marker = node.get_closest_marker("indmlops")
+        if marker and name in marker.kwargs:
+            try:
+                return resolve(name, marker=marker.kwargs).value
+            except OptionError as exc:
+                raise pytest.UsageError(f"{node.nodeid}: {exc}") from None
+    return resolved_options(config)[name].value
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "indmlops(**options): per-test option values (highest precedence)")
+    opts = resolved_options(config)
+    target = opts["target"]
+    if target.value != "local":
+        raise pytest.UsageError(
+            f"--target {target.value!r} from {target.source}: the Kubernetes target is not available in this "
+            "version yet (tracked as the 'Kubernetes target' issue); use --target local"
+        )
+    reports = Path(opts["reports_dir"].value)
+    if not config.option.xmlpath:
+        config.option.xmlpath = str(reports / "junit.xml")
+    if hasattr(config.option, "htmlpath") and not config.option.htmlpath:
+        config.option.htmlpath = str(reports / "report.html")
+        config.option.self_contained_html = True
+
+
+def _state_dir(config: pytest.Config) -> Path:
+    value = option(config, "state_dir")
+    return Path(value) if value else default_state_dir()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    opts = resolved_options(config)
+    lines = ["indmlops: " + ", ".join(f"{n}={r.value} ({r.source})" for n, r in opts.items()
+                                      if n in ("target", "profile", "reports_dir", "keep_stack"))]
+    from indmlops.local.stack import LocalStack
+
+    stack = LocalStack(_state_dir(config))
+    if stack.running():
+        from indmlops.targets.local import LocalTarget
+
+        t = LocalTarget(stack.layout.state_dir)
+        lines.append("indmlops endpoints: " + ", ".join(f"{c}={t.endpoint(c)}" for c in t.components()))
+        lines.append("indmlops versions: " + "; ".join(f"{k}: {v}" for k, v in t.versions().items()))
+    else:
+        lines.append(f"indmlops endpoints: local stack not running yet in {stack.layout.state_dir} "
+                     "(the `target` fixture starts it when a test needs it)")
+    return lines
+
+
+@pytest.fixture(scope="session")
+def indmlops_options(pytestconfig: pytest.Config) -> dict[str, object]:
+    return {n: r.value for n, r in resolved_options(pytestconfig).items()}
+
+
+@pytest.fixture(scope="session")
+def profile(pytestconfig: pytest.Config) -> str:
+    return option(pytestconfig, "profile")
+
+
+@pytest.fixture(scope="session")
+def target(pytestconfig: pytest.Config):
+    """The system under test. A local stack that was not running is started, and stopped again at the end."""
+    from indmlops.local.stack import LocalStack
+    from indmlops.targets.local import LocalTarget
+
+    stack = LocalStack(_state_dir(pytestconfig))
+    started = False
+    if not stack.running():
+        reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+
+        def progress(msg: str) -> None:
+            if reporter:
+                reporter.write_line(f"indmlops up: {msg}")
+
+        t0 = time.monotonic()
+        try:
+            stack.up(progress=progress)
+        except IndMLOpsError as exc:
+            pytest.exit(f"the local stack could not start: {exc}", returncode=3)
+        progress(f"all ready in {time.monotonic() - t0:.1f} s")
+        started = True
+    pytestconfig.stash[_STARTED_BY_US] = started
+    yield LocalTarget(stack.layout.state_dir)
+    if started and not option(pytestconfig, "keep_stack"):
+        stack.down()
+
+
+@pytest.fixture
+def skip_unsupported():
+    """Turn a NotSupportedByTarget raised inside the block into a skip that carries the target's reason."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def guard():
+        try:
+            yield
+        except NotSupportedByTarget as exc:
+            pytest.skip(f"{exc}")
+
+    return guard
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.failed and call.when == "call" and "target" in getattr(item, "fixturenames", ()):
+        try:
+            where = keep_evidence(item)
+            report.sections.append(("indmlops evidence", f"kept under {where}"))
+        except Exception as exc:  # evidence is a courtesy; never mask the real failure
+            report.sections.append(("indmlops evidence", f"could not keep evidence: {exc!r}"))
+    return report
+
+
+def keep_evidence(item: pytest.Item) -> Path:
+    """Copy service log tails, stack status and the command to reproduce into reports/<test id>/."""
+    from indmlops.local.services import SERVICES
+    from indmlops.local.stack import LocalStack, format_status, tail
+
+    config = item.config
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", item.nodeid).strip("_")[:150]
+    out = Path(option(config, "reports_dir")) / safe
+    out.mkdir(parents=True, exist_ok=True)
+    stack = LocalStack(_state_dir(config))
+    for name in SERVICES:
+        (out / f"{name}.log.tail").write_text(tail(stack.layout.log(name), 200) + "\n")
+    try:
+        status = format_status(stack.status())
+    except IndMLOpsError as exc:
+        status = str(exc)
+    (out / "status.txt").write_text(status + "\n")
+    (out / "reproduce.sh").write_text(
+        "#!/bin/sh\n# Re-run this test alone against the same local stack.\n"
+        f"cd {shlex.quote(str(config.rootpath))} && {shlex.quote(sys.executable)} -m pytest "
+        f"{shlex.quote(item.nodeid)} --target local\n"
+    )
+    return out

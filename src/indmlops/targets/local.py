@@ -1,0 +1,147 @@
+"""LocalTarget: the stack's real services as supervised processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from indmlops.errors import IndMLOpsError, NotReady, NotSupportedByTarget, UnknownComponent
+from indmlops.local import services as svc
+from indmlops.local.layout import StackConfig
+from indmlops.local.stack import LocalStack, tail
+from indmlops.probes import Endpoint, ProbeFailed
+from indmlops.targets.base import Credentials, KillEvidence, ReadyEvidence
+
+
+class LocalTarget:
+    name = "local"
+
+    def __init__(self, state_dir: Path) -> None:
+        self.stack = LocalStack(state_dir)
+        self._cfg: StackConfig | None = None
+
+    @property
+    def cfg(self) -> StackConfig:
+        if self._cfg is None:
+            self._cfg = self.stack.config()
+        return self._cfg
+
+    def _require(self, service: str) -> None:
+        if service not in svc.SERVICES:
+            raise NotSupportedByTarget(
+                self.name, f"service {service!r}",
+                f"the local stack runs {', '.join(svc.SERVICES)}; {service} arrives with a later issue",
+            )
+
+    def endpoint(self, service: str) -> Endpoint:
+        self._require(service)
+        return svc.endpoint(self.cfg, service)
+
+    def credentials(self, service: str, role: str | None = None) -> Credentials:
+        self._require(service)
+        c = self.cfg.credentials
+        if service == "mosquitto":
+            role = role or "monitor"
+            key = f"{role}_password"
+            if key not in c["mosquitto"]:
+                raise IndMLOpsError(f"no MQTT role {role!r}: expected one of "
+                                    f"{', '.join(k.removesuffix('_password') for k in c['mosquitto'])}")
+            return Credentials(service, role, c["mosquitto"][key])
+        if service == "postgres":
+            pg = c["postgres"]
+            if role in (None, "mlflow"):
+                return Credentials(service, pg["user"], pg["password"], {"database": pg["database"]})
+            if role == "superuser":
+                return Credentials(service, pg["superuser"], pg["superuser_password"], {"database": "postgres"})
+            raise IndMLOpsError(f"no PostgreSQL role {role!r}: expected mlflow or superuser")
+        if service == "s3":
+            s3 = c["s3"]
+            return Credentials(service, s3["access_key"], s3["secret_key"],
+                               {"region": s3["region"], "bucket": s3["bucket"]})
+        # MLflow, Prometheus and Node-RED listen on loopback without authentication on this target.
+        return Credentials(service, "", "")
+
+    def components(self) -> list[str]:
+        return list(svc.SERVICES)
+
+    def _component(self, component: str) -> None:
+        if component not in svc.SERVICES:
+            raise UnknownComponent(component, list(svc.SERVICES))
+
+    def identity(self, component: str) -> str:
+        self._component(component)
+        return str(self.stack.supervisor.info(component).pid)
+
+    def kill(self, component: str) -> KillEvidence:
+        """SIGKILL the component's whole process group, as a node or the OOM killer would."""
+        self._component(component)
+        proc = self.stack.supervisor.info(component)
+        if not proc.running:
+            raise IndMLOpsError(f"cannot kill {component}: it is not running (supervisor state {proc.state})")
+        at = time.time()
+        os.killpg(proc.pid, signal.SIGKILL)
+        return KillEvidence(component, str(proc.pid), "SIGKILL", at)
+
+    def wait_ready(self, component: str, timeout: float) -> ReadyEvidence:
+        self._component(component)
+        t0 = time.monotonic()
+        last = "not polled yet"
+        while time.monotonic() - t0 < timeout:
+            proc = self.stack.supervisor.info(component)
+            if proc.running:
+                try:
+                    detail = svc.SERVICES[component].probe(self.cfg)
+                    return ReadyEvidence(component, str(proc.pid), time.monotonic() - t0, detail)
+                except ProbeFailed as exc:
+                    last = f"pid {proc.pid} {proc.state}: {exc}"
+            else:
+                last = f"supervisor state {proc.state} {proc.spawnerr}".strip()
+            time.sleep(0.1)
+        log = self.stack.layout.log(component)
+        raise NotReady(component, timeout, f"{last}; log {log}:\n{tail(log, 10)}")
+
+    def restarts(self, component: str) -> int:
+        self._component(component)
+        return max(0, self.stack.supervisor.spawn_counts().get(component, 0) - 1)
+
+    def probe(self, source_namespace: str, destination: str, port: int) -> bool:
+        raise NotSupportedByTarget(
+            self.name, "live isolation probing",
+            "every local service shares one loopback network, so namespace isolation cannot be enforced; "
+            "run the isolation suite with --target kind (the static isolation matrix still runs)",
+        )
+
+    def versions(self) -> dict[str, str]:
+        """Versions of the services under test, as each binary reports itself."""
+        out: dict[str, str] = {}
+        commands = {
+            "mosquitto": [svc.which("mosquitto", "/usr/sbin/mosquitto"), "-h"],
+            "postgres": [svc.postgres_bin("postgres"), "--version"],
+            "s3": [svc.venv_bin("weed"), "version"],
+            "prometheus": [svc.which("prometheus", "/usr/bin/prometheus"), "--version"],
+        }
+        for name, argv in commands.items():
+            if not argv[0]:
+                out[name] = "not installed"
+                continue
+            try:
+                res = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+                text = (res.stdout or res.stderr).strip().splitlines()
+                out[name] = text[0][:80] if text else "unknown"
+            except (OSError, subprocess.SubprocessError) as exc:
+                out[name] = f"unknown ({exc})"
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            out["mlflow"] = f"mlflow {version('mlflow')}"
+        except PackageNotFoundError:
+            out["mlflow"] = "not installed"
+        pkg = svc.NODERED_JS.parent / "package.json"
+        if pkg.exists():
+            import json
+
+            out["nodered"] = "node-red " + json.loads(pkg.read_text())["version"]
+        return out
