@@ -15,6 +15,14 @@ class ProbeFailed(Exception):
     """The service did not answer as expected; the message is the last observed state."""
 
 
+class MqttRefused(ProbeFailed):
+    """The broker answered, with a CONNACK that refuses the connection (as opposed to not answering)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Endpoint:
     service: str
@@ -62,7 +70,7 @@ def mqtt_connect(ep: Endpoint, user: str | None, password: str | None, *, timeou
     if rc.is_failure:  # type: ignore[attr-defined]
         client.loop_stop()
         client.disconnect()
-        raise ProbeFailed(f"MQTT {ep.host}:{ep.port}: CONNACK refused for user {user!r}: {rc}")
+        raise MqttRefused(f"MQTT {ep.host}:{ep.port}: CONNACK refused for user {user!r}: {rc}", str(rc))
     return client
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import sys
@@ -97,6 +98,22 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.append(f"indmlops endpoints: local stack not running yet in {stack.layout.state_dir} "
                      "(the `target` fixture starts it when a test needs it)")
     return lines
+
+
+# MLflow's client retries a failing request 7 times with exponential backoff (minutes in all). A check must
+# fail in seconds when a service is down: 2 retries × (1 s, 2 s) backoff, 20 s per request. A value the user
+# set in the environment wins.
+MLFLOW_CLIENT_BOUNDS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                        "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mlflow_client_bounded():
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in MLFLOW_CLIENT_BOUNDS.items():
+            if key not in os.environ:
+                mp.setenv(key, value)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import requests
 
 from indmlops import probes
-from indmlops.probes import ProbeFailed
+from indmlops.probes import MqttRefused, ProbeFailed
 from indmlops.targets.base import KillEvidence, ReadyEvidence, Target
 
 
@@ -73,10 +73,11 @@ def mqtt_refuses(target: Target, *, username: str | None, password: str | None) 
     ep = target.endpoint("mosquitto")
     try:
         client = probes.mqtt_connect(ep, username, password, timeout=5)
-    except ProbeFailed as exc:
-        if "refused" in str(exc):
-            return str(exc)
-        raise
+    except MqttRefused as exc:
+        # Only the broker's own refusal counts: a broker that does not answer proves nothing about auth.
+        assert exc.reason in ("Not authorized", "Bad user name or password"), (
+            f"broker {ep} refused with {exc.reason!r}; expected 'Not authorized' or 'Bad user name or password'")
+        return str(exc)
     client.disconnect()
     client.loop_stop()
     who = "an anonymous client" if username is None else f"user {username!r} with a wrong password"
@@ -158,6 +159,7 @@ def mlflow_run_with_artifact(target: Target, *, size: int = 100 * 1024) -> Round
     """A client holding no S3 credentials logs a run with a metric and an artifact, proxied into the bucket."""
     import tempfile
 
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     from indmlops.probes import s3_client
@@ -173,7 +175,13 @@ def mlflow_run_with_artifact(target: Target, *, size: int = 100 * 1024) -> Round
         path = os.path.join(tmp, "smoke.bin")
         with open(path, "wb") as fh:
             fh.write(body)
-        client.log_artifact(run.info.run_id, path)
+        try:
+            client.log_artifact(run.info.run_id, path)
+        except MlflowException as exc:
+            raise AssertionError(
+                f"MLflow {uri} could not store an artifact for run {run.info.run_id} through its proxy "
+                f"({str(exc).splitlines()[0][:200]}); artifact store: {_s3_diagnosis(target)}"
+            ) from exc
     client.set_terminated(run.info.run_id)
     elapsed = time.perf_counter() - t0
     fetched = client.get_run(run.info.run_id)
@@ -195,6 +203,15 @@ def mlflow_run_with_artifact(target: Target, *, size: int = 100 * 1024) -> Round
     assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(body).hexdigest(), (
         f"s3://{bucket}/{key}: content differs from what the MLflow client logged")
     return RoundTrip("mlflow", elapsed, f"run {run.info.run_id} artifact at s3://{bucket}/{key}")
+
+
+def _s3_diagnosis(target: Target) -> str:
+    creds = target.credentials("s3")
+    ep = target.endpoint("s3")
+    try:
+        return f"S3 {ep} answers ({probes.s3_ready(ep, creds.username, creds.password)})"
+    except ProbeFailed as exc:
+        return f"S3 {ep} does not answer: {exc}"
 
 
 def prometheus_targets_up(target: Target, *, jobs: list[str], timeout: float = 20.0) -> dict[str, str]:

@@ -145,7 +145,7 @@ def supervisord_conf(cfg: StackConfig, programs: dict[str, dict[str, str]]) -> s
             f"[program:{name}]",
             f"command={prog['command'].replace('%', '%%')}",
             "autostart=false",
-            "autorestart=true",
+            f"autorestart={prog.get('autorestart', 'true')}",
             # A process must stay up 1 s to count as started; 5 quick failures in a row mark it FATAL,
             # which `up` reports with the log tail instead of looping forever.
             "startsecs=1",

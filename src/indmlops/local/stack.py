@@ -64,9 +64,12 @@ class ServiceStatus:
 
 
 class LocalStack:
-    def __init__(self, state_dir: Path, ports: dict[str, int] | None = None) -> None:
+    def __init__(self, state_dir: Path, ports: dict[str, int] | None = None,
+                 no_autorestart: frozenset[str] = frozenset()) -> None:
+        """`no_autorestart` names services supervisord must not restart (to prove recovery checks fail)."""
         self.layout = Layout(state_dir)
         self._ports = ports
+        self._no_autorestart = no_autorestart
         self.supervisor = Supervisor(self.layout)
 
     # -- configuration --------------------------------------------------------------------------------------
@@ -104,6 +107,8 @@ class LocalStack:
                 check_port_free(n, cfg.ports[key])
         try:
             programs = {n: SERVICES[n].prepare(cfg) for n in SERVICES if n in names or n in info}
+            for n in self._no_autorestart & programs.keys():
+                programs[n]["autorestart"] = "false"
             cfg.save()
             render.write(self.layout.supervisor_conf, render.supervisord_conf(cfg, programs))
             if was_running:

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Install the Debian packages the local target runs (Mosquitto, PostgreSQL 15, Prometheus, Node.js).
+# Idempotent: does nothing (and needs no network) when everything is already there. Needs root.
+set -euo pipefail
+
+need=()
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v mosquitto_passwd >/dev/null || need+=(mosquitto)
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15)
+command -v promtool >/dev/null && command -v prometheus >/dev/null || need+=(prometheus)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
+command -v ss >/dev/null || need+=(iproute2)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+
+if [ ${#need[@]} -eq 0 ]; then
+  echo "system packages: all present"
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "system packages missing: ${need[*]}" >&2
+  echo "run as root: sudo $0   (or: sudo apt-get install ${need[*]})" >&2
+  exit 1
+fi
+
+mapfile -t pkgs < <(printf '%s\n' "${need[@]}" | sort -u)
+echo "system packages: installing ${pkgs[*]}"
+# Debian starts a freshly installed daemon at once (Mosquitto on 1883, PostgreSQL on 5432, Prometheus on
+# 9090), which would take the ports the local target uses. policy-rc.d forbids that during this install only.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy"
+  chmod 755 "$policy"
+  created_policy=1
+fi
+trap '[ "$created_policy" = 1 ] && rm -f "$policy"' EXIT
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
+echo "system packages: done"

@@ -1,0 +1,65 @@
+"""Fixtures for the project's own tests: scratch stacks on their own ports and state directories."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from indmlops.local.layout import resolve_ports
+from indmlops.local.stack import LocalStack
+
+# Scratch stacks get their own ports (offset from the defaults) so they never disturb the shared stack.
+_offsets = itertools.count(21000, 100)
+
+
+def scratch_dir() -> Path:
+    # Not under tmp_path: /tmp/pytest-of-root is 0700, which the postgres and mosquitto users cannot traverse.
+    d = Path(tempfile.mkdtemp(prefix="indmlops-test-", dir="/var/tmp"))
+    d.chmod(0o755)
+    return d
+
+
+@pytest.fixture
+def scratch_stack() -> Iterator:
+    """Factory: LocalStack(services...) in a fresh state dir on fresh ports; torn down and removed after."""
+    made: list[tuple[LocalStack, Path]] = []
+
+    def make(**kwargs) -> LocalStack:
+        d = scratch_dir()
+        stack = LocalStack(d / "state", resolve_ports(next(_offsets)), **kwargs)
+        made.append((stack, d))
+        return stack
+
+    yield make
+    for stack, d in made:
+        stack.down()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def stopped(target):
+    """Context manager: stop a supervised service for the block, then start it and wait until it is ready."""
+
+    @contextmanager
+    def stop(component: str):
+        sup = target.stack.supervisor
+        sup.stop(component)
+        try:
+            yield
+        finally:
+            sup.start(component)
+            target.wait_ready(component, 60)
+
+    return stop
+
+
+@pytest.fixture(scope="session")
+def is_root() -> bool:
+    return os.geteuid() == 0

@@ -1,0 +1,85 @@
+"""The pytest plugin, driven in a subprocess with pytester: options, errors, markers, reports."""
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+CONFTEST = 'pytest_plugins = ["indmlops.pytest_plugin"]\n'
+
+
+@pytest.fixture
+def project(pytester):
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_x="""
+        def test_profile(profile, indmlops_options):
+            print("PROFILE", profile, indmlops_options["target"])
+    """)
+    return pytester
+
+
+def test_invalid_target_from_cli_is_a_usage_error_naming_cli(project):
+    result = project.runpytest_subprocess("--target", "kid")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--target 'kid' from CLI: expected one of local, kind, kubeconfig*"])
+
+
+def test_invalid_profile_from_environment_names_the_variable(project, monkeypatch):
+    monkeypatch.setenv("INDMLOPS_PROFILE", "nightly")
+    result = project.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--profile 'nightly' from environment INDMLOPS_PROFILE: expected one of quick, full*"])
+
+
+def test_ini_value_used_when_no_cli_or_env(project, monkeypatch):
+    monkeypatch.delenv("INDMLOPS_PROFILE", raising=False)
+    project.makeini("[pytest]\nindmlops_profile = full\n")
+    result = project.runpytest_subprocess("-s")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*profile=full (ini indmlops_profile)*", "*PROFILE full local*"])
+
+
+def test_cli_beats_environment(project, monkeypatch):
+    monkeypatch.setenv("INDMLOPS_PROFILE", "full")
+    result = project.runpytest_subprocess("-s", "--profile", "quick")
+    result.stdout.fnmatch_lines(["*profile=quick (CLI)*", "*PROFILE quick local*"])
+
+
+def test_kubernetes_target_refused_with_reason_until_implemented(project):
+    result = project.runpytest_subprocess("--target", "kind")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--target 'kind' from CLI: the Kubernetes target is not available*"])
+
+
+def test_junit_and_self_contained_html_written_to_reports_dir(project):
+    result = project.runpytest_subprocess("--reports-dir", "out")
+    assert result.ret == 0
+    assert (project.path / "out" / "junit.xml").read_text().count("<testcase") == 1
+    html = (project.path / "out" / "report.html").read_text()
+    assert "test_profile" in html and not (project.path / "out" / "assets").exists()
+
+
+def test_marker_overrides_session_option(project):
+    project.makepyfile(test_m="""
+        import pytest
+        from indmlops.pytest_plugin import option
+
+        @pytest.mark.indmlops(profile="full")
+        def test_m(request):
+            assert option(request.config, "profile", request.node) == "full"
+            assert option(request.config, "profile") == "quick"
+    """)
+    result = project.runpytest_subprocess("test_m.py")
+    assert result.ret == 0, result.stdout.str()
+
+
+def test_unregistered_marker_rejected_by_strict_markers(pytester):
+    pytester.makeconftest(CONFTEST)
+    pytester.makeini("[pytest]\naddopts = --strict-markers\n")
+    pytester.makepyfile(test_s="""
+        import pytest
+        @pytest.mark.smokey
+        def test_s(): pass
+    """)
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*'smokey' not found in `markers` configuration option*"])

@@ -1,0 +1,102 @@
+"""Each smoke check fails when the thing it checks is broken: a stopped service, a wrong expectation."""
+
+from __future__ import annotations
+
+import pytest
+
+from indmlops.checks import smoke
+from indmlops.errors import NotReady
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.mark.parametrize("component", ["mosquitto", "postgres", "s3", "mlflow", "prometheus", "nodered"])
+def test_component_ready_fails_with_last_state_when_stopped(target, stopped, component):
+    with stopped(component), pytest.raises(NotReady) as err:
+        smoke.component_ready(target, component, timeout=2)
+    assert f"{component} was not ready after 2 s" in str(err.value)
+    assert "STOPPED" in str(err.value)
+
+
+CHECKS_AND_SERVICE = {
+    "mqtt_round_trip": ("mosquitto", lambda t: smoke.mqtt_round_trip(t, timeout=2)),
+    "mqtt_refuses": ("mosquitto", lambda t: smoke.mqtt_refuses(t, username=None, password=None)),
+    "mqtt_publish_denied": ("mosquitto", lambda t: smoke.mqtt_publish_denied(t, role="simulator",
+                                                                             topic="factory/x/y/prediction")),
+    "s3_round_trip": ("s3", smoke.s3_round_trip),
+    "s3_refuses_wrong_secret": ("s3", smoke.s3_refuses_wrong_secret),
+    "postgres_answers": ("postgres", smoke.postgres_answers),
+    "mlflow_run_with_artifact": ("mlflow", smoke.mlflow_run_with_artifact),
+    "mlflow_artifact_store_down": ("s3", smoke.mlflow_run_with_artifact),
+    "nodered_flow_loaded": ("nodered", smoke.nodered_flow_loaded),
+}
+
+
+@pytest.mark.parametrize("check", list(CHECKS_AND_SERVICE), ids=[f"{c}/{s}-stopped" for c, (s, _) in
+                                                                   CHECKS_AND_SERVICE.items()])
+def test_check_fails_when_its_service_is_stopped(target, stopped, check):
+    service, run = CHECKS_AND_SERVICE[check]
+    with stopped(service), pytest.raises(Exception) as err:
+        run(target)
+    print(f"{check} with {service} stopped: {type(err.value).__name__}: {str(err.value)[:600]}")
+    # The failure must point at the broken service: its port (or name) appears in the message.
+    assert str(target.endpoint(service).port) in str(err.value) or service in str(err.value), str(err.value)
+
+
+def _scraped_down(target, job: str, timeout: float = 20) -> None:
+    """Wait until Prometheus's own last scrape of `job` failed (scrape interval 5 s: 20 s is four chances)."""
+    import time
+
+    import requests
+
+    deadline = time.monotonic() + timeout
+    url = f"{target.endpoint('prometheus').url}/api/v1/targets?state=active"
+    while time.monotonic() < deadline:
+        active = requests.get(url, timeout=5).json()["data"]["activeTargets"]
+        if any(t["labels"]["job"] == job and t["health"] == "down" for t in active):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"Prometheus never scraped {job} as down within {timeout} s")
+
+
+def test_prometheus_check_fails_naming_the_job_when_its_target_is_down(target, stopped):
+    with stopped("mlflow"):
+        _scraped_down(target, "mlflow")
+        with pytest.raises(AssertionError) as err:
+            smoke.prometheus_targets_up(target, jobs=["prometheus", "mlflow", "seaweedfs"], timeout=1)
+    assert "not up [('mlflow', 'down http://127.0.0.1:" in str(err.value)
+
+
+def test_prometheus_check_fails_when_an_expected_job_is_not_configured(target):
+    with pytest.raises(AssertionError, match=r"missing \['inference'\]"):
+        smoke.prometheus_targets_up(target, jobs=["prometheus", "inference"], timeout=1)
+
+
+def test_mqtt_refuses_check_fails_when_credentials_are_right(target):
+    good = target.credentials("mosquitto", "simulator")
+    with pytest.raises(AssertionError, match="accepted user 'simulator'"):
+        smoke.mqtt_refuses(target, username=good.username, password=good.password)
+
+
+def test_mqtt_publish_denied_check_fails_when_the_acl_allows_the_topic(target):
+    with pytest.raises(AssertionError, match="role 'simulator' could publish on factory/x/m-1/telemetry"):
+        smoke.mqtt_publish_denied(target, role="simulator", topic="factory/x/m-1/telemetry")
+
+
+def test_recovery_check_fails_when_autorestart_is_disabled(scratch_stack):
+    from indmlops.targets.local import LocalTarget
+
+    stack = scratch_stack(no_autorestart=frozenset({"mosquitto"}))
+    stack.up(["mosquitto"])
+    with pytest.raises(NotReady) as err:
+        smoke.killed_component_recovers(LocalTarget(stack.layout.state_dir), "mosquitto", timeout=5)
+    assert "mosquitto was not ready after" in str(err.value)
+
+
+def test_recovery_check_passes_on_scratch_stack_with_autorestart(scratch_stack):
+    from indmlops.targets.local import LocalTarget
+
+    stack = scratch_stack()
+    stack.up(["mosquitto"])
+    rec = smoke.killed_component_recovers(LocalTarget(stack.layout.state_dir), "mosquitto", timeout=15)
+    assert rec.restarts_after == 1 and rec.ready.identity != rec.kill.identity
