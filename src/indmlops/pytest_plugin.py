@@ -136,10 +136,12 @@ def target(pytestconfig: pytest.Config):
     started = False
     if not stack.running():
         reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+        capman = pytestconfig.pluginmanager.get_plugin("capturemanager")
 
         def progress(msg: str) -> None:
-            if reporter:
-                reporter.write_line(f"indmlops up: {msg}")
+            if reporter and capman:
+                with capman.global_and_fixture_disabled():  # show progress live, not in a test's capture
+                    reporter.write_line(f"indmlops up: {msg}")
 
         t0 = time.monotonic()
         try:
