@@ -156,19 +156,18 @@ def target(pytestconfig: pytest.Config):
         stack.down()
 
 
-@pytest.fixture
-def skip_unsupported():
-    """Turn a NotSupportedByTarget raised inside the block into a skip that carries the target's reason."""
-    from contextlib import contextmanager
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function):
+    """A check that needs what the target cannot do is skipped with the target's reason, never passed."""
+    try:
+        return (yield)
+    except NotSupportedByTarget as exc:
+        pytest.skip(f"{exc} (choose a target that supports it with --target)")
 
-    @contextmanager
-    def guard():
-        try:
-            yield
-        except NotSupportedByTarget as exc:
-            pytest.skip(f"{exc}")
 
-    return guard
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Disruptive tests (marker `chaos`) run last, in their collected order, so others see a calm stack."""
+    items.sort(key=lambda item: item.get_closest_marker("chaos") is not None)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -57,7 +57,8 @@ def test_nodered_runs_project_flow(target):
     smoke.nodered_flow_loaded(target)
 
 
-# Disruptive: kept last in the module so the checks above see an undisturbed stack.
+# Disruptive (marker chaos): the plugin runs these after every other test of the session.
+@pytest.mark.chaos
 @pytest.mark.parametrize("component", COMPONENTS, ids=[f"kill/{c}" for c in COMPONENTS])
 def test_component_recovers_with_new_pid_when_killed(target, component, smoke_intent):
     recovery = smoke.killed_component_recovers(target, component,

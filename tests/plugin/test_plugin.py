@@ -83,3 +83,32 @@ def test_unregistered_marker_rejected_by_strict_markers(pytester):
     result = pytester.runpytest_subprocess()
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*'smokey' not found in `markers` configuration option*"])
+
+
+def test_check_skipped_with_target_reason_when_target_cannot_do_it(pytester):
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_p="""
+        from indmlops.errors import NotSupportedByTarget
+
+        def test_probe():
+            raise NotSupportedByTarget("local", "live isolation probing", "one shared loopback network")
+    """)
+    result = pytester.runpytest_subprocess("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*live isolation probing is not supported by the local target: one shared "
+                                 "loopback network (choose a target that supports it with --target)*"])
+
+
+def test_disruptive_tests_run_last(pytester):
+    pytester.makeconftest(CONFTEST)
+    pytester.makeini("[pytest]\nmarkers =\n    chaos: disruptive\n")
+    pytester.makepyfile(test_o="""
+        import pytest
+
+        @pytest.mark.chaos
+        def test_a_kill(): pass
+
+        def test_b_calm(): pass
+    """)
+    result = pytester.runpytest_subprocess("-v")
+    result.stdout.fnmatch_lines(["*test_b_calm PASSED*", "*test_a_kill PASSED*"])

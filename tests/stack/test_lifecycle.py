@@ -152,3 +152,26 @@ def test_up_fails_when_mosquitto_cannot_write_its_persistence(scratch_stack, is_
     finally:
         services.SERVICES["mosquitto"].prepare = original
     assert_nothing_left(stack)
+
+
+def test_cli_up_exits_2_with_one_line_error_when_port_in_use(scratch_stack):
+    stack = scratch_stack()
+    port = stack._ports["mosquitto"]
+    env = dict(os.environ, INDMLOPS_STATE_DIR=str(stack.layout.state_dir), INDMLOPS_PORTS=f"mosquitto={port}")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        res = subprocess.run([sys.executable, "-m", "indmlops.cli", "up", "mosquitto"], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert f"indmlops up: error: port 127.0.0.1:{port} for mosquitto is already in use" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_cli_rejects_unknown_service_by_name(scratch_stack):
+    stack = scratch_stack()
+    env = dict(os.environ, INDMLOPS_STATE_DIR=str(stack.layout.state_dir))
+    res = subprocess.run([sys.executable, "-m", "indmlops.cli", "up", "minio"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert "unknown service(s) minio: expected postgres, s3, mosquitto, prometheus, nodered, mlflow" in res.stderr

@@ -1,0 +1,100 @@
+"""Benchmark: cold and warm start of the local stack, against a baseline measured in the same run.
+
+Baseline: the S3 store (SeaweedFS) started alone on a warm state dir, the slowest single service and so the
+floor of any parallel start. Prints each figure and its ratio to that baseline, and optionally the wall time
+of `pytest suites/` against the stack it just started.
+
+    .venv/bin/python bench/stack_start.py [--runs 3] [--suites]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from indmlops.local.layout import REPO_ROOT, resolve_ports
+from indmlops.local.stack import LocalStack
+
+
+def timed_up(stack: LocalStack, services: list[str] | None = None) -> tuple[float, dict[str, float]]:
+    ready: dict[str, float] = {}
+    t0 = time.monotonic()
+
+    def progress(msg: str) -> None:
+        name, _, rest = msg.partition(": ")
+        if rest.startswith("ready in"):
+            ready[name] = time.monotonic() - t0
+
+    stack.up(services, progress=progress)
+    return time.monotonic() - t0, ready
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3, help="cold/warm pairs to measure (median is quoted)")
+    ap.add_argument("--offset", type=int, default=23000, help="port offset, away from a stack you may be running")
+    ap.add_argument("--suites", action="store_true", help="also time `pytest suites/` against the started stack")
+    args = ap.parse_args()
+
+    ports = resolve_ports(args.offset)
+    cold, warm, base = [], [], []
+    per_service: dict[str, list[float]] = {}
+    root = Path(tempfile.mkdtemp(prefix="indmlops-bench-", dir="/var/tmp"))
+    root.chmod(0o755)
+    try:
+        for i in range(args.runs):
+            state = root / f"run{i}"
+            stack = LocalStack(state, ports)
+            t, ready = timed_up(stack)
+            cold.append(t)
+            for k, v in ready.items():
+                per_service.setdefault(k, []).append(v)
+            stack.down()
+            warm.append(timed_up(stack)[0])
+            stack.down()
+            base.append(timed_up(stack, ["s3"])[0])
+            stack.down()
+            print(f"run {i + 1}: cold {cold[-1]:.1f} s, warm {warm[-1]:.1f} s, baseline (s3 alone, warm) {base[-1]:.1f} s",
+                  flush=True)
+        med = statistics.median
+        print()
+        print(f"{'figure':<34}{'median':>8}{'min':>8}{'max':>8}{'x baseline':>12}")
+        for name, xs in (("baseline: s3 alone, warm", base), ("cold start, all ready", cold),
+                         ("warm start, all ready", warm)):
+            print(f"{name:<34}{med(xs):>7.1f}s{min(xs):>7.1f}s{max(xs):>7.1f}s{med(xs) / med(base):>11.2f}x")
+        print("\ncold start, seconds from `up` until each service was ready (median):")
+        for k, xs in sorted(per_service.items(), key=lambda kv: med(kv[1])):
+            print(f"  {k:<12}{med(xs):>6.1f} s")
+        print(f"\ngoal: all ready <= 15 s cold: {'met' if med(cold) <= 15 else 'NOT met'} (median {med(cold):.1f} s)")
+
+        if args.suites:
+            stack = LocalStack(root / "run0", ports)
+            stack.up()
+            env = dict(os.environ, INDMLOPS_STATE_DIR=str(stack.layout.state_dir))
+            t0 = time.monotonic()
+            res = subprocess.run([sys.executable, "-m", "pytest", "suites/", "-q", "-p", "no:cacheprovider",
+                                  "--reports-dir", str(root / "reports")], cwd=REPO_ROOT, env=env,
+                                 capture_output=True, text=True)
+            wall = time.monotonic() - t0
+            stack.down()
+            tail = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else res.stderr[-300:]
+            print(f"pytest suites/ wall time: {wall:.1f} s ({wall / med(base):.1f}x baseline): {tail}")
+            if res.returncode != 0:
+                print(res.stdout[-3000:])
+                return 1
+    finally:
+        for d in root.glob("run*"):
+            LocalStack(d).down()
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
