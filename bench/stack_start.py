@@ -1,8 +1,8 @@
 """Benchmark: cold and warm start of the local stack, against a baseline measured in the same run.
 
-Baseline: the S3 store (SeaweedFS) started alone on a warm state dir, the slowest single service and so the
-floor of any parallel start. Prints each figure and its ratio to that baseline, and optionally the wall time
-of `pytest suites/` against the stack it just started.
+Baseline: PostgreSQL started alone on a warm state dir through the same machinery (supervisord, launcher,
+protocol probe): what one simple service costs, so the ratios show what the whole stack adds. Prints each
+figure and its ratio to that baseline, and optionally the wall time of `pytest suites/` against the stack.
 
     .venv/bin/python bench/stack_start.py [--runs 3] [--suites]
 """
@@ -59,14 +59,14 @@ def main() -> int:
             stack.down()
             warm.append(timed_up(stack)[0])
             stack.down()
-            base.append(timed_up(stack, ["s3"])[0])
+            base.append(timed_up(stack, ["postgres"])[0])
             stack.down()
-            print(f"run {i + 1}: cold {cold[-1]:.1f} s, warm {warm[-1]:.1f} s, baseline (s3 alone, warm) {base[-1]:.1f} s",
+            print(f"run {i + 1}: cold {cold[-1]:.1f} s, warm {warm[-1]:.1f} s, baseline (postgres alone, warm) {base[-1]:.1f} s",
                   flush=True)
         med = statistics.median
         print()
         print(f"{'figure':<34}{'median':>8}{'min':>8}{'max':>8}{'x baseline':>12}")
-        for name, xs in (("baseline: s3 alone, warm", base), ("cold start, all ready", cold),
+        for name, xs in (("baseline: postgres alone, warm", base), ("cold start, all ready", cold),
                          ("warm start, all ready", warm)):
             print(f"{name:<34}{med(xs):>7.1f}s{min(xs):>7.1f}s{max(xs):>7.1f}s{med(xs) / med(base):>11.2f}x")
         print("\ncold start, seconds from `up` until each service was ready (median):")

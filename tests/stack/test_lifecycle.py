@@ -175,3 +175,25 @@ def test_cli_rejects_unknown_service_by_name(scratch_stack):
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
     assert "unknown service(s) minio: expected postgres, s3, mosquitto, prometheus, nodered, mlflow" in res.stderr
+
+
+def test_up_reaps_services_orphaned_when_supervisord_was_killed(scratch_stack):
+    import signal
+
+    stack = scratch_stack()
+    stack.up(["mosquitto"])
+    orphan = stack.supervisor.info("mosquitto").pid
+    os.kill(stack.supervisor.pid(), signal.SIGKILL)
+    os.kill(orphan, 0)  # still alive, holding the port, with nobody supervising it
+    stack.up(["mosquitto"])
+    assert stack.supervisor.info("mosquitto").pid != orphan
+    with pytest.raises(ProcessLookupError):
+        os.kill(orphan, 0)
+
+
+def test_stale_pid_file_of_another_process_is_not_mistaken_for_supervisord(scratch_stack):
+    stack = scratch_stack()
+    stack.layout.ensure()
+    stack.layout.supervisor_pid.write_text(str(os.getpid()))  # alive, but not our supervisord
+    assert stack.supervisor.pid() is None
+    assert stack.down() is False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import subprocess
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from indmlops.errors import IndMLOpsError, NotReady, PortInUse, ServiceExited, StackNotRunning
 from indmlops.local import render
+from indmlops.local.launch import reap_previous
 from indmlops.local.layout import HOST, Layout, StackConfig
 from indmlops.local.services import SERVICES, endpoint, with_requirements
 from indmlops.local.supervisor import Supervisor
@@ -100,6 +102,8 @@ class LocalStack:
             from indmlops.local.layout import DEFAULT_PORTS
 
             cfg = StackConfig.create(self.layout.state_dir, self._ports or dict(DEFAULT_PORTS))
+        if not was_running:
+            self.reap_orphans(progress)
         info = self.supervisor.all_info() if was_running else {}
         to_start = [n for n in names if not (n in info and info[n].running)]
         for n in to_start:
@@ -170,7 +174,7 @@ class LocalStack:
     def down(self, progress: Progress = _quiet) -> bool:
         """Stop every service and supervisord; data stays. Returns False if nothing was running."""
         if self.supervisor.pid() is None:
-            return False
+            return bool(self.reap_orphans(progress))
         progress("stopping services and supervisord")
         self._teardown()
         return True
@@ -178,6 +182,28 @@ class LocalStack:
     def _teardown(self) -> None:
         self.supervisor.shutdown()
         self.layout.supervisor_sock.unlink(missing_ok=True)
+
+    def reap_orphans(self, progress: Progress = _quiet) -> list[str]:
+        """Kill services left running by a supervisord that died (SIGKILL, OOM): they would hold our ports.
+
+        Only a process group whose leader still runs from this state directory (its working directory, set by
+        supervisord) is ours; a recycled pgid of an unrelated process is left alone.
+        """
+        reaped = []
+        for pgid_file in sorted(self.layout.run.glob("*.pgid")):
+            try:
+                pgid = int(pgid_file.read_text().strip())
+                cwd = os.readlink(f"/proc/{pgid}/cwd")
+            except (ValueError, OSError):
+                pgid_file.unlink(missing_ok=True)
+                continue
+            if Path(cwd) != self.layout.state_dir and self.layout.state_dir not in Path(cwd).parents:
+                continue
+            progress(f"{pgid_file.stem}: killing process group {pgid} left by a supervisord that died")
+            reap_previous(str(pgid_file))
+            pgid_file.unlink(missing_ok=True)
+            reaped.append(pgid_file.stem)
+        return reaped
 
     # -- status ---------------------------------------------------------------------------------------------
 

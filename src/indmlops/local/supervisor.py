@@ -37,6 +37,10 @@ class ProcInfo:
         return max(0.0, self.now - self.start) if self.running else 0.0
 
 
+def _proc_info(i: dict) -> ProcInfo:
+    return ProcInfo(i["name"], i["statename"], i["pid"], i["start"], i["now"], i["spawnerr"], i["description"])
+
+
 class Supervisor:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
@@ -46,15 +50,13 @@ class Supervisor:
         return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
 
     def pid(self) -> int | None:
+        """Our supervisord's pid, if it runs: a stale pid file whose pid now belongs to another process is not."""
         try:
             pid = int(self.layout.supervisor_pid.read_text().strip())
-        except (FileNotFoundError, ValueError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        return pid
+        return pid if "supervisord" in cmdline and str(self.layout.supervisor_conf) in cmdline else None
 
     def alive(self) -> bool:
         if not self.layout.supervisor_sock.exists() or self.pid() is None:
@@ -95,14 +97,12 @@ class Supervisor:
 
     def info(self, name: str) -> ProcInfo:
         try:
-            i = self._proxy().getProcessInfo(name)
+            return _proc_info(self._proxy().getProcessInfo(name))
         except xmlrpc.client.Fault as exc:
             raise IndMLOpsError(f"supervisord does not know program {name!r}: {exc.faultString}") from exc
-        return ProcInfo(i["name"], i["statename"], i["pid"], i["start"], i["now"], i["spawnerr"], i["description"])
 
     def all_info(self) -> dict[str, ProcInfo]:
-        return {i["name"]: ProcInfo(i["name"], i["statename"], i["pid"], i["start"], i["now"], i["spawnerr"],
-                                    i["description"]) for i in self._proxy().getAllProcessInfo()}
+        return {i["name"]: _proc_info(i) for i in self._proxy().getAllProcessInfo()}
 
     def start(self, name: str) -> None:
         try:
@@ -111,18 +111,34 @@ class Supervisor:
             if "ALREADY_STARTED" not in exc.faultString:
                 raise
 
-    def stop(self, name: str) -> None:
+    def stop(self, name: str, wait: bool = True) -> None:
         try:
-            self._proxy().stopProcess(name, True)
+            self._proxy().stopProcess(name, wait)
         except xmlrpc.client.Fault as exc:
             if "NOT_RUNNING" not in exc.faultString:
                 raise
+
+    def stop_all_at_once(self, timeout: float = 60.0) -> None:
+        """Send every running program its stop signal together, then wait for all of them.
+
+        supervisord's own shutdown stops one program after another, each waiting up to its stopwaitsecs; at
+        once, the slowest one decides (supervisord still SIGKILLs any that outlive their stopwaitsecs).
+        """
+        for name, proc in self.all_info().items():
+            if proc.state in ("RUNNING", "STARTING", "BACKOFF"):
+                self.stop(name, wait=False)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not any(p.state in ("RUNNING", "STARTING", "STOPPING", "BACKOFF") for p in self.all_info().values()):
+                return
+            time.sleep(0.1)
 
     def shutdown(self, timeout: float = 60.0) -> None:
         pid = self.pid()
         if pid is None:
             return
         try:
+            self.stop_all_at_once(timeout)
             self._proxy().shutdown()
         except (OSError, xmlrpc.client.Error):
             os.kill(pid, signal.SIGTERM)
