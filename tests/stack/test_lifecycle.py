@@ -20,7 +20,7 @@ pytestmark = pytest.mark.stack
 def assert_nothing_left(stack: LocalStack) -> None:
     """A failed `up` leaves no supervisord, no service, and every port free again."""
     assert stack.supervisor.pid() is None, f"supervisord still running for {stack.layout.state_dir}"
-    for name, port in stack._ports.items():
+    for name, port in stack.ports.items():
         check_port_free(name, port)
 
 
@@ -41,7 +41,7 @@ def test_up_is_idempotent_and_down_then_up_works_twice(scratch_stack):
 def test_cli_up_status_down_twice_in_a_row(scratch_stack, tmp_path):
     stack = scratch_stack()
     env = dict(os.environ, INDMLOPS_STATE_DIR=str(stack.layout.state_dir),
-               INDMLOPS_PORTS=",".join(f"{k}={v}" for k, v in stack._ports.items()))
+               INDMLOPS_PORTS=",".join(f"{k}={v}" for k, v in stack.ports.items()))
     cli = [sys.executable, "-m", "indmlops.cli"]
     for _ in range(2):
         up = subprocess.run(cli + ["up", "mosquitto", "postgres"], env=env, capture_output=True, text=True, timeout=120)
@@ -60,7 +60,7 @@ def test_cli_up_status_down_twice_in_a_row(scratch_stack, tmp_path):
 
 def test_up_fails_naming_port_and_service_when_port_in_use(scratch_stack):
     stack = scratch_stack()
-    port = stack._ports["mosquitto"]
+    port = stack.ports["mosquitto"]
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
@@ -106,7 +106,7 @@ def test_up_fails_naming_the_blocking_directory_when_service_user_cannot_reach_s
     stack = scratch_stack()
     locked = stack.layout.state_dir.parent / "locked"
     locked.mkdir(mode=0o700)
-    blocked = LocalStack(locked / "state", stack._ports)
+    blocked = LocalStack(locked / "state", stack.ports)
     with pytest.raises(StateDirError) as err:
         blocked.up(["postgres"])
     assert f"blocked at {locked}" in str(err.value) and "INDMLOPS_STATE_DIR" in str(err.value)
@@ -119,7 +119,7 @@ def test_up_fails_clearly_when_state_dir_not_writable(scratch_stack):
     blocker = parent / "a-file"
     blocker.write_text("")
     with pytest.raises(StateDirError, match=f"state directory {blocker}/state is not writable"):
-        LocalStack(blocker / "state", stack._ports).up(["mosquitto"])
+        LocalStack(blocker / "state", stack.ports).up(["mosquitto"])
 
 
 def test_mosquitto_persistence_file_written_by_unprivileged_broker(scratch_stack, is_root):
@@ -156,7 +156,7 @@ def test_up_fails_when_mosquitto_cannot_write_its_persistence(scratch_stack, is_
 
 def test_cli_up_exits_2_with_one_line_error_when_port_in_use(scratch_stack):
     stack = scratch_stack()
-    port = stack._ports["mosquitto"]
+    port = stack.ports["mosquitto"]
     env = dict(os.environ, INDMLOPS_STATE_DIR=str(stack.layout.state_dir), INDMLOPS_PORTS=f"mosquitto={port}")
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))

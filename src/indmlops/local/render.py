@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from indmlops.local.layout import BUCKET, CONFIG_DIR, HOST, StackConfig
+from indmlops.local.layout import CONFIG_DIR, HOST, StackConfig
 
 
 def mosquitto_conf(cfg: StackConfig) -> str:

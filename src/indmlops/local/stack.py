@@ -14,7 +14,7 @@ from pathlib import Path
 from indmlops.errors import IndMLOpsError, NotReady, PortInUse, ServiceExited, StackNotRunning
 from indmlops.local import render
 from indmlops.local.launch import reap_previous
-from indmlops.local.layout import HOST, Layout, StackConfig
+from indmlops.local.layout import DEFAULT_PORTS, HOST, Layout, StackConfig
 from indmlops.local.services import SERVICES, endpoint, with_requirements
 from indmlops.local.supervisor import Supervisor
 from indmlops.probes import ProbeFailed
@@ -76,6 +76,11 @@ class LocalStack:
 
     # -- configuration --------------------------------------------------------------------------------------
 
+    @property
+    def ports(self) -> dict[str, int]:
+        """The ports this stack was asked to use (the defaults unless given)."""
+        return dict(self._ports or DEFAULT_PORTS)
+
     def config(self) -> StackConfig:
         return StackConfig.load(self.layout.state_dir)
 
@@ -99,9 +104,7 @@ class LocalStack:
                     f"the stack in {self.layout.state_dir} is running with other ports; `indmlops down` first"
                 )
         else:
-            from indmlops.local.layout import DEFAULT_PORTS
-
-            cfg = StackConfig.create(self.layout.state_dir, self._ports or dict(DEFAULT_PORTS))
+            cfg = StackConfig.create(self.layout.state_dir, self.ports)
         if not was_running:
             self.reap_orphans(progress)
         info = self.supervisor.all_info() if was_running else {}
