@@ -1,11 +1,13 @@
 """Rendered service configuration: durability, authentication, ACLs, supervision and scrape targets."""
 
+import json
 import re
 import shutil
 import subprocess
 
 import pytest
 import yaml
+from paho.mqtt.client import topic_matches_sub
 
 from indmlops.local import render
 from indmlops.local.layout import CONFIG_DIR, MQTT_USERS, StackConfig, new_credentials, resolve_ports
@@ -115,3 +117,38 @@ def test_credentials_are_random_per_stack():
     a, b = new_credentials(), new_credentials()
     assert a["s3"]["secret_key"] != b["s3"]["secret_key"]
     assert re.fullmatch(r"[A-Za-z0-9_-]{20,}", a["postgres"]["password"])
+
+
+def flow_nodes() -> list[dict]:
+    return json.loads((CONFIG_DIR / "nodered" / "flows.json").read_text())
+
+
+def test_nodered_credentials_live_beside_the_flow_not_in_it(cfg):
+    nodes = flow_nodes()
+    brokers = [n for n in nodes if n["type"] == "mqtt-broker"]
+    assert len(brokers) == 1
+    broker = brokers[0]
+    password = cfg.credentials["mosquitto"]["nodered_password"]
+    creds = json.loads(render.nodered_credentials(cfg, broker["id"]))
+    assert creds == {broker["id"]: {"user": "nodered", "password": password}}
+    # Every MQTT node uses the broker node the credentials are written for.
+    mqtt_nodes = [n for n in nodes if n["type"] in ("mqtt in", "mqtt out")]
+    assert mqtt_nodes and {n["broker"] for n in mqtt_nodes} == {broker["id"]}
+    text = (CONFIG_DIR / "nodered" / "flows.json").read_text()
+    assert password not in text
+    assert not any("credentials" in n or "user" in n or "password" in n for n in nodes)
+    # Host and port come from the environment, so Kubernetes can reuse the same file.
+    assert (broker["broker"], broker["port"]) == ("${INDMLOPS_MQTT_HOST}", "${INDMLOPS_MQTT_PORT}")
+    assert broker["clientid"] == "indmlops-nodered" and str(broker["protocolVersion"]) == "4"
+
+
+def test_nodered_flow_stays_within_its_acl():
+    acl = parse_acl()["nodered"]
+    nodes = flow_nodes()
+    subscribed = {n["topic"] for n in nodes if n["type"] == "mqtt in"}
+    assert subscribed == {"factory/+/+/prediction", "factory/+/+/errors"}
+    assert all(("read", t) in acl for t in subscribed)
+    published = {n["topic"] for n in nodes if n["type"] == "mqtt out"}
+    assert published == {"factory/line-1/plc/heartbeat"}
+    writable = [t for access, t in acl if access in ("write", "readwrite")]
+    assert all(any(topic_matches_sub(w, t) for w in writable) for t in published)

@@ -351,6 +351,8 @@ NODERED_JS = CONFIG_DIR / "nodered" / "node_modules" / "node-red" / "red.js"
 
 
 def _nodered_prepare(cfg: StackConfig) -> dict[str, str]:
+    import json
+
     node = which("node")
     if not node:
         raise MissingDependency("node (Node.js >= 18.5)", SYSTEM_INSTALL.format(pkg="nodejs npm"))
@@ -359,11 +361,23 @@ def _nodered_prepare(cfg: StackConfig) -> dict[str, str]:
     lay = cfg.layout
     user_dir = lay.data / "nodered"
     user_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(CONFIG_DIR / "nodered" / "flows.json", user_dir / "flows.json")
+    flows_file = CONFIG_DIR / "nodered" / "flows.json"
+    shutil.copyfile(flows_file, user_dir / "flows.json")
+    # The broker's login lives beside the flow, never in it (the same flows.json goes to Kubernetes).
+    brokers = [n["id"] for n in json.loads(flows_file.read_text()) if n.get("type") == "mqtt-broker"]
+    if len(brokers) != 1:
+        raise IndMLOpsError(f"{flows_file}: expected exactly one mqtt-broker node, found {len(brokers)}")
+    cred = user_dir / "flows_cred.json"
+    cred.unlink(missing_ok=True)
+    cred.touch(mode=0o600)  # private before the password is written, not chmod-ed after
+    cred.write_text(render.nodered_credentials(cfg, brokers[0]))
     settings = lay.conf / "nodered" / "settings.js"
     render.write(settings, render.nodered_settings(cfg))
     argv = [node, str(NODERED_JS), "--settings", str(settings), "--userDir", str(user_dir)]
-    return {"command": render.launch(cfg, "nodered", argv)}
+    # The flow's broker node reads ${INDMLOPS_MQTT_HOST}/${INDMLOPS_MQTT_PORT}, as it would from a pod spec.
+    env = {"INDMLOPS_MQTT_HOST": HOST, "INDMLOPS_MQTT_PORT": str(cfg.ports["mosquitto"])}
+    return {"command": render.launch(cfg, "nodered", argv),
+            "environment": ",".join(f'{k}="{v}"' for k, v in env.items())}
 
 
 def _nodered_probe(cfg: StackConfig) -> str:
@@ -379,7 +393,7 @@ SERVICES: dict[str, Service] = {
                        "s3-filer", "s3-filer-grpc", "s3-metrics")),
         Service("mosquitto", (), _mosquitto_prepare, _mosquitto_probe, _mosquitto_bootstrap),
         Service("prometheus", (), _prometheus_prepare, _prometheus_probe),
-        Service("nodered", (), _nodered_prepare, _nodered_probe),
+        Service("nodered", ("mosquitto",), _nodered_prepare, _nodered_probe),
         # MLflow needs the bucket only when artifacts move, so it starts once PostgreSQL is ready and the
         # (slower) S3 store comes up beside it; `up mlflow` still brings S3 along.
         Service("mlflow", ("postgres", "s3"), _mlflow_prepare, _mlflow_probe, start_timeout=90.0,
