@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import threading
 import os
 import sys
 import time
@@ -31,11 +32,95 @@ def _ports(args: argparse.Namespace) -> dict[str, int] | None:
     return resolve_ports(offset, overrides)
 
 
+def _hostport(text: str, flag: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise IndMLOpsError(f"{flag} {text!r}: expected HOST:PORT")
+    return host, int(port)
+
+
+def _mqtt_endpoint(args: argparse.Namespace, state_dir: Path):
+    from indmlops.probes import Endpoint
+    from indmlops.targets.local import LocalTarget
+
+    if args.mqtt:
+        return Endpoint("mosquitto", *_hostport(args.mqtt, "--mqtt"), "mqtt")
+    return LocalTarget(state_dir).endpoint("mosquitto")
+
+
+def _mqtt_password(args: argparse.Namespace, state_dir: Path) -> str:
+    from indmlops.targets.local import LocalTarget
+
+    if args.password_env:
+        if args.password_env not in os.environ:
+            raise IndMLOpsError(f"--password-env {args.password_env}: that variable is not set")
+        return os.environ[args.password_env]
+    return LocalTarget(state_dir).credentials("mosquitto", args.username).password
+
+
+def _tracking_uri(args: argparse.Namespace, state_dir: Path) -> str:
+    from indmlops.targets.local import LocalTarget
+
+    return args.tracking_uri or LocalTarget(state_dir).endpoint("mlflow").url
+
+
+def _train(args: argparse.Namespace, state_dir: Path) -> int:
+    from mlflow.exceptions import MlflowException
+
+    from indmlops import training
+    from indmlops.inference.model import current_version
+
+    uri = _tracking_uri(args, state_dir)
+    if args.if_missing:
+        try:
+            version = current_version(uri, training.MODEL_NAME, training.ALIAS)
+            print(f"indmlops train: {training.MODEL_NAME}@{training.ALIAS} is version {version}; nothing to do")
+            return 0
+        except MlflowException:
+            pass
+    try:
+        res = training.train_and_register(uri, train_seed=args.train_seed, test_seed=args.test_seed,
+                                          n_train=args.samples)
+    except MlflowException as exc:
+        raise IndMLOpsError(f"MLflow at {uri}: {str(exc).splitlines()[0][:300]}") from None
+    m = res.metrics
+    print(f"indmlops train: registered {training.MODEL_NAME} version {res.version} as @{training.ALIAS} "
+          f"(run {res.run_id}) in {res.seconds:.1f} s; held-out seed {args.test_seed}: precision "
+          f"{m['precision']:.3f} recall {m['recall']:.3f} F1 {m['f1']:.3f} (macro F1 over modes "
+          f"{m['macro_f1_modes']:.3f})")
+    return 0
+
+
+def _serve(args: argparse.Namespace, state_dir: Path) -> int:
+    import signal
+
+    from indmlops.inference.service import InferenceService
+
+    host, port = _hostport(args.http, "--http")
+    try:
+        svc = InferenceService(mqtt=_mqtt_endpoint(args, state_dir), username=args.username,
+                               password=_mqtt_password(args, state_dir), tracking_uri=_tracking_uri(args, state_dir),
+                               http_host=host, http_port=port, watch_interval=args.watch_interval)
+    except OSError as exc:
+        raise IndMLOpsError(f"cannot listen on {args.http}: {exc.strerror}") from None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_a: stop.set())
+    signal.signal(signal.SIGINT, lambda *_a: stop.set())
+    svc.start()
+    print(f"inference: HTTP on http://{host}:{port}, MQTT {svc.mqtt_ep}, model {svc.model_name}@{svc.alias}",
+          flush=True)
+    stop.wait()
+    svc.stop()
+    return 0
+
+
+
+
 def _simulate(args: argparse.Namespace, state_dir: Path) -> int:
     import itertools
     import json
 
-    from indmlops.probes import Endpoint, ProbeFailed
+    from indmlops.probes import ProbeFailed
     from indmlops.simulator.model import Plant
     from indmlops.simulator.publish import publish
 
@@ -49,23 +134,8 @@ def _simulate(args: argparse.Namespace, state_dir: Path) -> int:
         return 0
     if args.count is None and args.duration is None:
         raise IndMLOpsError("simulate: give --count or --duration (or --stdout to print readings)")
-    if args.mqtt:
-        host, _, port = args.mqtt.rpartition(":")
-        if not host or not port.isdigit():
-            raise IndMLOpsError(f"--mqtt {args.mqtt!r}: expected HOST:PORT")
-        endpoint = Endpoint("mosquitto", host, int(port), "mqtt")
-    else:
-        from indmlops.targets.local import LocalTarget
-
-        endpoint = LocalTarget(state_dir).endpoint("mosquitto")
-    if args.password_env:
-        if args.password_env not in os.environ:
-            raise IndMLOpsError(f"--password-env {args.password_env}: that variable is not set")
-        password = os.environ[args.password_env]
-    else:
-        from indmlops.targets.local import LocalTarget
-
-        password = LocalTarget(state_dir).credentials("mosquitto", args.username).password
+    endpoint = _mqtt_endpoint(args, state_dir)
+    password = _mqtt_password(args, state_dir)
     try:
         stats = publish(plant, endpoint=endpoint, username=args.username, password=password, rate=args.rate,
                         count=args.count, duration=args.duration, qos=args.qos, progress=_progress)
@@ -101,6 +171,19 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--username", default="simulator", help="MQTT user (default simulator)")
     sim.add_argument("--password-env", metavar="VAR",
                      help="read the MQTT password from this environment variable (default: the local stack's)")
+    tr = sub.add_parser("train", help="train the fault model on simulator data, log it to MLflow, register it")
+    tr.add_argument("--tracking-uri", help="MLflow tracking URI (default: the local stack's)")
+    tr.add_argument("--train-seed", type=int, default=1)
+    tr.add_argument("--test-seed", type=int, default=2, help="held-out plant for precision/recall/F1")
+    tr.add_argument("--samples", type=int, default=120_000, help="training readings (default 120000)")
+    tr.add_argument("--if-missing", action="store_true", help="do nothing when the alias already points somewhere")
+    sv = sub.add_parser("serve", help="run the edge inference service (MQTT + HTTP)")
+    sv.add_argument("--tracking-uri", help="MLflow tracking URI (default: the local stack's)")
+    sv.add_argument("--mqtt", metavar="HOST:PORT", help="broker (default: the local stack's)")
+    sv.add_argument("--username", default="inference", help="MQTT user (default inference)")
+    sv.add_argument("--password-env", metavar="VAR", help="environment variable holding the MQTT password")
+    sv.add_argument("--http", metavar="HOST:PORT", default="127.0.0.1:8088", help="HTTP listen address")
+    sv.add_argument("--watch-interval", type=float, default=5.0, help="seconds between alias checks")
     sub.add_parser("down", help="stop every service and supervisord (data is kept)")
     sub.add_parser("status", help="print service, pid, ready, uptime, restarts, endpoint")
     args = parser.parse_args(argv)
@@ -113,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
             stack.up(args.services or None, progress=_progress, timeout=args.timeout)
             print(f"indmlops up: all ready in {time.monotonic() - t0:.1f} s", file=sys.stderr)
             print(format_status(stack.status()))
+        elif args.cmd == "train":
+            return _train(args, state_dir)
+        elif args.cmd == "serve":
+            return _serve(args, state_dir)
         elif args.cmd == "simulate":
             return _simulate(args, state_dir)
         elif args.cmd == "down":

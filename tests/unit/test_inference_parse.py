@@ -1,0 +1,80 @@
+"""The inference payload parser: valid readings pass, and anything else is a counted kind, never a crash."""
+
+import itertools
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from indmlops.inference.parse import ERROR_KINDS, MAX_PAYLOAD_BYTES, BadPayload, parse_reading
+from indmlops.simulator import Plant
+
+VALID = next(Plant(seed=3).readings())
+
+
+def encode(doc) -> bytes:
+    return json.dumps(doc, allow_nan=True).encode()
+
+
+def test_simulator_readings_parse_unchanged():
+    for r in itertools.islice(Plant(seed=4, lines=2, machines=3).readings(), 500):
+        parsed = parse_reading(encode(r))
+        assert (parsed.id, parsed.seq, parsed.features) == (r["id"], r["seq"], r["features"])
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=10), kids, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.binary(max_size=300) | json_values.map(encode))
+def test_arbitrary_payload_is_a_reading_or_a_known_kind(payload):
+    try:
+        parse_reading(payload)
+    except BadPayload as exc:
+        assert exc.kind in ERROR_KINDS
+
+
+def mutated(**changes):
+    doc = json.loads(json.dumps(VALID))
+    for path, value in changes.items():
+        *parents, leaf = path.split("__")
+        target = doc
+        for p in parents:
+            target = target[p]
+        if value is DELETE:
+            del target[leaf]
+        else:
+            target[leaf] = value
+    return encode(doc)
+
+
+DELETE = object()
+CASES = {
+    "bad_json": b'{"schema": 1,',
+    "not_object": b"[1, 2]",
+    "schema_version/2": mutated(schema=2),
+    "schema_version/missing": mutated(schema=DELETE),
+    "schema_version/true": mutated(schema=True),
+    "missing_field/id": mutated(id=DELETE),
+    "missing_field/features.pressure_bar": mutated(features__pressure_bar=DELETE),
+    "wrong_type/seq-string": mutated(seq="7"),
+    "wrong_type/feature-string": mutated(features__temperature_c="hot"),
+    "wrong_type/feature-bool": mutated(features__temperature_c=True),
+    "non_finite/nan": mutated(features__temperature_c=math.nan),
+    "non_finite/inf": mutated(features__vibration_rms_mm_s=math.inf),
+    "non_finite/1e999": json.dumps(VALID).replace(str(VALID["features"]["pressure_bar"]), "1e999").encode(),
+    "too_large": mutated(padding="x" * MAX_PAYLOAD_BYTES),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=[f"payload/{c}" for c in CASES])
+def test_malformed_payload_rejected_with_its_kind(case):
+    with pytest.raises(BadPayload) as err:
+        parse_reading(CASES[case])
+    assert err.value.kind == case.split("/")[0]
