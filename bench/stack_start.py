@@ -39,7 +39,8 @@ def timed_up(stack: LocalStack, services: list[str] | None = None) -> tuple[floa
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3, help="cold/warm pairs to measure (median is quoted)")
-    ap.add_argument("--offset", type=int, default=23000, help="port offset, away from a stack you may be running")
+    ap.add_argument("--offset", type=int, default=3000,
+                    help="port offset, away from a stack you may be running (keep ports below 32768)")
     ap.add_argument("--suites", action="store_true", help="also time `pytest suites/` against the started stack")
     args = ap.parse_args()
 

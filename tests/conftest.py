@@ -15,8 +15,11 @@ import pytest
 from indmlops.local.layout import resolve_ports
 from indmlops.local.stack import LocalStack
 
-# Scratch stacks get their own ports (offset from the defaults) so they never disturb the shared stack.
-_offsets = itertools.count(21000, 100)
+# Scratch stacks get their own ports (offset from the defaults) so they never disturb the shared stack. Every
+# port must stay below the kernel's ephemeral range (32768+): there a client socket of any process may hold it
+# for a moment, which made a port-freedom assertion flaky. The highest default port is 29333, so offsets stay
+# within 1000..3400 (25 stacks, cycled; a run uses about 15).
+_offsets = itertools.cycle(range(1000, 3401, 100))
 
 
 def scratch_dir() -> Path:

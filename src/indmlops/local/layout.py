@@ -60,6 +60,7 @@ def resolve_ports(offset: int = 0, overrides: dict[str, int] | None = None) -> d
     ports = {k: v + offset for k, v in DEFAULT_PORTS.items()}
     ports.update(overrides or {})
     bad = {k: v for k, v in ports.items() if not 1 <= v <= 65535}
+    # Ports in the ephemeral range (32768+ on Linux) work, but any outgoing connection may hold one briefly.
     if bad:
         raise IndMLOpsError(f"ports out of range after offset {offset}: {bad}")
     dupes = {p for p in ports.values() if list(ports.values()).count(p) > 1}
