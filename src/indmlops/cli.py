@@ -125,7 +125,8 @@ def _simulate(args: argparse.Namespace, state_dir: Path) -> int:
     from indmlops.simulator.publish import publish
 
     try:
-        plant = Plant(seed=args.seed, lines=args.lines, machines=args.machines, mean_gap_s=args.fault_gap)
+        seed = time.time_ns() if args.seed == -1 else args.seed
+        plant = Plant(seed=seed, lines=args.lines, machines=args.machines, mean_gap_s=args.fault_gap)
     except ValueError as exc:
         raise IndMLOpsError(f"simulate: {exc}") from None
     if args.stdout:
@@ -159,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     sim = sub.add_parser("simulate", help="publish simulated machine telemetry over MQTT (or print it)")
     sim.add_argument("--lines", type=int, default=1, help="production lines (default 1)")
     sim.add_argument("--machines", type=int, default=4, help="machines per line (default 4)")
-    sim.add_argument("--seed", type=int, default=0, help="seed: same seed, same readings (default 0)")
+    sim.add_argument("--seed", type=int, default=0,
+                     help="seed: same seed, same readings (default 0); -1 draws one from the clock, so a restarted "
+                          "simulator never repeats reading ids")
     sim.add_argument("--rate", type=float, default=100.0, help="messages per second in all; 0 = unthrottled")
     sim.add_argument("--qos", type=int, choices=(0, 1), default=1)
     sim.add_argument("--count", type=int, help="stop after this many readings")

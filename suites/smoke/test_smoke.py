@@ -53,6 +53,10 @@ def test_prometheus_scrapes_every_expected_job(target, smoke_intent):
     smoke.prometheus_targets_up(target, jobs=smoke_intent["prometheus_jobs"])
 
 
+def test_reading_gets_its_prediction_within_one_second(target):
+    smoke.reading_gets_prediction(target, within=1.0)
+
+
 def test_nodered_runs_project_flow(target):
     smoke.nodered_flow_loaded(target)
 

@@ -72,9 +72,11 @@ class Watcher:
             assert acked.acquire(timeout=5)
 
     def collect(self, n: int, timeout: float = 10.0, suffix: str = "prediction", service: str | None = None,
-                quiet: float = 1.0) -> list[dict]:
-        """Up to `n` messages on topics ending in `suffix` (from `service` only, if given); stops early once
-        nothing has arrived for `quiet` seconds after the first message."""
+                quiet: float = 3.0, ids: list[str] | None = None) -> list[dict]:
+        """Up to `n` messages on topics ending in `suffix` (from `service` only and for `ids` only, if given: the
+        supervised simulator's background readings get predictions too); stops early once nothing has
+        arrived for `quiet` seconds after the first message."""
+        wanted = set(ids) if ids is not None else None
         out, deadline, last = [], time.monotonic() + timeout, None
         while len(out) < n and time.monotonic() < deadline:
             try:
@@ -83,7 +85,8 @@ class Watcher:
                 if last is not None and time.monotonic() - last > quiet:
                     break
                 continue
-            if topic.endswith(suffix) and (service is None or doc.get("service") == service):
+            if topic.endswith(suffix) and (service is None or doc.get("service") == service) and \
+                    (wanted is None or doc.get("id") in wanted):
                 out.append(doc)
                 last = time.monotonic()
         return out
@@ -108,7 +111,7 @@ def test_every_reading_gets_exactly_one_prediction(target, service):
     try:
         plant = Plant(seed=int(time.time()), lines=1, machines=4)
         ids = publish_readings(target, plant, 500)
-        preds = [p for p in watcher.collect(len(ids), timeout=20, service=service.client_id) if p["id"] in set(ids)]
+        preds = watcher.collect(len(ids), timeout=20, service=service.client_id, ids=ids)
     finally:
         watcher.close()
     seen = [p["id"] for p in preds]
@@ -137,9 +140,9 @@ def test_bad_mqtt_payloads_are_counted_reported_and_do_not_stall(target, service
         for i in range(200):
             client.publish("factory/fuzz/m-1/telemetry", b"{not json " + str(i).encode(), qos=1).wait_for_publish(5)
         client.publish("factory/fuzz/m-1/telemetry", b"x" * 100_000, qos=1).wait_for_publish(5)
-        errors = watcher.collect(201, timeout=10, suffix="errors")
+        errors = watcher.collect(201, timeout=10, suffix="errors", service=service.client_id)
         ids = publish_readings(target, Plant(seed=77, lines=1, machines=1), 5)
-        preds = [p for p in watcher.collect(5, timeout=10, service=service.client_id) if p["id"] in set(ids)]
+        preds = watcher.collect(5, timeout=10, service=service.client_id, ids=ids)
     finally:
         client.disconnect()
         client.loop_stop()
@@ -168,8 +171,7 @@ def test_new_champion_swapped_in_under_traffic_without_loss_or_duplicates(target
         client.set_model_version_tag(training.MODEL_NAME, new.version, "onnx_uri", old.tags.get("onnx_uri", ""))
         client.set_registered_model_alias(training.MODEL_NAME, training.ALIAS, new.version)
         sender.join(30)
-        preds = [p for p in watcher.collect(len(ids), timeout=60, service=service.client_id, quiet=5)
-                 if p["id"] in set(ids)]
+        preds = watcher.collect(len(ids), timeout=60, service=service.client_id, quiet=5, ids=ids)
     finally:
         client.set_registered_model_alias(training.MODEL_NAME, training.ALIAS, old.version)
         watcher.close()

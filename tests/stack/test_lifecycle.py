@@ -174,7 +174,7 @@ def test_cli_rejects_unknown_service_by_name(scratch_stack):
     res = subprocess.run([sys.executable, "-m", "indmlops.cli", "up", "minio"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
-    assert "unknown service(s) minio: expected postgres, s3, mosquitto, prometheus, nodered, mlflow" in res.stderr
+    assert "unknown service(s) minio: expected postgres, s3, mosquitto, prometheus, nodered, mlflow, inference, simulator" in res.stderr
 
 
 def test_up_reaps_services_orphaned_when_supervisord_was_killed(scratch_stack):

@@ -68,8 +68,8 @@ def test_prometheus_check_fails_naming_the_job_when_its_target_is_down(target, s
 
 
 def test_prometheus_check_fails_when_an_expected_job_is_not_configured(target):
-    with pytest.raises(AssertionError, match=r"missing \['inference'\]"):
-        smoke.prometheus_targets_up(target, jobs=["prometheus", "inference"], timeout=1)
+    with pytest.raises(AssertionError, match=r"missing \['grafana'\]"):
+        smoke.prometheus_targets_up(target, jobs=["prometheus", "grafana"], timeout=1)
 
 
 def test_mqtt_refuses_check_fails_when_credentials_are_right(target):

@@ -87,6 +87,7 @@ def test_prometheus_scrapes_each_job_on_its_local_port(cfg):
         "prometheus": [f"127.0.0.1:{cfg.ports['prometheus']}"],
         "mlflow": [f"127.0.0.1:{cfg.ports['mlflow']}"],
         "seaweedfs": [f"127.0.0.1:{cfg.ports['s3-metrics']}"],
+        "inference": [f"127.0.0.1:{cfg.ports['inference']}"],
     }
 
 

@@ -265,3 +265,44 @@ def killed_component_recovers(target: Target, component: str, *, timeout: float)
         f"{component}: identity still {kill.identity} after the kill: it was not restarted")
     assert after == before + 1, f"{component}: restarts {before} before the kill, {after} after; expected {before + 1}"
     return Recovery(kill, ready, before, after)
+
+
+def reading_gets_prediction(target: Target, *, within: float = 1.0) -> RoundTrip:
+    """A reading published as the simulator role comes back as a prediction for its id within `within` s."""
+    import json
+
+    from indmlops.simulator import Plant
+
+    ep = target.endpoint("mosquitto")
+    sim, mon = target.credentials("mosquitto", "simulator"), target.credentials("mosquitto", "monitor")
+    reading = next(Plant(seed=time.time_ns()).readings())
+    reading.update(line="smoke", machine=f"m-{uuid.uuid4().hex[:8]}")
+    topic = f"factory/smoke/{reading['machine']}"
+    got: queue.Queue[dict] = queue.Queue()
+    watcher = probes.mqtt_connect(ep, mon.username, mon.password)
+    try:
+        watcher.on_message = lambda _c, _u, msg: got.put(json.loads(msg.payload))
+        acked = queue.Queue()
+        watcher.on_subscribe = lambda *_a: acked.put(True)
+        watcher.subscribe(f"{topic}/prediction", qos=1)
+        acked.get(timeout=5)
+        pub = probes.mqtt_connect(ep, sim.username, sim.password)
+        try:
+            t0 = time.perf_counter()
+            reading["ts_ns"] = time.time_ns()
+            pub.publish(f"{topic}/telemetry", json.dumps(reading), qos=1).wait_for_publish(within)
+            try:
+                pred = got.get(timeout=within)
+            except queue.Empty:
+                raise AssertionError(
+                    f"no prediction on {topic}/prediction within {within:.1f} s of a reading published on "
+                    f"{topic}/telemetry (inference at {target.endpoint('inference')}, broker {ep})") from None
+            elapsed = time.perf_counter() - t0
+        finally:
+            pub.disconnect()
+            pub.loop_stop()
+    finally:
+        watcher.disconnect()
+        watcher.loop_stop()
+    assert pred["id"] == reading["id"], f"prediction for id {pred['id']}, expected {reading['id']}"
+    return RoundTrip("prediction", elapsed, f"{topic} -> {pred['label']} (model {pred['model_version']})")

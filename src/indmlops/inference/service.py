@@ -78,6 +78,7 @@ class InferenceService:
         self.state_mqtt, self.state_http = FeatureState(), FeatureState()
         self.drift = Drift()
         self.mqtt_connected = threading.Event()
+        self.subscribed = threading.Event()  # set on SUBACK: before it, readings would pass us by
         self.stopping = threading.Event()
         self.last_model_error = "not loaded yet"
         self.client = None
@@ -119,6 +120,12 @@ class InferenceService:
         self.client.subscribe(TELEMETRY, qos=1)
         self._subscribed = True
 
+    def _on_subscribe(self, _c, _u, _mid, reason_codes, _props) -> None:
+        if not any(rc.is_failure for rc in reason_codes):
+            self.subscribed.set()
+        else:
+            print(f"inference: broker refused the subscription to {TELEMETRY}: {reason_codes}", flush=True)
+
     def _on_connect(self, client, _u, _flags, reason_code, _props) -> None:
         if reason_code.is_failure:
             return
@@ -128,6 +135,7 @@ class InferenceService:
 
     def _on_disconnect(self, *_a) -> None:
         self.mqtt_connected.clear()
+        self.subscribed.clear()
         self._subscribed = False
 
     def _on_message(self, client, _u, msg) -> None:
@@ -148,7 +156,8 @@ class InferenceService:
         self.metrics.errors.labels(exc.kind).inc()
         self.metrics.messages.labels(source, "error").inc()
         if topic_parts and len(topic_parts) == 4 and self.client is not None:
-            report = {"kind": exc.kind, "detail": exc.detail, "topic": "/".join(topic_parts), "ts_ns": time.time_ns()}
+            report = {"kind": exc.kind, "detail": exc.detail, "topic": "/".join(topic_parts), "ts_ns": time.time_ns(),
+                      "service": self.client_id}
             self.client.publish(f"factory/{topic_parts[1]}/{topic_parts[2]}/errors",
                                 json.dumps(report, separators=(",", ":")), qos=1)
 
@@ -180,6 +189,7 @@ class InferenceService:
         self.client.username_pw_set(self.username, self.password)
         self.client.on_connect, self.client.on_disconnect = self._on_connect, self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.client.reconnect_delay_set(0.2, 5)
         self.client.connect_async(self.mqtt_ep.host, self.mqtt_ep.port, keepalive=30)
         self.client.loop_start()
@@ -190,6 +200,8 @@ class InferenceService:
             return False, f"no model loaded: {self.last_model_error}"
         if not self.mqtt_connected.is_set():
             return False, f"not connected to MQTT {self.mqtt_ep}"
+        if not self.subscribed.is_set():
+            return False, f"subscription to {TELEMETRY} not acknowledged yet"
         return True, f"{self.model.name} v{self.model.version} ({self.model.flavor})"
 
     def stop(self, forget_session: bool = False) -> None:

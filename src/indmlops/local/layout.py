@@ -32,6 +32,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "mlflow": 5000,
     "prometheus": 9090,
     "nodered": 1880,
+    "inference": 8088,
 }
 
 BUCKET = "mlflow-bucket"

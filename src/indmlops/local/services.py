@@ -85,8 +85,10 @@ def _traversable_by(user: str, path: Path) -> bool:
 
 
 def endpoint(cfg: StackConfig, service: str) -> Endpoint:
+    if service == "simulator":  # listens nowhere; where it publishes is what a user wants to know
+        return Endpoint(service, HOST, cfg.ports["mosquitto"], "mqtt")
     scheme = {"mosquitto": "mqtt", "postgres": "postgresql", "s3": "http", "mlflow": "http",
-              "prometheus": "http", "nodered": "http"}[service]
+              "prometheus": "http", "nodered": "http", "inference": "http"}[service]
     return Endpoint(service, HOST, cfg.ports[service], scheme)
 
 
@@ -98,14 +100,15 @@ class Service:
     probe: Callable[[StackConfig], str]
     bootstrap: Callable[[StackConfig], str] | None = None
     start_timeout: float = 60.0
-    ports: tuple[str, ...] = field(default=())
+    ports: tuple[str, ...] | None = None  # port names it listens on; None: the one named like the service
     start_after: tuple[str, ...] | None = None  # default: all of `requires`
+    before_start: Callable[[StackConfig], str] | None = None  # runs once its requirements are ready
 
     def waits_for(self) -> tuple[str, ...]:
         return self.requires if self.start_after is None else self.start_after
 
     def program_ports(self) -> tuple[str, ...]:
-        return self.ports or (self.name,)
+        return (self.name,) if self.ports is None else self.ports
 
 
 # --- Mosquitto ---------------------------------------------------------------------------------------------
@@ -384,6 +387,67 @@ def _nodered_probe(cfg: StackConfig) -> str:
     return probes.http_ready(f"{endpoint(cfg, 'nodered').url}/indmlops/health", expect_body='"ok":true')
 
 
+# --- Edge inference and the simulator ----------------------------------------------------------------------
+
+def _cli(cfg: StackConfig, *args: str) -> list[str]:
+    return [sys.executable, "-m", "indmlops.cli", "--state-dir", str(cfg.layout.state_dir), *args]
+
+
+def ensure_model(cfg: StackConfig) -> str:
+    """Train and register edge-anomaly@champion when the registry has none (the seed's manual step)."""
+    from mlflow.exceptions import MlflowException
+
+    from indmlops import training
+    from indmlops.inference.model import current_version
+
+    uri = endpoint(cfg, "mlflow").url
+    try:
+        return f"model {training.MODEL_NAME}@{training.ALIAS} is version " \
+               f"{current_version(uri, training.MODEL_NAME, training.ALIAS)}"
+    except MlflowException:
+        pass
+    res = training.train_and_register(uri)
+    return (f"no model registered: trained {training.MODEL_NAME} version {res.version} in {res.seconds:.0f} s "
+            f"(held-out F1 {res.metrics['f1']:.3f})")
+
+
+def _inference_prepare(cfg: StackConfig) -> dict[str, str]:
+    argv = _cli(cfg, "serve", "--http", f"{HOST}:{cfg.ports['inference']}")
+    return {"command": render.launch(cfg, "inference", argv), "environment": 'PYTHONUNBUFFERED="1"'}
+
+
+def _inference_probe(cfg: StackConfig) -> str:
+    return probes.http_ready(f"{endpoint(cfg, 'inference').url}/readyz", expect_body='"ready":true')
+
+
+# The supervised simulator is background traffic for the HMI and dashboards: 4 machines at 5 readings/s each.
+SIMULATOR_ARGS = ("--lines", "1", "--machines", "4", "--rate", "20", "--qos", "1", "--seed", "-1",
+                  "--duration", str(10 * 365 * 86400))
+
+
+def _simulator_prepare(cfg: StackConfig) -> dict[str, str]:
+    return {"command": render.launch(cfg, "simulator", _cli(cfg, "simulate", *SIMULATOR_ARGS)),
+            "environment": 'PYTHONUNBUFFERED="1"'}
+
+
+def _simulator_probe(cfg: StackConfig) -> str:
+    """Ready when one of its readings reaches a subscriber (the monitor role)."""
+    import queue
+
+    got: queue.Queue = queue.Queue()
+    client = probes.mqtt_connect(endpoint(cfg, "mosquitto"), "monitor", cfg.credentials["mosquitto"]["monitor_password"])
+    try:
+        client.on_message = lambda _c, _u, m: got.put(m.topic)
+        client.subscribe("factory/+/+/telemetry", qos=0)
+        try:
+            return f"reading on {got.get(timeout=3)}"
+        except queue.Empty:
+            raise probes.ProbeFailed("no telemetry reading within 3 s") from None
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 SERVICES: dict[str, Service] = {
     s.name: s
     for s in (
@@ -398,6 +462,9 @@ SERVICES: dict[str, Service] = {
         # (slower) S3 store comes up beside it; `up mlflow` still brings S3 along.
         Service("mlflow", ("postgres", "s3"), _mlflow_prepare, _mlflow_probe, start_timeout=90.0,
                 start_after=("postgres",)),
+        Service("inference", ("mosquitto", "mlflow", "s3"), _inference_prepare, _inference_probe,
+                before_start=ensure_model, start_timeout=60.0),
+        Service("simulator", ("mosquitto",), _simulator_prepare, _simulator_probe, ports=()),
     )
 }
 

@@ -143,6 +143,8 @@ class LocalStack:
             for n in list(pending):
                 svc = SERVICES[n]
                 if n not in started and all(r in ready or r not in names for r in svc.waits_for()):
+                    if svc.before_start:
+                        progress(f"{n}: {svc.before_start(cfg)}")
                     self.supervisor.start(n)
                     started[n] = time.monotonic()
                     progress(f"{n}: starting")
