@@ -12,7 +12,6 @@ process's CPU use (user + sys over wall: 1.0 = one core busy).
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import resource
 import statistics

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
-
 import yaml
 
 from indmlops.local.layout import REPO_ROOT
@@ -25,7 +23,3 @@ def load(name: str) -> dict:
     if not isinstance(doc, dict):
         raise ValueError(f"intent file {path}: expected a mapping at the top, got {type(doc).__name__}")
     return doc
-
-
-def path(name: str) -> Path:
-    return FIXTURES_DIR / f"{name}.yaml"

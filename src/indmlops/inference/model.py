@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from indmlops.features import FEATURE_NAMES
 
 
 @dataclass

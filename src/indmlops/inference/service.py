@@ -10,7 +10,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from indmlops import probes
 from indmlops.features import FeatureState
 from indmlops.inference import model as models
 from indmlops.inference.parse import ERROR_KINDS, BadPayload, Reading, parse_reading
