@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import uuid
 from dataclasses import dataclass
@@ -63,21 +64,45 @@ def mqtt_connect(ep: Endpoint, user: str | None, password: str | None, *, timeou
         raise ProbeFailed(f"MQTT {ep.host}:{ep.port}: connection failed ({exc})") from exc
     client.loop_start()
     if not done.wait(timeout):
-        client.loop_stop()
-        client.disconnect()
+        mqtt_close(client)
         raise ProbeFailed(f"MQTT {ep.host}:{ep.port}: no CONNACK within {timeout:.0f} s")
     rc = result["rc"]
     if rc.is_failure:  # type: ignore[attr-defined]
-        client.loop_stop()
-        client.disconnect()
+        mqtt_close(client)
         raise MqttRefused(f"MQTT {ep.host}:{ep.port}: CONNACK refused for user {user!r}: {rc}", str(rc))
     return client
 
 
-def mqtt_ready(ep: Endpoint, user: str, password: str) -> str:
-    client = mqtt_connect(ep, user, password)
+def mqtt_subscribe(client: paho.Client, topic: str, *, qos: int = 1, timeout: float = 5.0) -> None:
+    """Subscribe and wait for the SUBACK: messages published before it would pass the subscriber by.
+
+    Raises ProbeFailed when the broker does not answer in time or refuses the subscription. (Mosquitto 2.0.11
+    grants a subscription its ACL forbids and filters deliveries instead, so an ACL denial shows up as silence.)
+    """
+    acked: queue.Queue = queue.Queue()
+    previous = client.on_subscribe
+    client.on_subscribe = lambda _c, _u, mid, codes, _p: acked.put((mid, codes))
+    try:
+        _, mid = client.subscribe(topic, qos=qos)
+        while True:
+            got_mid, codes = acked.get(timeout=timeout)
+            if got_mid == mid:
+                break
+    except queue.Empty:
+        raise ProbeFailed(f"MQTT: no SUBACK for {topic} within {timeout:.0f} s") from None
+    finally:
+        client.on_subscribe = previous
+    if any(c.is_failure for c in codes):
+        raise ProbeFailed(f"MQTT: the broker refused the subscription to {topic}: {codes}")
+
+
+def mqtt_close(client: paho.Client) -> None:
     client.disconnect()
     client.loop_stop()
+
+
+def mqtt_ready(ep: Endpoint, user: str, password: str) -> str:
+    mqtt_close(mqtt_connect(ep, user, password))
     return "CONNACK accepted"
 
 

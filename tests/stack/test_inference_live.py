@@ -65,11 +65,8 @@ class Watcher:
         self.messages: queue.Queue = queue.Queue()
         self.client = probes.mqtt_connect(target.endpoint("mosquitto"), mon.username, mon.password)
         self.client.on_message = lambda _c, _u, m: self.messages.put((m.topic, json.loads(m.payload)))
-        acked = threading.Semaphore(0)
-        self.client.on_subscribe = lambda *_a: acked.release()
         for t in topics:
-            self.client.subscribe(t, qos=1)
-            assert acked.acquire(timeout=5)
+            probes.mqtt_subscribe(self.client, t, qos=1)
 
     def collect(self, n: int, timeout: float = 10.0, suffix: str = "prediction", service: str | None = None,
                 quiet: float = 3.0, ids: list[str] | None = None) -> list[dict]:
@@ -92,8 +89,7 @@ class Watcher:
         return out
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        probes.mqtt_close(self.client)
 
 
 def publish_readings(target, plant: Plant, count: int, rate: float = 1000) -> list[str]:
@@ -144,8 +140,7 @@ def test_bad_mqtt_payloads_are_counted_reported_and_do_not_stall(target, service
         ids = publish_readings(target, Plant(seed=77, lines=1, machines=1), 5)
         preds = watcher.collect(5, timeout=10, service=service.client_id, ids=ids)
     finally:
-        client.disconnect()
-        client.loop_stop()
+        probes.mqtt_close(client)
         watcher.close()
     assert len(errors) == 201 and {e["kind"] for e in errors} == {"bad_json", "too_large"}
     assert service.metrics.errors.labels("bad_json")._value.get() - before == 200

@@ -33,8 +33,7 @@ def publish_prediction(target, **fields) -> dict:
         info.wait_for_publish(timeout=5)
         assert info.is_published(), "the broker did not acknowledge the prediction (QoS 1)"
     finally:
-        client.disconnect()
-        client.loop_stop()
+        probes.mqtt_close(client)
     return prediction
 
 
@@ -67,15 +66,14 @@ def test_plc_heartbeat_beats_every_second(target):
     client = probes.mqtt_connect(target.endpoint("mosquitto"), mon.username, mon.password)
     try:
         client.on_message = lambda _c, _u, m: got.put((m.topic, json.loads(m.payload), time.time_ns()))
-        client.subscribe("factory/+/plc/heartbeat", qos=0)
+        probes.mqtt_subscribe(client, "factory/+/plc/heartbeat", qos=0)
         try:
             topic, first, arrived = got.get(timeout=3)
             _, second, _ = got.get(timeout=2)
         except queue.Empty:
             pytest.fail("no PLC heartbeat on factory/+/plc/heartbeat within 3 s (and the next within 2 s)")
     finally:
-        client.disconnect()
-        client.loop_stop()
+        probes.mqtt_close(client)
     assert topic == "factory/line-1/plc/heartbeat"
     assert first["source"] == "node-red" and isinstance(first["seq"], int) and isinstance(first["ts_ns"], int)
     assert abs(arrived - first["ts_ns"]) < 2e9, "heartbeat timestamp is not the wall clock in ns"

@@ -100,3 +100,4 @@ def test_recovery_check_passes_on_scratch_stack_with_autorestart(scratch_stack):
     stack.up(["mosquitto"])
     rec = smoke.killed_component_recovers(LocalTarget(stack.layout.state_dir), "mosquitto", timeout=15)
     assert rec.restarts_after == 1 and rec.ready.identity != rec.kill.identity
+

@@ -21,10 +21,7 @@ def test_published_readings_arrive_complete_and_in_order(target, qos):
     sub = probes.mqtt_connect(ep, inf.username, inf.password)
     try:
         sub.on_message = lambda _c, _u, m: got.put((m.topic, json.loads(m.payload)))
-        subscribed = queue.Queue()
-        sub.on_subscribe = lambda *_a: subscribed.put(True)
-        sub.subscribe("factory/+/+/telemetry", qos=1)
-        subscribed.get(timeout=5)
+        probes.mqtt_subscribe(sub, "factory/+/+/telemetry", qos=1)
         plant = Plant(seed=99, lines=2, machines=2)
         stats = publish(plant, endpoint=ep, username=sim.username, password=sim.password, rate=2000,
                         count=400, qos=qos)
@@ -35,8 +32,7 @@ def test_published_readings_arrive_complete_and_in_order(target, qos):
             if r["id"] in expected:
                 received.append((topic, r))
     finally:
-        sub.disconnect()
-        sub.loop_stop()
+        probes.mqtt_close(sub)
     assert stats.published == 400 and (qos == 0 or stats.acked == 400)
     expected = Plant(seed=99, lines=2, machines=2).readings()
     want = [next(expected) for _ in range(400)]

@@ -38,14 +38,11 @@ def mqtt_round_trip(target: Target, *, qos: int = 1, timeout: float = 5.0) -> Ro
     sub = probes.mqtt_connect(ep, inf.username, inf.password)
     try:
         sub.on_message = lambda _c, _u, msg: received.put(msg.payload)
-        granted = queue.Queue()
-        sub.on_subscribe = lambda _c, _u, _mid, codes, _p: granted.put(codes)
-        sub.subscribe(topic, qos=qos)
-        codes = granted.get(timeout=timeout)
-        assert not any(c.is_failure for c in codes), (
-            f"broker {ep} refused role inference's subscription to {topic}: {codes}; "
-            "check config/mosquitto/acl.conf (inference must read factory/+/+/telemetry)"
-        )
+        try:
+            probes.mqtt_subscribe(sub, topic, qos=qos, timeout=timeout)
+        except ProbeFailed as exc:
+            raise AssertionError(f"broker {ep}, role inference: {exc}; check config/mosquitto/acl.conf "
+                                 "(inference must read factory/+/+/telemetry)") from None
         pub = probes.mqtt_connect(ep, sim.username, sim.password)
         try:
             t0 = time.perf_counter()
@@ -59,11 +56,9 @@ def mqtt_round_trip(target: Target, *, qos: int = 1, timeout: float = 5.0) -> Ro
                 ) from None
             elapsed = time.perf_counter() - t0
         finally:
-            pub.disconnect()
-            pub.loop_stop()
+            probes.mqtt_close(pub)
     finally:
-        sub.disconnect()
-        sub.loop_stop()
+        probes.mqtt_close(sub)
     assert got == payload, f"MQTT payload on {topic} changed in transit: sent {payload!r}, got {got!r}"
     return RoundTrip("mqtt", elapsed, f"{topic} qos{qos}")
 
@@ -78,8 +73,7 @@ def mqtt_refuses(target: Target, *, username: str | None, password: str | None) 
         assert exc.reason in ("Not authorized", "Bad user name or password"), (
             f"broker {ep} refused with {exc.reason!r}; expected 'Not authorized' or 'Bad user name or password'")
         return str(exc)
-    client.disconnect()
-    client.loop_stop()
+    probes.mqtt_close(client)
     who = "an anonymous client" if username is None else f"user {username!r} with a wrong password"
     raise AssertionError(f"broker {ep} accepted {who}: expected CONNACK 'Not authorized' "
                          "(allow_anonymous false and a password file)")
@@ -93,23 +87,18 @@ def mqtt_publish_denied(target: Target, *, role: str, topic: str, wait: float = 
     watcher = probes.mqtt_connect(ep, mon.username, mon.password)
     try:
         watcher.on_message = lambda _c, _u, msg: seen.put(msg.payload)
-        acked = queue.Queue()
-        watcher.on_subscribe = lambda *_a: acked.put(True)
-        watcher.subscribe(topic, qos=1)
-        acked.get(timeout=5)
+        probes.mqtt_subscribe(watcher, topic, qos=1)
         pub = probes.mqtt_connect(ep, who.username, who.password)
         try:
             pub.publish(topic, b"must-not-arrive", qos=1).wait_for_publish(5)
         finally:
-            pub.disconnect()
-            pub.loop_stop()
+            probes.mqtt_close(pub)
         try:
             got = seen.get(timeout=wait)
         except queue.Empty:
             return f"role {role} publish on {topic} dropped by the ACL"
     finally:
-        watcher.disconnect()
-        watcher.loop_stop()
+        probes.mqtt_close(watcher)
     raise AssertionError(f"role {role!r} could publish on {topic} (monitor received {got!r}): "
                          "config/mosquitto/acl.conf must not grant it that topic")
 
@@ -282,10 +271,7 @@ def reading_gets_prediction(target: Target, *, within: float = 1.0) -> RoundTrip
     watcher = probes.mqtt_connect(ep, mon.username, mon.password)
     try:
         watcher.on_message = lambda _c, _u, msg: got.put(json.loads(msg.payload))
-        acked = queue.Queue()
-        watcher.on_subscribe = lambda *_a: acked.put(True)
-        watcher.subscribe(f"{topic}/prediction", qos=1)
-        acked.get(timeout=5)
+        probes.mqtt_subscribe(watcher, f"{topic}/prediction", qos=1)
         pub = probes.mqtt_connect(ep, sim.username, sim.password)
         try:
             t0 = time.perf_counter()
@@ -299,10 +285,8 @@ def reading_gets_prediction(target: Target, *, within: float = 1.0) -> RoundTrip
                     f"{topic}/telemetry (inference at {target.endpoint('inference')}, broker {ep})") from None
             elapsed = time.perf_counter() - t0
         finally:
-            pub.disconnect()
-            pub.loop_stop()
+            probes.mqtt_close(pub)
     finally:
-        watcher.disconnect()
-        watcher.loop_stop()
+        probes.mqtt_close(watcher)
     assert pred["id"] == reading["id"], f"prediction for id {pred['id']}, expected {reading['id']}"
     return RoundTrip("prediction", elapsed, f"{topic} -> {pred['label']} (model {pred['model_version']})")

@@ -150,8 +150,7 @@ def _mosquitto_bootstrap(cfg: StackConfig) -> str:
         info = client.publish("indmlops/probe/persistence", f"written {time.time():.3f}", qos=1, retain=True)
         info.wait_for_publish(timeout=5)
     finally:
-        client.disconnect()
-        client.loop_stop()
+        probes.mqtt_close(client)
     # autosave_on_changes with interval 1 writes on the next housekeeping pass (~1 s); allow 10 s.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -444,8 +443,7 @@ def _simulator_probe(cfg: StackConfig) -> str:
         except queue.Empty:
             raise probes.ProbeFailed("no telemetry reading within 3 s") from None
     finally:
-        client.disconnect()
-        client.loop_stop()
+        probes.mqtt_close(client)
 
 
 SERVICES: dict[str, Service] = {

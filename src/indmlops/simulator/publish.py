@@ -98,6 +98,5 @@ def publish(plant: Plant, *, endpoint: Endpoint, username: str, password: str, r
             while acked < sent and time.monotonic() < deadline:
                 time.sleep(0.01)
     finally:
-        client.disconnect()
-        client.loop_stop()
+        probes.mqtt_close(client)
     return PublishStats(sent, acked if qos else 0, elapsed, qos, rate, labels)
