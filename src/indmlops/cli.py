@@ -100,7 +100,8 @@ def _serve(args: argparse.Namespace, state_dir: Path) -> int:
     try:
         svc = InferenceService(mqtt=_mqtt_endpoint(args, state_dir), username=args.username,
                                password=_mqtt_password(args, state_dir), tracking_uri=_tracking_uri(args, state_dir),
-                               http_host=host, http_port=port, watch_interval=args.watch_interval)
+                               http_host=host, http_port=port, watch_interval=args.watch_interval,
+                               client_id=args.client_id)
     except OSError as exc:
         raise IndMLOpsError(f"cannot listen on {args.http}: {exc.strerror}") from None
     stop = threading.Event()
@@ -110,7 +111,7 @@ def _serve(args: argparse.Namespace, state_dir: Path) -> int:
     print(f"inference: HTTP on http://{host}:{port}, MQTT {svc.mqtt_ep}, model {svc.model_name}@{svc.alias}",
           flush=True)
     stop.wait()
-    svc.stop()
+    svc.stop(forget_session=args.forget_session)
     return 0
 
 
@@ -187,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     sv.add_argument("--password-env", metavar="VAR", help="environment variable holding the MQTT password")
     sv.add_argument("--http", metavar="HOST:PORT", default="127.0.0.1:8088", help="HTTP listen address")
     sv.add_argument("--watch-interval", type=float, default=5.0, help="seconds between alias checks")
+    sv.add_argument("--client-id", default="indmlops-inference",
+                    help="MQTT client id of the persistent session (default indmlops-inference)")
+    sv.add_argument("--forget-session", action="store_true",
+                    help="end the persistent session on exit (for throwaway instances: the broker stops queueing)")
     sub.add_parser("down", help="stop every service and supervisord (data is kept)")
     sub.add_parser("status", help="print service, pid, ready, uptime, restarts, endpoint")
     args = parser.parse_args(argv)

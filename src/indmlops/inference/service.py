@@ -234,6 +234,9 @@ class InferenceService:
 def _handler(svc: InferenceService):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; with Nagle on, the body waits for the client's delayed ACK of the
+        # headers (40 ms on Linux) on every keep-alive request: 92 req/s at p50 44 ms before this line.
+        disable_nagle_algorithm = True
 
         def log_message(self, *_a) -> None:  # one line per request would dominate the log at load
             pass
