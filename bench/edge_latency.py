@@ -124,8 +124,8 @@ def relay_main(host: str, port: int) -> int:
 
     ready = threading.Event()
     stop = threading.Event()
-    client = Client(CallbackAPIVersion.VERSION2, client_id="indmlops-bench-relay", protocol=MQTTv311,
-                    clean_session=False)
+    client = probes.no_nagle(Client(CallbackAPIVersion.VERSION2, client_id="indmlops-bench-relay",
+                                    protocol=MQTTv311, clean_session=False))  # as the inference service
     client.username_pw_set("inference", os.environ["BENCH_MQTT_PASSWORD"])
 
     def on_message(c, _u, msg):
