@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     sv.add_argument("--http", metavar="HOST:PORT", default="127.0.0.1:8088", help="HTTP listen address")
     sv.add_argument("--watch-interval", type=float, default=5.0, help="seconds between alias checks")
     sub.add_parser("down", help="stop every service and supervisord (data is kept)")
+    sub.add_parser("kube-config", help="derive the Kubernetes variants of config/ (prometheus.kubernetes.yml)")
     sub.add_parser("status", help="print service, pid, ready, uptime, restarts, endpoint")
     args = parser.parse_args(argv)
     state_dir = args.state_dir or default_state_dir()
@@ -205,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(args, state_dir)
         elif args.cmd == "simulate":
             return _simulate(args, state_dir)
+        elif args.cmd == "kube-config":
+            from indmlops.kube_config import write_all
+
+            for path in write_all():
+                print(f"indmlops kube-config: wrote {path}")
         elif args.cmd == "down":
             stack = LocalStack(state_dir)
             stopped = stack.down(progress=_progress)
