@@ -1,0 +1,132 @@
+"""Isolation intent (fixtures/isolation/intent.yaml) and its comparison with the computed reachability matrix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from indmlops.checks.manifests import Manifests, Obj
+from indmlops.checks.netpol import Cell, Pod, Port, format_matrix, matrix, parse_policy, selector_matches
+
+
+class IntentError(ValueError):
+    """The intent file is missing or malformed; the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    namespace: str
+    labels: dict[str, str]
+    external: bool = False
+    ports: tuple[Port, ...] = ()
+
+
+@dataclass(frozen=True)
+class Intent:
+    source: str
+    workloads: dict[str, Workload]
+    allow: tuple[dict[str, Any], ...]
+
+
+def load_intent(path: str | Path) -> Intent:
+    p = Path(path)
+    try:
+        doc = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise IntentError(f"intent file {p} is missing") from None
+    except yaml.YAMLError as exc:
+        raise IntentError(f"intent file {p} is not valid YAML: {exc}") from None
+    return parse_intent(doc, str(p))
+
+
+def parse_intent(doc: Any, source: str) -> Intent:
+    if not isinstance(doc, dict) or doc.get("version") != 1:
+        raise IntentError(f"{source}: expected a mapping with version: 1")
+    workloads = {}
+    for name, w in (doc.get("workloads") or {}).items():
+        if not isinstance(w, dict) or "namespace" not in w or not isinstance(w.get("labels"), dict):
+            raise IntentError(f"{source}: workload {name!r} needs namespace and labels")
+        ports = tuple(Port(int(p["port"]), str(p.get("protocol", "TCP"))) for p in w.get("ports") or [])
+        workloads[name] = Workload(name, str(w["namespace"]), {k: str(v) for k, v in w["labels"].items()},
+                                   bool(w.get("external")), ports)
+    allow = tuple(doc.get("allow") or ())
+    for i, a in enumerate(allow):
+        if not isinstance(a, dict) or not {"from", "to", "port"} <= set(a):
+            raise IntentError(f"{source}: allow entry {i + 1} needs from, to and port: {a!r}")
+        for end in ("from", "to"):
+            if a[end] != "*" and a[end] not in workloads:
+                raise IntentError(f"{source}: allow entry {i + 1} names unknown workload {a[end]!r} ({end})")
+    return Intent(source, workloads, allow)
+
+
+def _ports(obj: Obj) -> tuple[Port, ...]:
+    return tuple(Port(int(p["containerPort"]), str(p.get("protocol", "TCP")), str(p.get("name") or ""))
+                 for c in obj.containers(init=False) for p in c.get("ports") or [] if "containerPort" in p)
+
+
+def pods(m: Manifests, intent: Intent | None = None) -> tuple[list[Pod], list[str]]:
+    """One Pod per workload, named by the intent workload whose namespace and labels match its template
+    (else `namespace/name`), and the problems of that mapping (intent workloads matching 0 or 2+ templates)."""
+    problems: list[str] = []
+    names: dict[str, str] = {}
+    if intent:
+        for w in intent.workloads.values():
+            if w.external:
+                continue
+            hits = [o for o in m.workloads()
+                    if o.namespace == w.namespace and selector_matches({"matchLabels": w.labels}, o.pod_labels())]
+            if len(hits) != 1:
+                problems.append(f"intent workload {w.name} ({w.namespace}, labels {w.labels}) matches "
+                                f"{len(hits)} pod templates ({', '.join(o.ref for o in hits) or 'none'}); expected 1")
+            for o in hits[:1]:
+                names[o.ref] = w.name
+    out = [Pod(names.get(o.ref, f"{o.namespace}/{o.name}"), str(o.namespace), o.pod_labels(), _ports(o))
+           for o in m.workloads()]
+    return out, problems
+
+
+def computed_matrix(m: Manifests, intent: Intent | None = None) -> tuple[dict[Cell, bool], list[str]]:
+    workload_pods, problems = pods(m, intent)
+    policies = [parse_policy(p.body, str(p.namespace)) for p in m.of_kind("NetworkPolicy")]
+    ns_labels = {n.name: dict(n.meta.get("labels") or {}) for n in m.of_kind("Namespace")}
+    external = [Pod(w.name, w.namespace, w.labels, w.ports) for w in (intent.workloads.values() if intent else [])
+                if w.external]
+    return matrix(workload_pods, policies, ns_labels, external), problems
+
+
+def expected_cells(intent: Intent, sources: list[str]) -> set[Cell]:
+    out = set()
+    for a in intent.allow:
+        for src in (sources if a["from"] == "*" else [a["from"]]):
+            out.add(Cell(src, a["to"], int(a["port"]), str(a.get("protocol", "TCP"))))
+    return out
+
+
+def check_isolation(m: Manifests, intent: Intent | None) -> tuple[dict[Cell, bool], list[str]]:
+    """The computed matrix and what is wrong with it: against the intent cell by cell, or, without intent,
+    whether every workload can reach every port of every other."""
+    cells, problems = computed_matrix(m, intent)
+    computed = "computed from the NetworkPolicies:\n" + format_matrix(cells)
+    if intent is None:
+        if cells and all(cells.values()):
+            problems.append(f"everything can reach everything: all {len(cells)} cells are allowed (no "
+                            f"NetworkPolicy restricts any flow); expected default-deny and explicit allows\n{computed}")
+        return cells, problems
+    expected = expected_cells(intent, sorted({c.src for c in cells}))
+    unknown = sorted(str(c) for c in expected - set(cells))
+    if unknown:
+        problems.append(f"{intent.source} allows cells the manifests do not have (workload missing or port not "
+                        f"declared by the destination): {'; '.join(unknown)}")
+    opened = sorted(str(c) for c, ok in cells.items() if ok and c not in expected)
+    closed = sorted(str(c) for c, ok in cells.items() if not ok and c in expected)
+    if opened or closed:
+        diff = [f"  ALLOWED by policies, intent denies: {c}" for c in opened]
+        diff += [f"  DENIED by policies, intent allows: {c}" for c in closed]
+        want = "\n".join(f"  {c}" for c in sorted(map(str, expected)))
+        problems.append(f"isolation matrix differs from {intent.source} in {len(opened) + len(closed)} cell(s):\n"
+                        + "\n".join(diff) + f"\nexpected (intent allows exactly):\n{want}\n{computed}")
+    return cells, problems
