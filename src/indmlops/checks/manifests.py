@@ -151,10 +151,10 @@ def kubectl() -> str:
 
 
 def _display(path: Path) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
+    """`path` relative to the working directory when it lies below it, else absolute."""
+    path = path.absolute()
+    cwd = Path.cwd()
+    return str(path.relative_to(cwd)) if path.is_relative_to(cwd) else str(path)
 
 
 def _load_docs(text: str, source: str) -> list[Obj]:
