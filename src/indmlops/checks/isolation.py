@@ -23,6 +23,19 @@ class Workload:
     labels: dict[str, str]
     external: bool = False
     ports: tuple[Port, ...] = ()
+    source: bool = False  # an external workload whose outgoing connections are evaluated too
+    ip: str | None = None  # an endpoint outside the cluster
+
+    def pod(self) -> Pod:
+        return Pod(self.name, self.namespace, self.labels, self.ports, self.ip)
+
+
+# Judged for every manifest set, intent or not: a pod of a namespace the manifests do not define (its own
+# egress unrestricted), and an address outside the cluster (TEST-NET-2, RFC 5737) on HTTPS.
+DEFAULT_EXTERNALS = (
+    Workload("cluster/other-namespace-pod", "indmlops-elsewhere", {}, external=True, source=True),
+    Workload("internet", "", {}, external=True, ports=(Port(443),), ip="198.51.100.7"),
+)
 
 
 @dataclass(frozen=True)
@@ -48,11 +61,13 @@ def parse_intent(doc: Any, source: str) -> Intent:
         raise IntentError(f"{source}: expected a mapping with version: 1")
     workloads = {}
     for name, w in (doc.get("workloads") or {}).items():
-        if not isinstance(w, dict) or "namespace" not in w or not isinstance(w.get("labels"), dict):
-            raise IntentError(f"{source}: workload {name!r} needs namespace and labels")
+        if not isinstance(w, dict) or not (("namespace" in w and isinstance(w.get("labels"), dict)) or "ip" in w):
+            raise IntentError(f"{source}: workload {name!r} needs namespace and labels (or, outside the cluster, ip)")
         ports = tuple(Port(int(p["port"]), str(p.get("protocol", "TCP"))) for p in w.get("ports") or [])
-        workloads[name] = Workload(name, str(w["namespace"]), {k: str(v) for k, v in w["labels"].items()},
-                                   bool(w.get("external")), ports)
+        workloads[name] = Workload(name, str(w.get("namespace", "")),
+                                   {k: str(v) for k, v in (w.get("labels") or {}).items()},
+                                   bool(w.get("external") or "ip" in w), ports, bool(w.get("source")),
+                                   str(w["ip"]) if "ip" in w else None)
     allow = tuple(doc.get("allow") or ())
     for i, a in enumerate(allow):
         if not isinstance(a, dict) or not {"from", "to", "port"} <= set(a):
@@ -93,9 +108,9 @@ def computed_matrix(m: Manifests, intent: Intent | None = None) -> tuple[dict[Ce
     workload_pods, problems = pods(m, intent)
     policies = [parse_policy(p.body, str(p.namespace)) for p in m.of_kind("NetworkPolicy")]
     ns_labels = {n.name: dict(n.meta.get("labels") or {}) for n in m.of_kind("Namespace")}
-    external = [Pod(w.name, w.namespace, w.labels, w.ports) for w in (intent.workloads.values() if intent else [])
-                if w.external]
-    return matrix(workload_pods, policies, ns_labels, external), problems
+    externals = [w for w in intent.workloads.values() if w.external] if intent else list(DEFAULT_EXTERNALS)
+    return matrix(workload_pods, policies, ns_labels, [w.pod() for w in externals if w.ports],
+                  [w.pod() for w in externals if w.source]), problems
 
 
 def expected_cells(intent: Intent, sources: list[str]) -> set[Cell]:
@@ -116,7 +131,8 @@ def check_isolation(m: Manifests, intent: Intent | None) -> tuple[dict[Cell, boo
             problems.append(f"everything can reach everything: all {len(cells)} cells are allowed (no "
                             f"NetworkPolicy restricts any flow); expected default-deny and explicit allows\n{computed}")
         return cells, problems
-    expected = expected_cells(intent, sorted({c.src for c in cells}))
+    external = {w.name for w in intent.workloads.values() if w.external}
+    expected = expected_cells(intent, sorted({c.src for c in cells} - external))
     unknown = sorted(str(c) for c in expected - set(cells))
     if unknown:
         problems.append(f"{intent.source} allows cells the manifests do not have (workload missing or port not "

@@ -4,11 +4,13 @@ Semantics follow networking.k8s.io/v1: a pod selected by no policy of a directio
 once selected, only what some selecting policy's rules allow passes; a connection needs the source's egress
 and the destination's ingress. Two approximations, both erring towards "reachable" (a static check must not
 pass a hole): an ipBlock covering 0.0.0.0/0 or ::/0 matches every pod (pod IPs are not known statically,
-`except` is ignored), any other ipBlock matches no pod.
+`except` is ignored), any other ipBlock matches no pod. An endpoint outside the cluster (a Pod with `ip`) is
+matched by ipBlocks only, `except` included.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,12 +30,14 @@ class Port:
 
 @dataclass(frozen=True)
 class Pod:
-    """The pods of one workload: namespace, template labels, declared container ports."""
+    """The pods of one workload: namespace, template labels, declared container ports. With `ip`, an endpoint
+    outside the cluster (matched by ipBlock peers only)."""
 
     id: str
     namespace: str
     labels: Labels
     ports: tuple[Port, ...] = ()
+    ip: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,17 @@ def _ip_block_matches_pods(block: Mapping[str, Any]) -> bool:
     return str(block.get("cidr", "")) in ("0.0.0.0/0", "::/0")
 
 
+def _ip_block_contains(block: Mapping[str, Any], ip: str) -> bool:
+    addr = ipaddress.ip_address(ip)
+    try:
+        nets = [ipaddress.ip_network(str(block.get("cidr")), strict=False)]
+        excepts = [ipaddress.ip_network(str(e), strict=False) for e in block.get("except") or []]
+    except ValueError:
+        return False
+    return any(addr in n for n in nets if n.version == addr.version) and not any(
+        addr in e for e in excepts if e.version == addr.version)
+
+
 @dataclass
 class Evaluator:
     pods: list[Pod]
@@ -105,6 +120,8 @@ class Evaluator:
         return {**self.namespace_labels.get(ns, {}), "kubernetes.io/metadata.name": ns}
 
     def _peer_matches(self, peer: Mapping[str, Any], policy_ns: str, pod: Pod) -> bool:
+        if pod.ip is not None:
+            return "ipBlock" in peer and _ip_block_contains(peer["ipBlock"], pod.ip)
         if "ipBlock" in peer:
             return _ip_block_matches_pods(peer["ipBlock"])
         if "namespaceSelector" in peer:
@@ -172,14 +189,18 @@ class Evaluator:
 
 
 def matrix(pods: list[Pod], policies: list[Policy], namespace_labels: dict[str, dict[str, str]] | None = None,
-           external: list[Pod] | None = None) -> dict[Cell, bool]:
-    """Every (source, destination, destination port) cell: sources are `pods`, destinations `pods` and
-    `external` (pods outside the manifests, such as kube-dns), ports those each destination declares."""
+           external: list[Pod] | None = None, external_sources: list[Pod] | None = None) -> dict[Cell, bool]:
+    """Every (source, destination, destination port) cell: sources are `pods` and `external_sources` (say, a
+    pod of another namespace), destinations `pods` and `external` (outside the manifests: kube-dns, the
+    internet), ports those each destination declares."""
     ev = Evaluator(pods, policies, dict(namespace_labels or {}))
     external = external or []
     out: dict[Cell, bool] = {}
-    for src in pods:
-        for dst, is_ext in [(d, False) for d in pods] + [(d, True) for d in external]:
+    ext_src = list(external_sources or [])
+    for src in pods + ext_src:
+        # Between two endpoints outside the manifests nothing is ours to judge.
+        dsts = [(d, False) for d in pods] + ([] if src in ext_src else [(d, True) for d in external])
+        for dst, is_ext in dsts:
             for port in dst.ports:
                 out[Cell(src.id, dst.id, port.number, port.protocol)] = ev.allows(src, dst, port, dst_external=is_ext)
     return out
