@@ -145,7 +145,7 @@ def test_mutation_is_caught_by_the_named_check(name, shipped, policy, intent):
     mutate, expected = MUTATIONS[name]
     mutate(shipped)
     found = failing(shipped, policy, intent)
-    assert expected <= set(found), f"{name}: expected {sorted(expected)} to fail; failing: {sorted(found)}"
+    assert set(found) == expected, f"{name}: expected exactly {sorted(expected)} to fail; failing: {sorted(found)}"
     by_id = {c.id: c for c in cases(shipped, policy)}
     for case_id in expected:
         text = message(by_id[case_id], found[case_id])
