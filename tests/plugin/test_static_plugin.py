@@ -57,7 +57,7 @@ def test_manifests_dir_judges_foreign_yaml_with_named_findings(pytester, foreign
     assert "Deployment/shop/web (" in out and "app/web.yaml) [no-secret-literals]" in out
     assert "env DB_PASSWORD has a literal value; expected valueFrom.secretKeyRef" in out
     assert "everything can reach everything" in out and "shop/web -> internet:443/TCP, shop/web:8080/TCP" in out
-    for ok in ("probes", "resources", "security-context", "pinned-images", "schema@1.37", "service-ports"):
+    for ok in ("probes", "resources", "security-context", "pinned-images", "schema/1.37", "service-ports"):
         assert f"{ok}]" not in out.split("short test summary")[-1], ok
     outcomes = result.parseoutcomes()
     assert outcomes["failed"] == 4 and outcomes["passed"] > 10, outcomes

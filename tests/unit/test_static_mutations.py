@@ -130,7 +130,7 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
         lambda m: m.find("Namespace/it-core").meta["labels"].pop("pod-security.kubernetes.io/enforce"),
         {"Namespace/it-core:pod-security"}),
     "schema-typo": (lambda m: container(m, INFERENCE)["ports"][0].update(containerport=8088),
-                    {f"{INFERENCE}:schema@{v}" for v in ("1.34", "1.35", "1.36", "1.37")}),
+                    {f"{INFERENCE}:schema/{v}" for v in ("1.34", "1.35", "1.36", "1.37")}),
     "project-image-without-dockerfile": (lambda m: container(m, INFERENCE).update(image="indmlops-edge:0.1.0"),
                                          {"Image/indmlops-edge:0.1.0:project-image"}),
 }
@@ -153,7 +153,7 @@ def test_mutation_is_caught_by_the_named_check(name, shipped, policy, intent):
 
 
 def rule_of(case_id: str) -> str:
-    # `<subject>:<rule>[@version|/arg]`; an Image subject carries its own `:tag`.
+    # `<subject>:<rule>[/arg]`; an Image subject carries its own `:tag`.
     return re.match(r"^(?:Image/[^:]+:[^:]+|[^:]+):([a-z-]+)", case_id).group(1)
 
 

@@ -61,12 +61,11 @@ class Case:
     rule: str
     subject: str
     source: str
-    arg: str = ""  # the schema version, the scrape job, the image
+    arg: str = ""  # the Kubernetes version of a schema case, the config key and job of a scrape-target case
 
     @property
     def id(self) -> str:
-        suffix = f"@{self.arg}" if self.rule == "schema" else (f"/{self.arg}" if self.arg else "")
-        return f"{self.subject}:{self.rule}{suffix}"
+        return f"{self.subject}:{self.rule}" + (f"/{self.arg}" if self.arg else "")
 
 
 def cases(m: Manifests, policy: StaticPolicy) -> list[Case]:
@@ -135,7 +134,7 @@ def run(case: Case, m: Manifests, policy: StaticPolicy, intent: Intent | None) -
 
 def message(case: Case, problems: list[str]) -> str:
     """A finding: object, file, rule and what was expected vs found, one problem per line."""
-    head = f"{case.subject} ({case.source}) [{case.rule}{'@' + case.arg if case.rule == 'schema' else ''}]"
+    head = f"{case.subject} ({case.source}) [{case.rule}{'/' + case.arg if case.arg else ''}]"
     return head + " " + RULES[case.rule] + ":\n" + "\n".join(f"  - {p}" for p in problems)
 
 
