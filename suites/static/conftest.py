@@ -8,7 +8,7 @@ import pytest
 
 from indmlops import intent as fixtures
 from indmlops.checks.isolation import Intent, load_intent
-from indmlops.checks.manifests import Manifests, ManifestError, load_cached
+from indmlops.checks.manifests import ManifestError, Manifests, load_cached
 from indmlops.checks.static_rules import StaticPolicy, cases
 from indmlops.local.layout import REPO_ROOT
 from indmlops.pytest_plugin import manifests_dir

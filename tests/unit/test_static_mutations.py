@@ -45,8 +45,7 @@ def volume(m: Manifests, ref: str, name: str) -> dict:
 
 
 def drop(m: Manifests, ref: str) -> None:
-    m.objects.remove(m.find(ref))
-    m.__post_init__()
+    m.remove(ref)
 
 
 def replace(d: dict, remove: str, **add) -> None:
@@ -102,7 +101,8 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
     "remove-bucket-job": (lambda m: drop(m, JOB), {f"{MLFLOW}:bucket-bootstrap", "NetworkPolicies:isolation"}),
     "wrong-service-port": (
         lambda m: m.find("Service/it-core/mlflow-svc").body["spec"]["ports"][0].update(targetPort=5001),
-        {"Service/it-core/mlflow-svc:service-ports"}),
+        # The intent's flows to MLflow go through mlflow-svc, which no longer reaches port 5000.
+        {"Service/it-core/mlflow-svc:service-ports", "NetworkPolicies:isolation"}),
     "missing-limits": (lambda m: container(m, PROMETHEUS)["resources"].pop("limits"), {f"{PROMETHEUS}:resources"}),
     "privileged-container": (lambda m: container(m, MOSQUITTO)["securityContext"].update(privileged=True),
                              {f"{MOSQUITTO}:security-context"}),
@@ -168,6 +168,13 @@ def test_finding_names_object_file_rule_expected_and_found(shipped, policy, inte
     assert text.startswith(f"{GRAFANA} (")
     assert "manifests/base/04-governance/grafana.yaml" in text
     assert "[pinned-images]" in text and "'grafana/grafana:latest'" in text and "expected an exact version" in text
+
+
+def test_intent_services_must_exist_and_reach_the_allowed_port(shipped, policy, intent):
+    drop(shipped, "Service/ot-edge/mosquitto-svc")
+    case = next(c for c in cases(shipped, policy) if c.rule == "isolation")
+    text = "\n".join(run(case, shipped, policy, intent))
+    assert "ot-edge/simulator -> ot-edge/mosquitto:1883 via Service ot-edge/mosquitto-svc: no such Service" in text
 
 
 def test_isolation_failure_prints_expected_computed_and_differing_cells(shipped, policy, intent):

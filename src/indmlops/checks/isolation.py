@@ -137,6 +137,7 @@ def check_isolation(m: Manifests, intent: Intent | None) -> tuple[dict[Cell, boo
     if unknown:
         problems.append(f"{intent.source} allows cells the manifests do not have (workload missing or port not "
                         f"declared by the destination): {'; '.join(unknown)}")
+    problems += check_intent_services(m, intent)
     opened = sorted(str(c) for c, ok in cells.items() if ok and c not in expected)
     closed = sorted(str(c) for c, ok in cells.items() if not ok and c in expected)
     if opened or closed:
@@ -146,3 +147,30 @@ def check_isolation(m: Manifests, intent: Intent | None) -> tuple[dict[Cell, boo
         problems.append(f"isolation matrix differs from {intent.source} in {len(opened) + len(closed)} cell(s):\n"
                         + "\n".join(diff) + f"\nexpected (intent allows exactly):\n{want}\n{computed}")
     return cells, problems
+
+
+def check_intent_services(m: Manifests, intent: Intent) -> list[str]:
+    """Each `service` the intent names (the live suite probes through it) exists in the destination's namespace,
+    selects the destination's pods and forwards a port to the allowed one."""
+    out = []
+    for a in intent.allow:
+        if "service" not in a:
+            continue
+        dst = intent.workloads[a["to"]]
+        svc = m.get("Service", dst.namespace, str(a["service"]))
+        where = f"{intent.source}: {a['from']} -> {a['to']}:{a['port']} via Service {dst.namespace}/{a['service']}"
+        if not svc:
+            out.append(f"{where}: no such Service in the manifests")
+            continue
+        spec = svc.body.get("spec") or {}
+        if not spec.get("selector") or not selector_matches({"matchLabels": spec["selector"]}, dst.labels):
+            out.append(f"{where}: its selector {spec.get('selector')} does not select {a['to']} ({dst.labels})")
+            continue
+        templates = [o for o in m.workloads() if o.namespace == dst.namespace
+                     and selector_matches({"matchLabels": dst.labels}, o.pod_labels())]
+        names = {p.name: p.number for o in templates for p in _ports(o) if p.name}
+        targets = {names.get(str(t), None) if isinstance(t, str) and not t.isdigit() else int(t)
+                   for p in spec.get("ports") or [] for t in [p.get("targetPort", p.get("port"))]}
+        if int(a["port"]) not in targets:
+            out.append(f"{where}: no Service port targets {a['port']} (targets: {sorted(x for x in targets if x)})")
+    return out

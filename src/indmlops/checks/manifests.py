@@ -124,6 +124,11 @@ class Manifests:
     def workloads(self) -> list[Obj]:
         return [o for o in self.objects if o.kind in WORKLOAD_KINDS]
 
+    def remove(self, ref: str) -> None:
+        """Drop the object with `ref` (for mutations)."""
+        self.objects.remove(self.find(ref))
+        self.__post_init__()
+
     def copy(self) -> Manifests:
         return Manifests(self.root, [Obj(copy.deepcopy(o.body), o.source) for o in self.objects], self.rendered_by)
 
@@ -190,7 +195,8 @@ def _origin(obj: Obj, kustomize_dir: Path) -> str:
 
 def render_kustomization(path: Path) -> list[Obj]:
     try:
-        res = subprocess.run([kubectl(), "kustomize", str(path)], capture_output=True, text=True, timeout=120)
+        res = subprocess.run([kubectl(), "kustomize", str(path)], capture_output=True, text=True, timeout=120,
+                             check=False)
     except subprocess.TimeoutExpired:
         raise ManifestError(f"kubectl kustomize {path} did not finish within 120 s") from None
     if res.returncode != 0:

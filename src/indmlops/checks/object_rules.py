@@ -37,8 +37,8 @@ def check_service_selects(svc: Obj, m: Manifests) -> list[str]:
         return ["has no selector; expected one that matches a pod template"]
     if not selected_templates(svc, m):
         templates = [f"{w.ref} {w.pod_labels()}" for w in m.workloads() if w.namespace == svc.namespace]
-        return [f"selector {spec['selector']} matches no pod template in namespace {svc.namespace} "
-                f"(templates: {'; '.join(templates) or 'none'})"]
+        return [(f"selector {spec['selector']} matches no pod template in namespace {svc.namespace} "
+                 f"(templates: {'; '.join(templates) or 'none'})")]
     return []
 
 
@@ -137,8 +137,8 @@ def check_default_deny(namespace: str, m: Manifests) -> list[str]:
             covered.add("Egress")
     missing = sorted({"Ingress", "Egress"} - covered)
     if missing:
-        return [f"no default-deny NetworkPolicy for {' and '.join(missing)} (podSelector {{}} with policyTypes "
-                f"{missing} and no rules); every flow must be allowed explicitly"]
+        return [(f"no default-deny NetworkPolicy for {' and '.join(missing)} (podSelector {{}} with policyTypes "
+                 f"{missing} and no rules); every flow must be allowed explicitly")]
     return []
 
 

@@ -89,11 +89,16 @@ def cases(m: Manifests, policy: StaticPolicy) -> list[Case]:
     for ns in m.of_kind("Namespace"):
         out.append(Case("pod-security", ns.ref, ns.source))
     for ns in sorted({str(w.namespace) for w in m.workloads()}):
-        out.append(Case("default-deny", f"Namespace/{ns}", "NetworkPolicies", ""))
+        out.append(Case("default-deny", f"Namespace/{ns}", _policy_files(m, ns)))
     for image, w in orules.project_images(m, policy.project_image_prefix).items():
         out.append(Case("project-image", f"Image/{image}", w.source))
-    out.append(Case("isolation", "NetworkPolicies", "NetworkPolicies"))
+    out.append(Case("isolation", "NetworkPolicies", _policy_files(m)))
     return out
+
+
+def _policy_files(m: Manifests, namespace: str | None = None) -> str:
+    files = sorted({p.source for p in m.of_kind("NetworkPolicy") if namespace in (None, p.namespace)})
+    return ", ".join(files) if files else f"no NetworkPolicy{' in namespace ' + namespace if namespace else ''}"
 
 
 def run(case: Case, m: Manifests, policy: StaticPolicy, intent: Intent | None) -> list[str]:

@@ -161,8 +161,8 @@ def check_stateful_pvc(obj: Obj, stateful_images: Mapping[str, str]) -> list[str
             if "persistentVolumeClaim" in vol or "volumeClaimTemplate" in vol:
                 return []
             kind = next((k for k in vol if k != "name"), "no such volume")
-            return [f"container {cname}: data path {path} is on volume {vm.get('name')!r} ({kind}); expected a "
-                    "PersistentVolumeClaim (the data would not survive the pod)"]
+            return [(f"container {cname}: data path {path} is on volume {vm.get('name')!r} ({kind}); expected a "
+                     "PersistentVolumeClaim (the data would not survive the pod)")]
     return [f"container {cname}: nothing is mounted at its data path {path}; expected a PersistentVolumeClaim"]
 
 
