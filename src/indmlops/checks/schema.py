@@ -8,7 +8,6 @@ from typing import Any
 
 import jsonschema
 from kubernetes_validate import utils as kv
-from packaging.version import Version
 from referencing import Registry, Resource
 
 
@@ -19,7 +18,7 @@ class NoSchema(Exception):
 def shipped_versions() -> list[str]:
     """Kubernetes minor versions with schemas in the installed kubernetes-validate, oldest first ("1.25", ...)."""
     minors = {kv.major_minor(v) for v in kv.all_versions()}
-    return sorted(minors, key=Version)
+    return sorted(minors, key=lambda v: tuple(int(x) for x in v.split(".")))
 
 
 def newest_versions(count: int) -> list[str]:
