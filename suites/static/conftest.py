@@ -11,7 +11,7 @@ from indmlops.checks.isolation import Intent, load_intent
 from indmlops.checks.manifests import ManifestError, Manifests, load_cached
 from indmlops.checks.static_rules import StaticPolicy, cases
 from indmlops.local.layout import REPO_ROOT
-from indmlops.pytest_plugin import manifests_dir
+from indmlops.pytest_plugin import manifests_dir, resolved_options
 
 PROJECT_MANIFESTS = REPO_ROOT / "manifests"
 INTENT_FILE = REPO_ROOT / "fixtures" / "isolation" / "intent.yaml"
@@ -33,8 +33,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     try:
         found = cases(load_cached(path), _policy())
     except ManifestError as exc:
-        # One failing test that says why, instead of a collection error with a traceback.
-        metafunc.parametrize("static_case", [pytest.param(exc, id="manifests:render")])
+        # One failing test that says why (and where the directory came from), not a collection traceback.
+        given = resolved_options(metafunc.config)["manifests"]
+        error = ManifestError(f"--manifests {given.value!r} from {given.source}: {exc}")
+        metafunc.parametrize("static_case", [pytest.param(error, id="manifests:render")])
         return
     metafunc.parametrize("static_case", found, ids=[c.id for c in found])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 from indmlops.checks.isolation import load_intent
-from indmlops.checks.manifests import Manifests, load_cached
+from indmlops.checks.manifests import Manifests, load, load_cached
 from indmlops.checks.static_rules import RULES, StaticPolicy, cases, failing, message, run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -183,3 +184,17 @@ def test_isolation_failure_prints_expected_computed_and_differing_cells(shipped,
     text = "\n".join(run(case, shipped, policy, intent))
     assert "ALLOWED by policies, intent denies: cluster/other-namespace-pod -> ot-edge/nodered:1880/TCP" in text
     assert "expected (intent allows exactly):" in text and "computed from the NetworkPolicies:" in text
+
+
+def test_a_mutated_source_file_is_caught_through_kustomize_and_named(tmp_path, policy, intent, monkeypatch):
+    # The same path as a user's edit: a source file changes, kustomize renders, the finding names that file.
+    for d in ("manifests", "config"):
+        shutil.copytree(REPO / d, tmp_path / d, ignore=shutil.ignore_patterns("node_modules"))
+    source = tmp_path / "manifests" / "base" / "02-it-core" / "mlflow.yaml"
+    source.write_text(source.read_text().replace("image: indmlops-mlflow:3.17.2", "image: indmlops-mlflow:latest"))
+    monkeypatch.chdir(tmp_path)
+    m = load(tmp_path / "manifests" / "overlays" / "kind")
+    found = failing(m, policy, intent)
+    assert set(found) == {f"{MLFLOW}:pinned-images"}, sorted(found)
+    case = next(c for c in cases(m, policy) if c.id == f"{MLFLOW}:pinned-images")
+    assert case.source == "manifests/base/02-it-core/mlflow.yaml"
