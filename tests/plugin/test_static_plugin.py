@@ -70,8 +70,8 @@ def test_manifests_from_environment_and_missing_dir_fail_with_the_reason(pyteste
     result = pytester.runpytest_subprocess(str(SUITE), "-p", "no:cacheprovider")
     result.stdout.fnmatch_lines([
         "*indmlops manifests: *nothing-here (environment INDMLOPS_MANIFESTS; static suite)*",
-        "*the manifests could not be read: --manifests '*nothing-here' from environment INDMLOPS_MANIFESTS: "
-        "manifest directory *nothing-here does not exist*",
+        ("*the manifests could not be read: --manifests '*nothing-here' from environment INDMLOPS_MANIFESTS: "
+         "manifest directory *nothing-here does not exist*"),
         "*1 failed*",
     ])
 
