@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     sv.add_argument("--forget-session", action="store_true",
                     help="end the persistent session on exit (for throwaway instances: the broker stops queueing)")
     sub.add_parser("down", help="stop every service and supervisord (data is kept)")
+    sub.add_parser("kube-config", help="derive the Kubernetes variants of config/ (prometheus.kubernetes.yml)")
     sub.add_parser("status", help="print service, pid, ready, uptime, restarts, endpoint")
     args = parser.parse_args(argv)
     state_dir = args.state_dir or default_state_dir()
@@ -210,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(args, state_dir)
         elif args.cmd == "simulate":
             return _simulate(args, state_dir)
+        elif args.cmd == "kube-config":
+            from indmlops.kube_config import write_all
+
+            for path in write_all():
+                print(f"indmlops kube-config: wrote {path}")
         elif args.cmd == "down":
             stack = LocalStack(state_dir)
             stopped = stack.down(progress=_progress)

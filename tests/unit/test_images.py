@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from indmlops.checks.images import RULES, check_dockerfile, parse
+from indmlops.checks.images import ENTRYPOINTS, RULES, check_dockerfile, parse
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGES = ["inference", "simulator"]
+IMAGES = ["inference", "simulator", "mlflow"]
 
 
 def dockerfile(image: str) -> tuple[str, str]:
@@ -26,7 +26,22 @@ def final_stage(text: str):
 @pytest.mark.parametrize("image", IMAGES, ids=[f"image/{i}" for i in IMAGES])
 def test_dockerfile_follows_the_image_rules(image):
     name, text = dockerfile(image)
-    assert check_dockerfile(name, text) == []
+    assert check_dockerfile(name, text, entrypoint=ENTRYPOINTS.get(image, "indmlops")) == []
+
+
+def test_every_image_directory_is_checked():
+    assert sorted(p.parent.name for p in (REPO / "images").glob("*/Dockerfile")) == sorted(IMAGES)
+
+
+def test_mlflow_image_installs_its_drivers_at_build_time_pinned_like_pyproject():
+    _, text = dockerfile("mlflow")
+    pyproject = (REPO / "pyproject.toml").read_text()
+    for pin in ("mlflow==3.17.2", "psycopg[binary]==3.3.9", "prometheus-flask-exporter==0.23.2"):
+        assert f'"{pin}"' in pyproject and f'"{pin}"' in text, pin
+    assert re.search(r'"boto3==[0-9.]+"', text)
+    final = final_stage(text)
+    assert [json.loads(i.args) for i in final if i.keyword == "ENTRYPOINT"] == [["mlflow"]]
+    assert [i.args for i in final if i.keyword == "EXPOSE"] == ["5000"]
 
 
 @pytest.mark.parametrize(("image", "cmd"), [
@@ -83,7 +98,7 @@ MUTATIONS = {
     "pip-in-final": (lambda t: t + "RUN pip install requests\n", "no-pip-in-final"),
     "pip-in-final-continued": (lambda t: t + "RUN set -e \\\n    && python -m pip --no-cache-dir install x\n",
                                "no-pip-in-final"),
-    "entrypoint-changed": (lambda t: t.replace('ENTRYPOINT ["indmlops"]', 'ENTRYPOINT ["python"]'), "entrypoint"),
+    "entrypoint-changed": (lambda t: re.sub(r'(?m)^ENTRYPOINT .*$', 'ENTRYPOINT ["python"]', t), "entrypoint"),
 }
 
 
@@ -94,7 +109,7 @@ def test_check_catches_a_broken_dockerfile(image, mutation):
     mutate, rules = MUTATIONS[mutation]
     broken = mutate(text)
     assert broken != text, f"mutation {mutation} did not change {name}"
-    problems = check_dockerfile(name, broken)
+    problems = check_dockerfile(name, broken, entrypoint=ENTRYPOINTS.get(image, "indmlops"))
     assert problems, f"{mutation}: no violation reported"
     assert all(p.startswith(f"{name}: [") for p in problems), problems
     assert {re.match(r".*?: \[([a-z-]+)\]", p).group(1) for p in problems} == set(rules.split()), problems
