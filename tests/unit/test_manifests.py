@@ -112,6 +112,15 @@ def test_shared_truth_is_deployed_unchanged(shipped, ref, key, source):
     assert _data(shipped.find(ref), key) == (REPO / source).read_text()
 
 
+def test_kubernetes_mosquitto_config_is_the_local_targets_at_pod_paths():
+    assert (REPO / "config/mosquitto/mosquitto.kubernetes.conf").read_text() == kube_config.mosquitto_conf(), \
+        "config/mosquitto/mosquitto.kubernetes.conf is stale: run `.venv/bin/indmlops kube-config`"
+    conf = kube_config.mosquitto_conf()
+    for line in ("listener 1883 0.0.0.0", "autosave_interval 1", "set_tcp_nodelay true",
+                 "password_file /mosquitto/run/passwd", "acl_file /mosquitto/config/acl.conf"):
+        assert f"\n{line}\n" in conf
+
+
 def test_kubernetes_prometheus_config_is_derived_from_the_shared_scrape_jobs():
     assert (REPO / "config/prometheus/prometheus.kubernetes.yml").read_text() == kube_config.prometheus_yml(), \
         "config/prometheus/prometheus.kubernetes.yml is stale: run `.venv/bin/indmlops kube-config`"

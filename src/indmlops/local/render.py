@@ -18,14 +18,15 @@ def mosquitto_conf(cfg: StackConfig) -> str:
                                data_dir=lay.data / "mosquitto")
 
 
-def mosquitto_conf_text(*, port: int, conf_dir: Path, data_dir: Path, autosave_changes: int = 1) -> str:
-    """The broker's configuration; `autosave_changes` is exposed so bench/edge_latency.py can measure the
-    durability/throughput trade-off on the very text the stack ships."""
+def mosquitto_conf_text(*, port: int, conf_dir: Path, data_dir: Path, autosave_changes: int = 1,
+                        host: str = HOST, password_file: Path | None = None) -> str:
+    """The broker's configuration, one text for the local target, bench/edge_latency.py (which varies
+    `autosave_changes` to measure the durability/throughput trade-off) and Kubernetes (`indmlops kube-config`)."""
     return f"""# Rendered by indmlops; edit config/mosquitto/ or the renderer, not this file.
 per_listener_settings false
-listener {port} {HOST}
+listener {port} {host}
 allow_anonymous false
-password_file {conf_dir / 'passwd'}
+password_file {password_file or conf_dir / 'passwd'}
 acl_file {conf_dir / 'acl.conf'}
 
 # Durability: save the in-memory database after every change (autosave_interval counts changes when
