@@ -7,7 +7,8 @@ from indmlops.checks import smoke
 
 pytestmark = pytest.mark.smoke
 
-COMPONENTS = list(intent.load("smoke")["recovery_timeout_s"])
+RECOVERY_S = intent.load("slo")["recovery_s"]
+COMPONENTS = list(RECOVERY_S)
 
 
 @pytest.mark.parametrize("component", COMPONENTS, ids=[f"component/{c}" for c in COMPONENTS])
@@ -66,6 +67,6 @@ def test_nodered_runs_project_flow(target):
 @pytest.mark.parametrize("component", COMPONENTS, ids=[f"kill/{c}" for c in COMPONENTS])
 def test_component_recovers_with_new_pid_when_killed(target, component, smoke_intent):
     recovery = smoke.killed_component_recovers(target, component,
-                                               timeout=smoke_intent["recovery_timeout_s"][component])
+                                               timeout=RECOVERY_S[component])
     print(f"{component}: pid {recovery.kill.identity} -> {recovery.ready.identity}, "
           f"ready {recovery.ready.seconds:.1f} s after the kill, restarts {recovery.restarts_after}")

@@ -88,6 +88,7 @@ class InferenceService:
         self.mqtt_connected = threading.Event()
         self.subscribed = threading.Event()  # set on SUBACK: before it, readings would pass us by
         self._subscribed = False  # SUBSCRIBE sent on the current connection
+        self._ack_after: dict[int, int] = {}  # our publish mid → the reading's mid to acknowledge when it is held
         self.stopping = threading.Event()
         self.last_model_error = "not loaded yet"
         self.client = None
@@ -151,23 +152,34 @@ class InferenceService:
         try:
             reading = parse_reading(msg.payload)
         except BadPayload as exc:
-            self._reject("mqtt", exc, parts)
+            self._reject("mqtt", exc, parts, ack_mid=msg.mid)
             return
         out = self.predict(reading, self.state_mqtt, "mqtt", received)
         out["published_ns"] = now = time.time_ns()
-        client.publish(f"factory/{reading.line}/{reading.machine}/prediction",
-                       json.dumps(out, separators=(",", ":")), qos=1)
+        info = client.publish(f"factory/{reading.line}/{reading.machine}/prediction",
+                              json.dumps(out, separators=(",", ":")), qos=1)
+        self._ack_after[info.mid] = msg.mid
         self.metrics.latency_of["mqtt"].observe((time.perf_counter_ns() - received) / 1e9)
         self.metrics.e2e.observe(max(0, now - reading.ts_ns) / 1e9)
 
-    def _reject(self, source: str, exc: BadPayload, topic_parts: list[str] | None) -> None:
+    def _on_publish(self, client, _u, mid, _rc, _p) -> None:
+        """The broker holds our prediction (or error report): only now acknowledge the reading it answers."""
+        reading_mid = self._ack_after.pop(mid, None)
+        if reading_mid is not None:
+            client.ack(reading_mid, 1)
+
+    def _reject(self, source: str, exc: BadPayload, topic_parts: list[str] | None, ack_mid: int | None = None) -> None:
         self.metrics.errors.labels(exc.kind).inc()
         self.metrics.rejected[source].inc()
         if topic_parts and len(topic_parts) == 4 and self.client is not None:
             report = {"kind": exc.kind, "detail": exc.detail, "topic": "/".join(topic_parts), "ts_ns": time.time_ns(),
                       "service": self.client_id}
-            self.client.publish(f"factory/{topic_parts[1]}/{topic_parts[2]}/errors",
-                                json.dumps(report, separators=(",", ":")), qos=1)
+            info = self.client.publish(f"factory/{topic_parts[1]}/{topic_parts[2]}/errors",
+                                       json.dumps(report, separators=(",", ":")), qos=1)
+            if ack_mid is not None:
+                self._ack_after[info.mid] = ack_mid
+        elif ack_mid is not None and self.client is not None:
+            self.client.ack(ack_mid, 1)  # nowhere to report it: the reading is handled once counted
 
     # -- prediction ---------------------------------------------------------------------------------------
 
@@ -192,8 +204,14 @@ class InferenceService:
 
         # A persistent session (clean_session False, fixed client id): QoS1 readings that arrive while the
         # service restarts wait in the broker and are predicted afterwards, not lost.
+        # Manual acknowledgement: a reading is acknowledged to the broker only once the broker holds its prediction
+        # (see _on_publish). With paho's automatic PUBACK a reading was acknowledged as soon as its callback
+        # returned, while its prediction could still wait in paho's outgoing queue (20 in flight by default):
+        # a kill then lost acknowledged readings (92 of 1,483 across three kills at 200 readings/s).
         self.client = Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=MQTTv311,
-                             clean_session=False)
+                             clean_session=False, manual_ack=True)
+        self.client.max_inflight_messages_set(100)  # as many as the broker sends us (max_inflight_messages 100)
+        self.client.on_publish = self._on_publish
         probes.no_nagle(self.client)
         self.client.username_pw_set(self.username, self.password)
         self.client.on_connect, self.client.on_disconnect = self._on_connect, self._on_disconnect

@@ -16,6 +16,20 @@ from indmlops.probes import Endpoint, ProbeFailed
 from indmlops.targets.base import Credentials, KillEvidence, ReadyEvidence
 
 
+def _wait_gone(pid: int, timeout: float) -> None:
+    """Until `pid` has exited (gone, or a zombie its supervisor has yet to reap)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.01)
+    raise IndMLOpsError(f"pid {pid} still alive {timeout:.0f} s after SIGKILL")
+
+
 class LocalTarget:
     name = "local"
 
@@ -83,6 +97,7 @@ class LocalTarget:
             raise IndMLOpsError(f"cannot kill {component}: it is not running (supervisor state {proc.state})")
         at = time.time()
         os.killpg(proc.pid, signal.SIGKILL)
+        _wait_gone(proc.pid, 5.0)  # a probe right after the signal could still reach the dying process
         return KillEvidence(component, str(proc.pid), "SIGKILL", at)
 
     def wait_ready(self, component: str, timeout: float) -> ReadyEvidence:

@@ -1,0 +1,72 @@
+"""Which target the activities act on, and what one experiment run remembers between its activities.
+
+From pytest, the suite hands over its `target` fixture (`use_target`). From `chaos run`, the experiment's
+configuration names it: `indmlops_target` (local; kind arrives with the Kubernetes target) and
+`indmlops_state_dir` (the local stack's state directory; default as for `indmlops`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chaoslib.exceptions import InterruptExecution
+
+from indmlops.targets.base import KillEvidence, Target
+
+
+@dataclass
+class RunState:
+    kills: dict[str, list[KillEvidence]] = field(default_factory=dict)
+    restarts_before: dict[str, int] = field(default_factory=dict)
+    recoveries: dict[str, list[dict]] = field(default_factory=dict)
+    known: dict[str, object] = field(default_factory=dict)  # the steady state's own content, made on first check
+
+
+_target: Target | None = None
+state = RunState()
+
+
+def use_target(target: Target | None) -> None:
+    """Act on `target` (None: resolve from the experiment's configuration again); forget the previous run."""
+    global _target, state
+    _target = target
+    state = RunState()
+
+
+def target(configuration: dict | None) -> Target:
+    global _target
+    if _target is not None:
+        return _target
+    cfg = configuration or {}
+    kind = cfg.get("indmlops_target") or "local"
+    if kind != "local":
+        raise InterruptExecution(f"indmlops_target {kind!r}: only 'local' is available to `chaos run` so far; "
+                                 "run the chaos suite with pytest --target for other targets")
+    from indmlops.local.layout import default_state_dir
+    from indmlops.targets.local import LocalTarget
+
+    state_dir = cfg.get("indmlops_state_dir") or None
+    _target = LocalTarget(Path(state_dir) if state_dir else default_state_dir())
+    return _target
+
+
+def recovery_bound(component: str) -> float:
+    """Seconds a killed component may take to answer again: fixtures/slo.yaml, recovery_s."""
+    from indmlops import intent
+
+    bounds = intent.load("slo")["recovery_s"]
+    if component not in bounds:
+        raise InterruptExecution(f"fixtures/slo.yaml: recovery_s has no bound for {component!r} "
+                                 f"(have: {', '.join(bounds)})")
+    return float(bounds[component])
+
+
+def loss_bound(component: str) -> int:
+    """Acknowledged QoS1 readings a kill of `component` may lose: fixtures/slo.yaml, chaos.max_lost_acknowledged."""
+    from indmlops import intent
+
+    bounds = intent.load("slo")["chaos"]["max_lost_acknowledged"]
+    if component not in bounds:
+        raise InterruptExecution(f"fixtures/slo.yaml: chaos.max_lost_acknowledged has no bound for {component!r}")
+    return int(bounds[component])

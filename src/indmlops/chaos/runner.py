@@ -1,0 +1,98 @@
+"""Run a fixtures/chaos experiment with chaostoolkit's library against a target, keep its journal, and read the
+journal back as evidence: was the hypothesis met before and after, did the fault happen, how long did recovery
+take, what did the traffic lose."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from indmlops.chaos import context
+from indmlops.local.layout import REPO_ROOT
+from indmlops.targets.base import Target
+
+EXPERIMENTS_DIR = REPO_ROOT / "fixtures" / "chaos"
+
+
+def experiments() -> list[str]:
+    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.json"))
+
+
+@dataclass
+class ChaosRun:
+    name: str
+    journal: dict
+    journal_path: Path
+
+    @property
+    def status(self) -> str:
+        return self.journal.get("status") or "unknown"
+
+    def hypothesis_met(self, when: str) -> bool:
+        state = (self.journal.get("steady_states") or {}).get(when) or {}
+        return bool(state.get("steady_state_met"))
+
+    def records(self, func: str) -> list[dict]:
+        """The method's succeeded activities calling `func`, each with its arguments and output."""
+        return [r for r in self.journal.get("run") or []
+                if r["activity"]["provider"].get("func") == func and r.get("status") == "succeeded"]
+
+    def outputs(self, func: str) -> list:
+        return [r.get("output") for r in self.records(func)]
+
+    def problems(self) -> list[str]:
+        out = []
+        for when in ("before", "after"):
+            for p in ((self.journal.get("steady_states") or {}).get(when) or {}).get("probes", []):
+                if not p.get("tolerance_met", p.get("status") == "succeeded"):
+                    out.append(f"hypothesis {when}: {p['activity']['name']}: {_why(p)}")
+        for section in ("run", "rollbacks"):
+            for r in self.journal.get(section) or []:
+                if r.get("status") != "succeeded":
+                    out.append(f"{section}: {r['activity']['name']} {r.get('status')}: {_why(r)}")
+        return out
+
+    def summary(self) -> str:
+        lines = [f"experiment {self.name} (fixtures/chaos/{self.name}.json): status {self.status}, "
+                 f"deviated {self.journal.get('deviated')}, hypothesis before "
+                 f"{'met' if self.hypothesis_met('before') else 'NOT met'}, after "
+                 f"{'met' if self.hypothesis_met('after') else 'NOT met'}"]
+        lines += [f"  - {p}" for p in self.problems()]
+        for rec in self.outputs("wait_ready"):
+            lines.append(f"  recovered: {rec['component']} {rec['old_identity']} -> {rec['new_identity']} in "
+                         f"{rec['recovery_s']:.1f} s (bound {rec['bound_s']:g} s), restarts {rec['restarts']}")
+        for tr in self.outputs("stop"):
+            lines.append(f"  traffic: {json.dumps(tr)}")
+        lines.append(f"  journal: {self.journal_path}")
+        lines.append(f"  reproduce: INDMLOPS_STATE_DIR=<state dir> .venv/bin/chaos run --rollback-strategy always "
+                     f"fixtures/chaos/{self.name}.json")
+        return "\n".join(lines)
+
+
+def _why(record: dict) -> str:
+    exc = record.get("exception")
+    if exc:
+        text = "".join(exc) if isinstance(exc, list) else str(exc)
+        return text.strip().splitlines()[-1][:400]
+    return f"output {record.get('output')!r}"
+
+
+def run(name: str, target: Target, journal_dir: Path, *, path: Path | None = None) -> ChaosRun:
+    """Run fixtures/chaos/<name>.json (or `path`) against `target`; rollbacks always play."""
+    from chaoslib.experiment import run_experiment
+    from chaoslib.loader import load_experiment
+
+    path = path or EXPERIMENTS_DIR / f"{name}.json"
+    journal_dir.mkdir(parents=True, exist_ok=True)
+    context.use_target(target)
+    logging.getLogger("chaostoolkit").setLevel(logging.INFO)
+    try:
+        experiment = load_experiment(str(path))
+        journal = run_experiment(experiment, settings={"runtime": {"rollbacks": {"strategy": "always"}}})
+    finally:
+        context.use_target(None)
+    journal_path = journal_dir / f"{name}.journal.json"
+    journal_path.write_text(json.dumps(journal, indent=2, default=str))
+    return ChaosRun(name, journal, journal_path)

@@ -1,0 +1,44 @@
+"""Chaos suite: each fixtures/chaos experiment, run by chaostoolkit through the target, must hold its steady state
+before and after a fault that provably happened, recover within bound, and lose no acknowledged reading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from indmlops import intent
+from indmlops.chaos import runner
+from indmlops.pytest_plugin import option
+
+pytestmark = pytest.mark.chaos
+
+EXPERIMENTS = runner.experiments()
+CHAOS = intent.load("slo")["chaos"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "run_index" in metafunc.fixturenames:
+        kills = CHAOS["kills_per_experiment"][option(metafunc.config, "profile")]
+        cases = [(e, i) for e in EXPERIMENTS for i in range(1, kills + 1)]
+        metafunc.parametrize(("experiment", "run_index"), cases,
+                             ids=[f"experiment/{e}" + (f"#{i}" if kills > 1 else "") for e, i in cases])
+
+
+def test_experiment_holds_steady_state_and_recovers_when_fault_injected(target, experiment, run_index, pytestconfig):
+    journal_dir = Path(option(pytestconfig, "reports_dir")) / "chaos"
+    run = runner.run(experiment, target, journal_dir)
+    summary = run.summary()
+    print(summary)
+    assert run.status == "completed" and not run.journal.get("deviated"), summary
+    assert run.hypothesis_met("before") and run.hypothesis_met("after"), summary
+    recoveries = run.outputs("wait_ready")
+    assert recoveries, f"no recovery recorded: the experiment killed nothing\n{summary}"
+    for rec in recoveries:
+        assert rec["new_identity"] != rec["old_identity"], summary
+        assert rec["recovery_s"] <= rec["bound_s"], summary
+    for record in run.records("stop"):
+        traffic, faulted = record["output"], record["activity"]["provider"]["arguments"].get("bound_for")
+        assert traffic["acknowledged"] > 0, f"the traffic got no reading acknowledged\n{summary}"
+        assert traffic["duplicates"] <= CHAOS["max_duplicates_per_kill"] * len(recoveries), summary
+        assert traffic["lost_acknowledged"] <= CHAOS["max_lost_acknowledged"][faulted], summary

@@ -1,0 +1,102 @@
+"""Chaos actions refuse to pass vacuously: a kill that hits nothing, a recovery with the same identity or without
+a restart, and a component that does not come back all interrupt the experiment (fake target: no services)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from chaoslib.exceptions import InterruptExecution
+
+from indmlops.chaos import actions, context
+from indmlops.errors import NotReady, UnknownComponent
+from indmlops.targets.base import KillEvidence, ReadyEvidence
+
+
+class FakeTarget:
+    name = "fake"
+
+    def __init__(self, pid: str = "100", new_pid: str = "200", restarts_after: int = 1, ready: bool = True) -> None:
+        self.pid, self.new_pid, self.restarts_after, self.ready = pid, new_pid, restarts_after, ready
+        self.killed = False
+
+    def identity(self, component: str) -> str:
+        if component not in ("inference", "mosquitto"):
+            raise UnknownComponent(component, ["inference", "mosquitto"])
+        return self.pid
+
+    def kill(self, component: str) -> KillEvidence:
+        self.killed = True
+        return KillEvidence(component, self.pid, "SIGKILL", time.time())
+
+    def restarts(self, component: str) -> int:
+        return self.restarts_after if self.killed else 0
+
+    def wait_ready(self, component: str, timeout: float) -> ReadyEvidence:
+        if not self.ready:
+            raise NotReady(component, timeout, "supervisor state EXITED")
+        return ReadyEvidence(component, self.new_pid, 0.5, "answers")
+
+
+@pytest.fixture
+def fake():
+    def use(**kw) -> FakeTarget:
+        t = FakeTarget(**kw)
+        context.use_target(t)
+        return t
+
+    yield use
+    context.use_target(None)
+
+
+def test_kill_and_recovery_report_identities_and_time(fake):
+    fake()
+    actions.kill("inference")
+    out = actions.wait_ready("inference", timeout=5)
+    assert (out["old_identity"], out["new_identity"], out["restarts"]) == ("100", "200", 1)
+    assert 0 <= out["recovery_s"] < 5
+
+
+def test_kill_of_unknown_component_interrupts(fake):
+    fake()
+    with pytest.raises(InterruptExecution, match="kill grafana: unknown component 'grafana'"):
+        actions.kill("grafana")
+
+
+def test_kill_of_component_not_running_interrupts(fake):
+    fake(pid="0")
+    with pytest.raises(InterruptExecution, match="not running .* the fault would target nothing"):
+        actions.kill("inference")
+
+
+def test_recovery_without_a_kill_interrupts(fake):
+    fake()
+    with pytest.raises(InterruptExecution, match="no kill of inference in this run"):
+        actions.wait_ready("inference", timeout=5)
+
+
+def test_recovery_with_the_same_identity_interrupts(fake):
+    fake(new_pid="100")
+    actions.kill("inference")
+    with pytest.raises(InterruptExecution, match="still runs as 100 after the kill: the fault was not injected"):
+        actions.wait_ready("inference", timeout=5)
+
+
+def test_recovery_without_a_restart_interrupts(fake):
+    fake(restarts_after=0)
+    actions.kill("inference")
+    with pytest.raises(InterruptExecution, match="restart count 0 did not increase"):
+        actions.wait_ready("inference", timeout=5)
+
+
+def test_component_that_does_not_come_back_interrupts_naming_the_bound(fake):
+    fake(ready=False)
+    actions.kill("mosquitto")
+    with pytest.raises(InterruptExecution, match=r"mosquitto did not recover within 3 s of the kill: supervisor"):
+        actions.wait_ready("mosquitto", timeout=3)
+
+
+def test_default_bound_comes_from_the_slo_fixture():
+    assert context.recovery_bound("inference") == 30
+    with pytest.raises(InterruptExecution, match="recovery_s has no bound for 'grafana'"):
+        context.recovery_bound("grafana")
