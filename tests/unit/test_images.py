@@ -2,6 +2,7 @@
 
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,8 @@ import pytest
 from indmlops.checks.images import RULES, check_dockerfile, parse
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGES = ["inference", "simulator"]
+IMAGES = ["inference", "simulator", "mlflow"]
+PROGRAM = {"inference": "indmlops", "simulator": "indmlops", "mlflow": "mlflow"}
 
 
 def dockerfile(image: str) -> tuple[str, str]:
@@ -26,17 +28,18 @@ def final_stage(text: str):
 @pytest.mark.parametrize("image", IMAGES, ids=[f"image/{i}" for i in IMAGES])
 def test_dockerfile_follows_the_image_rules(image):
     name, text = dockerfile(image)
-    assert check_dockerfile(name, text) == []
+    assert check_dockerfile(name, text, program=PROGRAM[image]) == []
 
 
 @pytest.mark.parametrize(("image", "cmd"), [
     ("inference", ["serve", "--http", "0.0.0.0:8088"]),
     ("simulator", ["simulate", "--duration", "86400", "--rate", "100"]),
-], ids=["image/inference", "image/simulator"])
+    ("mlflow", ["server"]),
+], ids=["image/inference", "image/simulator", "image/mlflow"])
 def test_default_command_and_labels(image, cmd):
     _, text = dockerfile(image)
     final = final_stage(text)
-    assert [json.loads(i.args) for i in final if i.keyword == "ENTRYPOINT"] == [["indmlops"]]
+    assert [json.loads(i.args) for i in final if i.keyword == "ENTRYPOINT"] == [[PROGRAM[image]]]
     assert [json.loads(i.args) for i in final if i.keyword == "CMD"] == [cmd]
     assert [i.args for i in final if i.keyword == "USER"] == ["10001"]
     labels = " ".join(i.args for i in final if i.keyword == "LABEL")
@@ -45,15 +48,54 @@ def test_default_command_and_labels(image, cmd):
     assert [i.args for i in final if i.keyword == "COPY"] == ["--from=builder /opt/venv /opt/venv"]
 
 
-def test_only_the_inference_image_installs_the_onnx_extra_and_exposes_8088():
+def test_only_the_inference_image_installs_onnxruntime_and_exposes_8088():
     _, inference = dockerfile("inference")
     _, simulator = dockerfile("simulator")
-    assert '[onnx]"' in inference and "[onnx]" not in simulator
+    assert "onnxruntime==" in inference and "onnxruntime" not in simulator
     assert [i.args for i in final_stage(inference) if i.keyword == "EXPOSE"] == ["8088"]
     assert "http://127.0.0.1:8088/healthz" in inference
     assert "indmlops simulate --stdout --count 1" in simulator
-    pyproject = (REPO / "pyproject.toml").read_text()
-    assert re.search(r'^onnx = \["onnxruntime==[^"]+"\]$', pyproject, re.M)
+
+
+def pip_requirements(text: str) -> dict[str, str]:
+    """{distribution: specifier} of every quoted requirement that a RUN ... pip install line names."""
+    out = {}
+    for ins in parse(text):
+        if ins.keyword == "RUN" and "pip install" in ins.args:
+            for req in re.findall(r'"([A-Za-z][A-Za-z0-9_.-]*(?:\[[a-z,]+\])?[=<>!~][^"]*)"', ins.args):
+                name = re.match(r"[A-Za-z0-9_.-]+(?:\[[a-z,]+\])?", req).group(0)
+                out[name.lower()] = req[len(name):]
+    return out
+
+
+def pyproject_requirements() -> dict[str, str]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    reqs = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    out = {}
+    for req in reqs:
+        name = re.match(r"[A-Za-z0-9_.-]+(?:\[[a-z,]+\])?", req).group(0)
+        out[name.lower()] = req[len(name):]
+    return out
+
+
+@pytest.mark.parametrize("image", IMAGES, ids=[f"image/{i}" for i in IMAGES])
+def test_image_requirements_are_pinned_as_in_pyproject(image):
+    """An image installs what pyproject.toml pins, at the same version: the images and the local stack run the
+    same code. mlflow-skinny (inference) is MLflow's client half and must carry mlflow's version."""
+    _, text = dockerfile(image)
+    in_image = pip_requirements(text)
+    assert in_image, f"images/{image}/Dockerfile: no pinned pip requirement found"
+    pinned = pyproject_requirements()
+    pinned["mlflow-skinny"] = pinned["mlflow"]
+    assert {n: s for n, s in in_image.items() if pinned.get(n) != s} == {}, \
+        f"images/{image}/Dockerfile: requirements differ from pyproject.toml {pinned}"
+
+
+def test_mlflow_image_installs_its_backends_and_runs_as_10001():
+    _, text = dockerfile("mlflow")
+    assert set(pip_requirements(text)) == {"mlflow", "psycopg[binary]", "boto3", "prometheus-flask-exporter"}
+    assert "/health" in text
+    assert [i.args for i in final_stage(text) if i.keyword == "USER"] == ["10001"]
 
 
 def test_dockerignore_keeps_local_state_out_of_the_build_context():
@@ -83,7 +125,8 @@ MUTATIONS = {
     "pip-in-final": (lambda t: t + "RUN pip install requests\n", "no-pip-in-final"),
     "pip-in-final-continued": (lambda t: t + "RUN set -e \\\n    && python -m pip --no-cache-dir install x\n",
                                "no-pip-in-final"),
-    "entrypoint-changed": (lambda t: t.replace('ENTRYPOINT ["indmlops"]', 'ENTRYPOINT ["python"]'), "entrypoint"),
+    "entrypoint-changed": (lambda t: re.sub(r'(?m)^ENTRYPOINT \["[a-z]+"\]', 'ENTRYPOINT ["python"]', t),
+                           "entrypoint"),
 }
 
 
@@ -94,7 +137,7 @@ def test_check_catches_a_broken_dockerfile(image, mutation):
     mutate, rules = MUTATIONS[mutation]
     broken = mutate(text)
     assert broken != text, f"mutation {mutation} did not change {name}"
-    problems = check_dockerfile(name, broken)
+    problems = check_dockerfile(name, broken, program=PROGRAM[image])
     assert problems, f"{mutation}: no violation reported"
     assert all(p.startswith(f"{name}: [") for p in problems), problems
     assert {re.match(r".*?: \[([a-z-]+)\]", p).group(1) for p in problems} == set(rules.split()), problems
@@ -102,3 +145,10 @@ def test_check_catches_a_broken_dockerfile(image, mutation):
 
 def test_rule_ids_are_documented():
     assert {rule for _, rules in MUTATIONS.values() for rule in rules.split()} == set(RULES)
+
+
+def test_entrypoint_rule_names_the_expected_program():
+    name, text = dockerfile("inference")
+    problems = check_dockerfile(name, text, program="mlflow")
+    assert problems == [f"{name}: [entrypoint] line {[i.line for i in parse(text) if i.keyword == 'ENTRYPOINT'][0]}: "
+                        f"ENTRYPOINT '[\"indmlops\"]' does not run mlflow (rule: {RULES['entrypoint']})"]
