@@ -122,6 +122,8 @@ def _images(args: argparse.Namespace) -> int:
         raise IndMLOpsError(f"images {args.images_cmd}: unknown")
     res = containers.build(args.names, engine=args.engine, base=args.base, rebuild_base=args.rebuild_base,
                            tag=args.tag, echo=True)
+    if res.returncode == 2:
+        return 2  # usage: the script said what is wrong
     if res.returncode == 3:
         raise IndMLOpsError("no container engine or build tool (see above)")
     if res.returncode != 0:

@@ -170,5 +170,10 @@ class Container:
         raise IndMLOpsError(f"container {self.name} ({self.ref}) still {self.state()} after {timeout:.0f} s; "
                             f"logs:\n{self.logs()}")
 
+    def stop(self, timeout: int = 10) -> None:
+        """SIGTERM, then SIGKILL after `timeout` s; the container and its logs stay until remove()."""
+        subprocess.run([self.engine, "stop", "--time", str(timeout), self.name], capture_output=True,
+                       timeout=timeout + 60)
+
     def remove(self) -> None:
         subprocess.run([self.engine, "rm", "--force", "--time", "10", self.name], capture_output=True, timeout=60)

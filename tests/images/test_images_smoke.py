@@ -56,8 +56,11 @@ def unique(prefix: str) -> str:
 
 
 @pytest.fixture
-def containers_started(engine):
-    """Factory: start a container on the host network; every one is removed after the test."""
+def containers_started(engine, pytestconfig):
+    """Factory: start a container on the host network. After the test, each one's log is kept in
+    <reports>/images/<container>.log and the container is removed."""
+    from indmlops.pytest_plugin import option
+
     made: list[containers.Container] = []
 
     def start(name: str, args: list[str], env: dict[str, str] | None = None, **kw) -> containers.Container:
@@ -66,7 +69,10 @@ def containers_started(engine):
         return c
 
     yield start
+    out = Path(option(pytestconfig, "reports_dir")) / "images"
+    out.mkdir(parents=True, exist_ok=True)
     for c in made:
+        (out / f"{c.name}.log").write_text(f"{c.ref} {c.state()}\n{c.logs(tail=500)}\n")
         c.remove()
 
 
@@ -118,7 +124,7 @@ def test_inference_image_becomes_ready_and_answers_predict(target, images_built,
         metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         assert "inference" in metrics or "predict" in metrics, metrics[:300]
     finally:
-        c.remove()
+        c.stop()
         # Forget the container's persistent session, or the broker queues every reading for it forever.
         probes.mqtt_close(probes.mqtt_connect(mqtt, creds.username, creds.password, client_id=client_id,
                                               clean_session=True))
