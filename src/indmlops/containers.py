@@ -172,8 +172,8 @@ class Container:
 
     def stop(self, timeout: int = 10) -> None:
         """SIGTERM, then SIGKILL after `timeout` s; the container and its logs stay until remove()."""
-        subprocess.run([self.engine, "stop", "--time", str(timeout), self.name], capture_output=True,
+        subprocess.run([self.engine, "stop", "-t", str(timeout), self.name], capture_output=True,
                        timeout=timeout + 60)
 
     def remove(self) -> None:
-        subprocess.run([self.engine, "rm", "--force", "--time", "10", self.name], capture_output=True, timeout=60)
+        subprocess.run([self.engine, "rm", "--force", self.name], capture_output=True, timeout=60)
