@@ -156,7 +156,14 @@ for n in "${names[@]}"; do
     exit 1
   fi
   secs=$(since "$t0")
-  summary+=("$(printf '%-10s %-40s %8s s %6s MB' "$n" "$ref" "$secs" "$(image_mb "$ref")")")
+  # Also the tag the Kubernetes manifests use: the project version, or MLflow's for the MLflow image.
+  if [ "$n" = mlflow ]; then
+    version=$(grep -o '"mlflow==[0-9][0-9.]*"' "$context/images/mlflow/Dockerfile" | head -1 | tr -d '"' | cut -d= -f3)
+  else
+    version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$context/pyproject.toml" | head -1)
+  fi
+  [ -n "$version" ] && "$engine" tag "$ref" "localhost/indmlops-$n:$version"
+  summary+=("$(printf '%-10s %-40s %8s s %6s MB  (also :%s)' "$n" "$ref" "$secs" "$(image_mb "$ref")" "$version")")
 done
 say "done:"
 printf '  %s\n' "${summary[@]}" >&2

@@ -111,7 +111,7 @@ def _serve(args: argparse.Namespace, state_dir: Path) -> int:
     print(f"inference: HTTP on http://{host}:{port}, MQTT {svc.mqtt_ep}, model {svc.model_name}@{svc.alias}",
           flush=True)
     stop.wait()
-    svc.stop()
+    svc.stop(forget_session=args.forget_session)
     return 0
 
 
@@ -205,8 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     sv.add_argument("--http", metavar="HOST:PORT", default="127.0.0.1:8088", help="HTTP listen address")
     sv.add_argument("--watch-interval", type=float, default=5.0, help="seconds between alias checks")
     sv.add_argument("--client-id", default="indmlops-inference",
-                    help="MQTT client id of the persistent session (default indmlops-inference); a second "
-                         "instance on the same broker needs its own, or the broker drops the first")
+                    help="MQTT client id of the persistent session (default indmlops-inference)")
+    sv.add_argument("--forget-session", action="store_true",
+                    help="end the persistent session on exit (for throwaway instances: the broker stops queueing)")
     im = sub.add_parser("images", help="container images: build the simulator, inference and MLflow images")
     im_sub = im.add_subparsers(dest="images_cmd", required=True)
     imb = im_sub.add_parser("build", help="build with Docker (an engine answers) or Podman, on a local Debian "
@@ -217,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     imb.add_argument("--rebuild-base", action="store_true", help="make the local base again (fresh packages)")
     imb.add_argument("--tag", default="dev", help="tag of localhost/indmlops-NAME (default dev)")
     sub.add_parser("down", help="stop every service and supervisord (data is kept)")
+    sub.add_parser("kube-config", help="derive the Kubernetes variants of config/ (prometheus.kubernetes.yml)")
     sub.add_parser("status", help="print service, pid, ready, uptime, restarts, endpoint")
     args = parser.parse_args(argv)
     state_dir = args.state_dir or default_state_dir()
@@ -236,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
             return _simulate(args, state_dir)
         elif args.cmd == "images":
             return _images(args)
+        elif args.cmd == "kube-config":
+            from indmlops.kube_config import write_all
+
+            for path in write_all():
+                print(f"indmlops kube-config: wrote {path}")
         elif args.cmd == "down":
             stack = LocalStack(state_dir)
             stopped = stack.down(progress=_progress)

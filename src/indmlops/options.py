@@ -36,7 +36,8 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("target", "where the system under test runs", "local", ("local", "kind", "kubeconfig")),
     Option("kubeconfig", "kubeconfig file for --target kubeconfig/kind (default: the client's default)"),
     Option("context", "kubeconfig context to use"),
-    Option("manifests", "manifest directory (kustomize) the static checks render", "manifests", kind="path"),
+    Option("manifests", "manifests the static suite judges: a kustomization directory (rendered with kubectl "
+           "kustomize) or any directory of YAML", "manifests/overlays/kind", kind="path"),
     Option("profile", "quick (default, minutes) or full (nightly)", "quick", ("quick", "full")),
     Option("keep_stack", "leave a local stack this session started running at the end", False, kind="bool"),
     Option("reports_dir", "where JUnit XML, the HTML report and failure evidence go", "reports", kind="path"),

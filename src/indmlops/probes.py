@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import socket
 import threading
 import uuid
 from dataclasses import dataclass
@@ -39,6 +41,19 @@ class Endpoint:
         return self.url
 
 
+def no_nagle(client: paho.Client) -> paho.Client:
+    """Send each MQTT packet at once. With Nagle's algorithm a client that answers a PUBLISH with a PUBACK and then
+    publishes its own message holds the second write until the broker ACKs the first, and the broker delays that
+    ACK by up to 40 ms: at 100 readings/s the edge's publish → prediction p50 was 44 ms instead of ~1 ms."""
+
+    def on_socket_open(_c, _u, sock) -> None:
+        with contextlib.suppress(OSError, AttributeError):  # a unix socket or a websocket wrapper: nothing to tune
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    client.on_socket_open = on_socket_open
+    return client
+
+
 def mqtt_connect(ep: Endpoint, user: str | None, password: str | None, *, timeout: float = 5.0,
                  client_id: str | None = None, clean_session: bool = True) -> paho.Client:
     """Connect and wait for CONNACK; return the running client or raise with the broker's reason."""
@@ -48,6 +63,7 @@ def mqtt_connect(ep: Endpoint, user: str | None, password: str | None, *, timeou
         protocol=paho.MQTTv311,
         clean_session=clean_session,
     )
+    no_nagle(client)
     if user is not None:
         client.username_pw_set(user, password)
     done = threading.Event()

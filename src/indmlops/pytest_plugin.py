@@ -81,10 +81,20 @@ def _state_dir(config: pytest.Config) -> Path:
     return Path(value) if value else default_state_dir()
 
 
+def manifests_dir(config: pytest.Config) -> Path:
+    """The --manifests directory: as given when it exists from the working directory, else under the rootdir
+    (so `pytest suites/static` finds the project's manifests from anywhere)."""
+    raw = Path(option(config, "manifests"))
+    if raw.is_absolute() or raw.exists():
+        return raw.resolve()
+    return (config.rootpath / raw).resolve()
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     opts = resolved_options(config)
     lines = ["indmlops: " + ", ".join(f"{n}={r.value} ({r.source})" for n, r in opts.items()
                                       if n in ("target", "profile", "reports_dir", "keep_stack"))]
+    lines.append(f"indmlops manifests: {manifests_dir(config)} ({opts['manifests'].source}; static suite)")
     from indmlops.local.stack import LocalStack
 
     stack = LocalStack(_state_dir(config))

@@ -101,7 +101,7 @@ def test_inference_image_becomes_ready_and_answers_predict(target, images_built,
     c = containers_started("inference", [
         "serve", "--http", f"127.0.0.1:{port}", "--mqtt", f"{mqtt.host}:{mqtt.port}", "--username", creds.username,
         "--password-env", "MQTT_PASSWORD", "--tracking-uri", target.endpoint("mlflow").url,
-        "--client-id", client_id,
+        "--client-id", client_id, "--forget-session",
     ], env={"MQTT_PASSWORD": creds.password})
     try:
         def ready() -> tuple[bool, str]:
@@ -123,7 +123,8 @@ def test_inference_image_becomes_ready_and_answers_predict(target, images_built,
         assert "inference" in metrics or "predict" in metrics, metrics[:300]
     finally:
         c.stop()
-        # Forget the container's persistent session, or the broker queues every reading for it forever.
+        # --forget-session ends the session on SIGTERM; this also covers a container that had to be killed,
+        # or the broker would queue every reading for it forever.
         probes.mqtt_close(probes.mqtt_connect(mqtt, creds.username, creds.password, client_id=client_id,
                                               clean_session=True))
 

@@ -15,7 +15,7 @@ RULES = {
     "non-root-user": "the final stage sets USER to a numeric, non-zero uid",
     "healthcheck": "the final stage has a HEALTHCHECK",
     "no-pip-in-final": "no pip install in the final stage (installs happen in the builder)",
-    "entrypoint": "the final stage's ENTRYPOINT runs the image's program (indmlops; mlflow for the MLflow image)",
+    "entrypoint": "the final stage's ENTRYPOINT runs the image's program (indmlops, or e.g. mlflow)",
 }
 
 _PIP_INSTALL = re.compile(r"\bpip[0-9.]*(?:\s+-\S+)*\s+install\b")
@@ -76,11 +76,14 @@ def _words(args: str) -> list[str]:
         return args.split()
 
 
-def check_dockerfile(name: str, text: str, *, program: str = "indmlops") -> list[str]:
+# The program each image's ENTRYPOINT must run; images not listed run the project's own CLI.
+ENTRYPOINTS = {"mlflow": "mlflow"}
+
+
+def check_dockerfile(name: str, text: str, *, entrypoint: str = "indmlops") -> list[str]:
     """The rules in RULES that `text` (the Dockerfile called `name`) breaks, one message each; [] when clean.
 
-    `program` is what the final ENTRYPOINT must run: `indmlops` for the project's own images, `mlflow` for the
-    MLflow server image."""
+    `entrypoint` is the program the final ENTRYPOINT must run (`indmlops` for the project's own images)."""
     problems: list[str] = []
 
     def bad(rule: str, detail: str) -> None:
@@ -137,6 +140,7 @@ def check_dockerfile(name: str, text: str, *, program: str = "indmlops") -> list
         bad("entrypoint", "the final stage has no ENTRYPOINT")
     else:
         words = _words(entrypoints[-1].args)
-        if not any(w.rsplit("/", 1)[-1] == program or w.startswith(f"{program}.") for w in words):
-            bad("entrypoint", f"line {entrypoints[-1].line}: ENTRYPOINT {entrypoints[-1].args!r} does not run {program}")
+        if not any(w.rsplit("/", 1)[-1] == entrypoint or w.startswith(f"{entrypoint}.") for w in words):
+            bad("entrypoint",
+                f"line {entrypoints[-1].line}: ENTRYPOINT {entrypoints[-1].args!r} does not run {entrypoint}")
     return problems

@@ -1,0 +1,441 @@
+"""Benchmark: publish→prediction latency of edge inference against a bare MQTT relay, and HTTP /predict against
+`mlflow models serve` of the same registered model, all in one run.
+
+MQTT part. A private Mosquitto (the stack's rendered configuration text, password file and ACLs, on a free port
+and its own data directory) so the supervised stack's simulator and inference are left alone. For each rate, the
+reference simulator publishes QoS1 readings (`indmlops simulate` in its own process); the responder is either
+  - the edge inference service (`indmlops serve`, its own process, ONNX fast path), or
+  - a bare relay (baseline: subscribe QoS1 with a persistent session, republish the reading unchanged, QoS1),
+and a receiver (monitor role) times publish → prediction from the reading's `ts_ns` (same clock). The ratio
+inference/relay is what the model, features and JSON cost on top of the broker (goal ≤ 1.5×).
+
+Broker durability part. The shipped broker saves its database every `autosave_interval` changes; with QoS1
+subscribers every delivered message is a change. For several intervals: what the relay sustains at the highest
+rate, and how many acknowledged QoS1 readings queued for an offline persistent session a SIGKILL loses.
+
+HTTP part. The same readings as requests: our `POST /predict` (raw reading) against `mlflow models serve
+--env-manager local` `POST /invocations` (the reading's feature vector), closed loop, same client, same run
+(goal: ≥ 2× throughput).
+
+    .venv/bin/python bench/edge_latency.py [--rates 500,2000] [--seconds 10] [--autosave 1,100,1000]
+    (needs a running local stack with a registered model: .venv/bin/indmlops up)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from indmlops import probes
+from indmlops.features import FEATURE_NAMES, FeatureState
+from indmlops.local import render
+from indmlops.local.layout import default_state_dir
+from indmlops.probes import Endpoint
+from indmlops.simulator import Plant
+from indmlops.targets.local import LocalTarget
+
+VENV_BIN = Path(sys.executable).parent
+INDMLOPS = [str(VENV_BIN / "indmlops")]
+LINES, MACHINES = 2, 5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q / 100 * len(xs)))] if xs else float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + sys of a live process, from /proc (no psutil in the venv)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- a private broker ------------------------------------------------------------------------------------
+
+class Broker:
+    """Mosquitto with the stack's configuration text on a free port; kill() and start() keep its data."""
+
+    def __init__(self, stack_conf: Path, autosave: int) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="indmlops-bench-broker-", dir="/var/tmp"))
+        self.data = self.dir / "data"
+        self.data.mkdir()
+        self.ep = Endpoint("mosquitto", "127.0.0.1", free_port(), "mqtt")
+        self.hostport = f"{self.ep.host}:{self.ep.port}"
+        (self.dir / "mosquitto.conf").write_text(render.mosquitto_conf_text(
+            port=self.ep.port, conf_dir=stack_conf, data_dir=self.data, autosave_changes=autosave))
+        if os.geteuid() == 0:  # the broker drops to user mosquitto, which must write the database
+            shutil.chown(self.data, "mosquitto")
+            self.dir.chmod(0o755)
+        self.proc: subprocess.Popen | None = None
+        self.autosave = autosave
+
+    def start(self, user: str, password: str) -> None:
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.dir / "mosquitto.conf")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                probes.mqtt_close(probes.mqtt_connect(self.ep, user, password, timeout=1))
+                return
+            except probes.ProbeFailed:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise SystemExit(f"private broker on {self.ep} did not start (exit {self.proc.poll()})") from None
+                time.sleep(0.1)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# -- responders --------------------------------------------------------------------------------------------
+
+def relay_main(host: str, port: int) -> int:
+    """Child mode: the baseline responder. Same session semantics and QoS as the inference service."""
+    from paho.mqtt.client import Client, MQTTv311
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    ready = threading.Event()
+    stop = threading.Event()
+    client = probes.no_nagle(Client(CallbackAPIVersion.VERSION2, client_id="indmlops-bench-relay",
+                                    protocol=MQTTv311, clean_session=False))  # as the inference service
+    client.username_pw_set("inference", os.environ["BENCH_MQTT_PASSWORD"])
+
+    def on_message(c, _u, msg):
+        line, machine = msg.topic.split("/")[1:3]
+        c.publish(f"factory/{line}/{machine}/prediction", msg.payload, qos=1)
+
+    client.on_message = on_message
+    client.on_connect = lambda c, *_a: c.subscribe("factory/+/+/telemetry", qos=1)
+    client.on_subscribe = lambda *_a: ready.set()
+    client.connect(host, port)
+    client.loop_start()
+    ready.wait(10)
+    print("relay ready", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_a: stop.set())
+    stop.wait()
+    client.disconnect()
+    client.loop_stop()
+    eraser = Client(CallbackAPIVersion.VERSION2, client_id="indmlops-bench-relay", protocol=MQTTv311,
+                    clean_session=True)  # forget the session, or the broker queues for it forever
+    eraser.username_pw_set("inference", os.environ["BENCH_MQTT_PASSWORD"])
+    eraser.connect(host, port)
+    eraser.disconnect()
+    return 0
+
+
+def wait_http(url_host: str, port: int, path: str, timeout: float, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{proc.args[:3]} exited {proc.returncode} before {path} answered")
+        try:
+            conn = http.client.HTTPConnection(url_host, port, timeout=2)
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            last = f"HTTP {resp.status} {resp.read()[:200]!r}"
+            if resp.status == 200:
+                return
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise SystemExit(f"http://{url_host}:{port}{path} not ready after {timeout:.0f} s: {last}")
+
+
+@contextlib.contextmanager
+def responder(kind: str, broker: Broker, password: str, tracking_uri: str, http_port: int | None = None):
+    env = dict(os.environ, BENCH_MQTT_PASSWORD=password)
+    if kind == "relay":
+        proc = subprocess.Popen([sys.executable, __file__, "relay", str(broker.ep.port)], env=env,
+                                stdout=subprocess.PIPE, text=True)
+        if proc.stdout.readline().strip() != "relay ready":
+            raise SystemExit("relay did not subscribe")
+    else:
+        http_port = http_port or free_port()
+        proc = subprocess.Popen(INDMLOPS + ["serve", "--mqtt", broker.hostport, "--password-env", "BENCH_MQTT_PASSWORD",
+                                            "--tracking-uri", tracking_uri, "--http", f"127.0.0.1:{http_port}",
+                                            "--client-id", "indmlops-bench-inference", "--forget-session"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wait_http("127.0.0.1", http_port, "/readyz", 60, proc)
+    try:
+        yield proc, http_port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+# -- the MQTT measurement -----------------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    responder: str
+    rate: float
+    achieved: float
+    published: int
+    received: int
+    duplicates: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    responder_cores: float
+
+
+class Receiver:
+    def __init__(self, ep: Endpoint, password: str) -> None:
+        self.lat_ns: dict[str, int] = {}
+        self.duplicates = 0
+        self.client = probes.mqtt_connect(ep, "monitor", password)
+        self.client.on_message = self._on
+        probes.mqtt_subscribe(self.client, "factory/+/+/prediction", qos=1)
+
+    def _on(self, _c, _u, msg) -> None:
+        now = time.time_ns()
+        doc = json.loads(msg.payload)
+        if doc["id"] in self.lat_ns:
+            self.duplicates += 1
+        else:
+            self.lat_ns[doc["id"]] = now - doc["ts_ns"]
+
+    def close(self) -> None:
+        probes.mqtt_close(self.client)
+
+
+def run_mqtt(kind: str, broker: Broker, creds: dict[str, str], tracking_uri: str, rate: float,
+             seconds: float) -> Row:
+    with responder(kind, broker, creds["inference"], tracking_uri) as (proc, _):
+        receiver = Receiver(broker.ep, creds["monitor"])
+        cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+        sim = subprocess.run(INDMLOPS + ["simulate", "--mqtt", broker.hostport, "--password-env", "BENCH_SIM_PASSWORD",
+                                         "--rate", str(rate), "--duration", str(seconds), "--qos", "1",
+                                         "--lines", str(LINES), "--machines", str(MACHINES), "--seed", "11"],
+                             env=dict(os.environ, BENCH_SIM_PASSWORD=creds["simulator"]), capture_output=True,
+                             text=True)
+        if sim.returncode != 0:
+            raise SystemExit(f"simulator failed: {sim.stderr[-500:]}{sim.stdout[-500:]}")
+        published = int(sim.stdout.split("published ")[1].split()[0])
+        sim_seconds = float(sim.stdout.split(" readings in ")[1].split()[0])
+        deadline = time.monotonic() + 10
+        while len(receiver.lat_ns) < published and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cores = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
+        receiver.close()
+    lat = sorted(receiver.lat_ns.values())
+    ms = [x / 1e6 for x in lat]  # every reading, warm-up included
+    return Row(kind, rate, published / sim_seconds, published, len(lat), receiver.duplicates,
+               pct(ms, 50), pct(ms, 95), pct(ms, 99), cores)
+
+
+def kill_loss(broker: Broker, creds: dict[str, str], n: int = 2000) -> int:
+    """Queue n acknowledged QoS1 readings for an offline persistent session, SIGKILL the broker, restart it,
+    resume the session: how many never arrive."""
+    sub = probes.mqtt_connect(broker.ep, "inference", creds["inference"], client_id="indmlops-bench-offline",
+                              clean_session=False)
+    probes.mqtt_subscribe(sub, "factory/+/+/telemetry", qos=1)
+    probes.mqtt_close(sub)
+    sim = subprocess.run(INDMLOPS + ["simulate", "--mqtt", broker.hostport, "--password-env", "BENCH_SIM_PASSWORD",
+                                     "--rate", "0", "--count", str(n), "--qos", "1", "--seed", "5"],
+                         env=dict(os.environ, BENCH_SIM_PASSWORD=creds["simulator"]), capture_output=True, text=True)
+    if sim.returncode != 0:
+        raise SystemExit(f"simulator failed: {sim.stdout[-300:]}")
+    broker.kill()
+    broker.start("monitor", creds["monitor"])
+    got: set[str] = set()
+    from paho.mqtt.client import Client, MQTTv311
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    # Resuming the session delivers the queue right after CONNACK: on_message must be set before connecting.
+    sub = Client(CallbackAPIVersion.VERSION2, client_id="indmlops-bench-offline", protocol=MQTTv311,
+                 clean_session=False)
+    sub.username_pw_set("inference", creds["inference"])
+    sub.on_message = lambda _c, _u, m: got.add(json.loads(m.payload)["id"])
+    sub.connect(broker.ep.host, broker.ep.port)
+    sub.loop_start()
+    quiet_since, last = time.monotonic(), -1
+    while time.monotonic() - quiet_since < 1.0:  # until nothing new arrives for 1 s
+        if len(got) != last:
+            quiet_since, last = time.monotonic(), len(got)
+        time.sleep(0.05)
+    probes.mqtt_close(sub)
+    return n - len(got)
+
+
+# -- HTTP ------------------------------------------------------------------------------------------------------
+
+def _http_worker(port: int, path: str, bodies: list[bytes], seconds: float, out) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    lat, errors, i = [], 0, 0
+    stop = time.perf_counter() + seconds
+    while (t := time.perf_counter()) < stop:
+        conn.request("POST", path, bodies[i % len(bodies)], {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        resp.read()
+        lat.append(time.perf_counter() - t)
+        errors += resp.status != 200
+        i += 1
+    out.put((lat, errors))
+
+
+def http_load(port: int, path: str, bodies: list[bytes], seconds: float, concurrency: int) -> tuple[float, float, float, int]:
+    """Closed loop from `concurrency` client processes (no GIL shared with each other): req/s, p50, p99 (ms), errors."""
+    q: multiprocessing.Queue = multiprocessing.Queue()
+    procs = [multiprocessing.Process(target=_http_worker, args=(port, path, bodies, seconds, q))
+             for _ in range(concurrency)]
+    for p in procs:
+        p.start()
+    results = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    lat = [x * 1e3 for r in results for x in r[0]]
+    return len(lat) / seconds, pct(lat, 50), pct(lat, 99), sum(r[1] for r in results)
+
+
+def http_bodies(n: int = 500) -> tuple[list[bytes], list[bytes]]:
+    state = FeatureState()
+    ours, theirs = [], []
+    for reading in Plant(seed=3, lines=LINES, machines=MACHINES).readings():
+        ours.append(json.dumps(reading).encode())
+        vec = state.vector(f"{reading['line']}/{reading['machine']}", reading["features"])
+        theirs.append(json.dumps({"dataframe_split": {"columns": FEATURE_NAMES, "data": [vec]}}).encode())
+        if len(ours) == n:
+            return ours, theirs
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def mlflow_serve(tracking_uri: str):
+    port = free_port()
+    # `mlflow models serve --env-manager local` execs `uvicorn` through bash: the venv's bin must be on PATH.
+    env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri, PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}")
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([str(VENV_BIN / "mlflow"), "models", "serve", "-m", "models:/edge-anomaly@champion",
+                             "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        try:
+            wait_http("127.0.0.1", port, "/ping", 120, proc)
+        except SystemExit:
+            log.seek(0)
+            print(log.read()[-2000:].decode(errors="replace"), file=sys.stderr)
+            raise
+        yield port
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+# -- main -------------------------------------------------------------------------------------------------------
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rates", default="500,2000", help="publish rates, msg/s (comma-separated)")
+    ap.add_argument("--seconds", type=float, default=10.0, help="length of each MQTT run")
+    ap.add_argument("--autosave", default="1,10,100,1000",
+                    help="autosave_interval values for the broker durability part ('' to skip)")
+    ap.add_argument("--broker-autosave", type=int,
+                    help="autosave_interval for the latency part (default: the value the stack ships)")
+    ap.add_argument("--http-seconds", type=float, default=5.0)
+    ap.add_argument("--concurrency", type=int, default=4, help="HTTP client processes")
+    args = ap.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+
+    target = LocalTarget(default_state_dir())
+    stack_conf = target.stack.layout.conf / "mosquitto"
+    creds = {r: target.credentials("mosquitto", r).password for r in ("simulator", "inference", "monitor")}
+    tracking_uri = target.endpoint("mlflow").url
+    shipped = int(next(line.split()[1] for line in (stack_conf / "mosquitto.conf").read_text().splitlines()
+                       if line.startswith("autosave_interval")))
+    if args.broker_autosave is not None:
+        shipped = args.broker_autosave
+    print(f"edge latency bench: {LINES}×{MACHINES} machines, QoS1, {args.seconds:.0f} s per run; "
+          f"private broker with the shipped config, autosave_interval {shipped}; model from {tracking_uri}")
+
+    print(f"\n{'rate':>6} {'responder':<10}{'achieved':>9}{'lost':>6}{'dup':>5}{'p50 ms':>8}{'p95 ms':>8}"
+          f"{'p99 ms':>8}{'cores':>7}")
+    rows: dict[tuple[float, str], Row] = {}
+    broker = Broker(stack_conf, shipped)
+    try:
+        broker.start("monitor", creds["monitor"])
+        for rate in rates:
+            for kind in ("relay", "inference"):
+                r = run_mqtt(kind, broker, creds, tracking_uri, rate, args.seconds)
+                rows[rate, kind] = r
+                print(f"{rate:>6.0f} {kind:<10}{r.achieved:>9.0f}{r.published - r.received:>6}{r.duplicates:>5}"
+                      f"{r.p50_ms:>8.2f}{r.p95_ms:>8.2f}{r.p99_ms:>8.2f}{r.responder_cores:>7.2f}")
+    finally:
+        broker.close()
+    print("\ninference / relay (goal ≤ 1.5×):")
+    for rate in rates:
+        a, b = rows[rate, "inference"], rows[rate, "relay"]
+        print(f"  {rate:>6.0f} msg/s: p50 {a.p50_ms / b.p50_ms:.2f}×, p99 {a.p99_ms / b.p99_ms:.2f}×")
+
+    if args.autosave:
+        top = max(rates)
+        print(f"\nbroker durability trade-off (relay at {top:.0f} msg/s; SIGKILL with 2000 acknowledged QoS1 "
+              f"readings queued for an offline session):")
+        print(f"{'autosave_interval':>18}{'achieved':>10}{'p50 ms':>8}{'p99 ms':>8}{'lost on kill':>14}")
+        for n in (int(x) for x in args.autosave.split(",")):
+            broker = Broker(stack_conf, n)
+            try:
+                broker.start("monitor", creds["monitor"])
+                r = run_mqtt("relay", broker, creds, tracking_uri, top, args.seconds)
+                lost = kill_loss(broker, creds)
+            finally:
+                broker.close()
+            print(f"{n:>18}{r.achieved:>10.0f}{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}{lost:>9} / 2000")
+
+    ours_b, theirs_b = http_bodies()
+    print(f"\nHTTP, closed loop, {args.concurrency} client processes, {args.http_seconds:.0f} s each:")
+    print(f"{'server':<22}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'errors':>8}")
+    broker = Broker(stack_conf, shipped)
+    try:
+        broker.start("monitor", creds["monitor"])
+        with responder("inference", broker, creds["inference"], tracking_uri) as (_p, port):
+            ours = http_load(port, "/predict", ours_b, args.http_seconds, args.concurrency)
+    finally:
+        broker.close()
+    print(f"{'indmlops /predict':<22}{ours[0]:>8.0f}{ours[1]:>8.2f}{ours[2]:>8.2f}{ours[3]:>8}")
+    with mlflow_serve(tracking_uri) as port:
+        theirs = http_load(port, "/invocations", theirs_b, args.http_seconds, args.concurrency)
+    print(f"{'mlflow models serve':<22}{theirs[0]:>8.0f}{theirs[1]:>8.2f}{theirs[2]:>8.2f}{theirs[3]:>8}")
+    print(f"ours / mlflow (goal ≥ 2×): throughput {ours[0] / theirs[0]:.1f}×, p99 {theirs[2] / ours[2]:.1f}× lower")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "relay":
+        sys.exit(relay_main("127.0.0.1", int(sys.argv[2])))
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""Locust users for the edge: MQTT end to end (reading published → prediction received) and HTTP POST /predict.
+
+    locust -f load/locustfile.py                        # web UI on :8089, against the local stack
+    locust -f load/locustfile.py --headless -t 60s --shape step --mqtt-users 20 --rate-per-user 10
+    locust -f load/locustfile.py --master / --worker    # distributed, when one generator is not enough
+
+Endpoints and credentials default to the local stack's (`stack.json`); elsewhere give --mqtt HOST:PORT, --host
+http://inference:8088 and the passwords in the environment variables named by --publisher-password-env and
+--subscriber-password-env. Statistics: `mqtt:e2e` (reading's ts_ns → its prediction at our subscriber),
+`mqtt:publish` (QoS1 PUBACK), `http:predict`; readings whose prediction never came are failures of `mqtt:e2e`
+("lost"), a second prediction for one reading is a failure ("duplicate"). The suite (suites/latency) runs this
+file through Locust's library API, with the load of a fixtures/slo.yaml profile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from itertools import count
+
+import gevent
+import gevent.lock
+from locust import FastHttpUser, LoadTestShape, User, constant_throughput, events, task
+from locust.exception import StopUser
+from paho.mqtt.client import Client, MQTTv311
+from paho.mqtt.enums import CallbackAPIVersion
+
+from indmlops.probes import no_nagle
+from indmlops.simulator import Plant
+from indmlops.slo import SHAPES, mqtt_users_at, requested_readings  # noqa: F401  (pure, shared with the suite)
+
+LOSS_GRACE_S = 5.0  # after the load stops, a reading may still get its prediction within this many seconds
+_user_numbers = count(1)
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser) -> None:
+    g = parser  # Locust's include_in_web_ui works on the parser itself, not on argument groups
+    g.add_argument("--shape", choices=SHAPES, default="steady", include_in_web_ui=True,
+                   help="steady: all users for the run; step: a quarter more every quarter; spike: base, 2x, base")
+    g.add_argument("--mqtt-users", type=int, default=10, include_in_web_ui=True, help="simulated machines")
+    g.add_argument("--rate-per-user", type=float, default=10.0, include_in_web_ui=True,
+                   help="readings per second per machine")
+    g.add_argument("--http-users", type=int, default=2, include_in_web_ui=True, help="POST /predict users")
+    g.add_argument("--http-rate-per-user", type=float, default=50.0, include_in_web_ui=True,
+                   help="requests per second per HTTP user; 0 = closed loop (as fast as the service answers)")
+    g.add_argument("--shape-seconds", type=float, default=60.0, help="length of one pass of the shape")
+    g.add_argument("--mqtt", default="", help="broker HOST:PORT (default: the local stack's)")
+    g.add_argument("--publisher-user", default="simulator")
+    g.add_argument("--publisher-password-env", default="", help="env var with the publisher's password")
+    g.add_argument("--subscriber-user", default="monitor")
+    g.add_argument("--subscriber-password-env", default="", help="env var with the subscriber's password")
+    g.add_argument("--max-inflight", type=int, default=20,
+                   help="unacknowledged QoS1 readings per user before it waits: an unthrottled QoS1 generator "
+                        "collapses Mosquitto")
+    g.add_argument("--run-tag", default="", help="line name of this run's machines (default load-<pid>)")
+
+
+def _settings(opts) -> dict:
+    """Broker, credentials and inference URL: from the options, else from the local stack."""
+    out = {"mqtt": opts.mqtt, "pub_user": opts.publisher_user, "sub_user": opts.subscriber_user,
+           "pub_password": os.environ.get(opts.publisher_password_env, "") if opts.publisher_password_env else "",
+           "sub_password": os.environ.get(opts.subscriber_password_env, "") if opts.subscriber_password_env else ""}
+    if not out["mqtt"] or not out["pub_password"] or not out["sub_password"]:
+        from indmlops.local.layout import default_state_dir
+        from indmlops.targets.local import LocalTarget
+
+        target = LocalTarget(default_state_dir())
+        ep = target.endpoint("mosquitto")
+        out["mqtt"] = out["mqtt"] or f"{ep.host}:{ep.port}"
+        out["pub_password"] = out["pub_password"] or target.credentials("mosquitto", out["pub_user"]).password
+        out["sub_password"] = out["sub_password"] or target.credentials("mosquitto", out["sub_user"]).password
+        if not getattr(opts, "host", None):
+            opts.host = target.endpoint("inference").url
+    return out
+
+
+def _client(settings: dict, user: str, password: str, client_id: str) -> Client:
+    host, _, port = settings["mqtt"].rpartition(":")
+    c = no_nagle(Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTv311, clean_session=True))
+    c.username_pw_set(user, password)
+    connected = threading.Event()
+    refused: list[str] = []
+
+    def on_connect(_c, _u, _f, rc, _p):
+        (refused.append(str(rc)) if rc.is_failure else None)
+        connected.set()
+
+    c.on_connect = on_connect
+    c.connect(host, int(port), keepalive=30)
+    c.loop_start()
+    if not connected.wait(10) or refused:
+        c.loop_stop()
+        raise ConnectionError(f"MQTT {settings['mqtt']} as {user}: {refused[0] if refused else 'no CONNACK in 10 s'}")
+    return c
+
+
+class Matcher:
+    """One subscriber per generator process: matches predictions to the readings this process published."""
+
+    def __init__(self, environment, settings: dict) -> None:
+        self.env = environment
+        self.pending: dict[str, int] = {}  # reading id → ts_ns
+        self.done: set[str] = set()
+        self.published = self.matched = self.duplicates = self.lost = 0
+        self.samples: list[tuple[float, str, float]] = []  # (wall time s, operation, ms): exact, for the suite
+        subscribed = threading.Event()
+        self.client = _client(settings, settings["sub_user"], settings["sub_password"],
+                              f"indmlops-load-sub-{os.getpid()}")
+        self.client.on_message = self._on_prediction
+        self.client.on_subscribe = lambda *_a: subscribed.set()
+        self.client.subscribe("factory/+/+/prediction", qos=1)
+        if not subscribed.wait(10):
+            raise ConnectionError(f"MQTT {settings['mqtt']}: no SUBACK for factory/+/+/prediction in 10 s")
+
+    def _on_prediction(self, _c, _u, msg) -> None:
+        now = time.time_ns()
+        try:
+            rid = json.loads(msg.payload)["id"]
+        except (ValueError, KeyError, TypeError):
+            return  # not a prediction of ours (another publisher's format): nothing to match
+        ts = self.pending.pop(rid, None)
+        if ts is None:
+            if rid in self.done:
+                self.duplicates += 1
+                self.env.events.request.fire(request_type="MQTT", name="mqtt:e2e", response_time=0,
+                                             response_length=0, exception=RuntimeError("duplicate prediction"))
+            return  # the background simulator's readings and other runs' are not ours
+        self.done.add(rid)
+        self.matched += 1
+        ms = (now - ts) / 1e6
+        self.samples.append((now / 1e9, "mqtt:e2e", ms))
+        self.env.events.request.fire(request_type="MQTT", name="mqtt:e2e", response_time=ms,
+                                     response_length=len(msg.payload), exception=None)
+
+    def settle(self) -> None:
+        """After the load: wait for outstanding predictions, then count the rest as lost."""
+        deadline = time.monotonic() + LOSS_GRACE_S
+        while self.pending and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        for _rid in list(self.pending):
+            self.lost += 1
+            self.env.events.request.fire(request_type="MQTT", name="mqtt:e2e", response_time=LOSS_GRACE_S * 1000,
+                                         response_length=0, exception=RuntimeError("lost: no prediction"))
+        self.pending.clear()
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+_matcher: Matcher | None = None
+_matcher_lock = threading.Lock()  # gevent's, once Locust has patched: users start concurrently
+
+
+def matcher(environment) -> Matcher:
+    global _matcher
+    with _matcher_lock:
+        if _matcher is None:
+            _matcher = Matcher(environment, _settings(environment.parsed_options))
+    return _matcher
+
+
+@events.test_start.add_listener
+def _subscribe_first(environment, **_kw) -> None:
+    from locust.runners import MasterRunner
+
+    if isinstance(environment.runner, MasterRunner):
+        return  # users, and so readings, live on the workers
+    if environment.parsed_options is not None and environment.parsed_options.mqtt_users:
+        matcher(environment)  # before the first reading goes out
+
+
+@events.test_stop.add_listener
+def _settle(environment, **_kw) -> None:
+    if _matcher is not None:
+        _matcher.settle()
+
+
+class EdgeMqttUser(User):
+    """One machine: publishes readings from the reference simulator at --rate-per-user, QoS1."""
+
+    weight = 1
+
+    def on_start(self) -> None:
+        opts = self.environment.parsed_options
+        self.settings = _settings(opts)
+        self.match = matcher(self.environment)
+        n = next(_user_numbers)
+        self.line, self.machine = opts.run_tag or f"load-{os.getpid()}", f"m-{n:03d}"
+        self.readings = Plant(seed=n, lines=1, machines=1).readings()
+        self._wait = constant_throughput(opts.rate_per_user)
+        self.window = gevent.lock.Semaphore(opts.max_inflight)
+        self.sent_at: dict[int, int] = {}
+        self.client = _client(self.settings, self.settings["pub_user"], self.settings["pub_password"],
+                              f"indmlops-load-{os.getpid()}-{n}")
+        self.client.on_publish = self._on_publish
+
+    def wait_time(self) -> float:
+        return self._wait(self)
+
+    def _on_publish(self, _c, _u, mid, _rc, _p) -> None:
+        t0 = self.sent_at.pop(mid, None)
+        self.window.release()
+        if t0 is not None:
+            ms = (time.time_ns() - t0) / 1e6
+            self.match.samples.append((time.time(), "mqtt:publish", ms))
+            self.environment.events.request.fire(request_type="MQTT", name="mqtt:publish", response_time=ms,
+                                                 response_length=0, exception=None)
+
+    @task
+    def publish_reading(self) -> None:
+        reading = next(self.readings)
+        reading["line"], reading["machine"] = self.line, self.machine
+        if not self.window.acquire(timeout=30):
+            raise StopUser(f"broker acknowledged nothing for 30 s ({self.settings['mqtt']})")
+        reading["ts_ns"] = ts = time.time_ns()
+        self.match.pending[reading["id"]] = ts
+        self.match.published += 1
+        info = self.client.publish(f"factory/{self.line}/{self.machine}/telemetry",
+                                   json.dumps(reading, separators=(",", ":")), qos=1)
+        self.sent_at[info.mid] = ts
+        if info.rc != 0:
+            self.window.release()
+            self.environment.events.request.fire(request_type="MQTT", name="mqtt:publish", response_time=0,
+                                                 response_length=0, exception=ConnectionError(f"rc={info.rc}"))
+
+    def on_stop(self) -> None:
+        if getattr(self, "client", None) is not None:  # on_start may have failed before connecting
+            self.client.disconnect()
+            self.client.loop_stop()
+
+
+class PredictHttpUser(FastHttpUser):
+    """Closed loop on POST /predict with the simulator's readings."""
+
+    fixed_count = 2  # set from --http-users at init
+
+    def on_start(self) -> None:
+        self.readings = Plant(seed=10_000 + next(_user_numbers), lines=1, machines=1).readings()
+        rate = self.environment.parsed_options.http_rate_per_user
+        self._wait = constant_throughput(rate) if rate > 0 else (lambda _u: 0)
+
+    def wait_time(self) -> float:
+        return self._wait(self)
+
+    @task
+    def predict(self) -> None:
+        body = json.dumps(next(self.readings), separators=(",", ":"))
+        t = time.perf_counter()
+        with self.client.post("/predict", data=body, headers={"Content-Type": "application/json"},
+                              name="http:predict", catch_response=True) as resp:
+            ms = (time.perf_counter() - t) * 1e3
+            if resp.status_code != 200:
+                why = resp.error if resp.status_code == 0 else (resp.text or "")[:200]  # 0: no connection
+                resp.failure(f"HTTP {resp.status_code}: {why}")
+            else:
+                matcher(self.environment).samples.append((time.time(), "http:predict", ms))
+
+
+@events.init.add_listener
+def _configure(environment, **_kw) -> None:
+    opts = environment.parsed_options
+    if opts is None:
+        return
+    _settings(opts)  # fills --host from the local stack when not given
+    if environment.host is None:
+        environment.host = opts.host
+    PredictHttpUser.fixed_count = opts.http_users
+    PredictHttpUser.host = opts.host
+    if opts.http_users == 0 and PredictHttpUser in environment.user_classes:
+        environment.user_classes.remove(PredictHttpUser)  # fixed_count 0 would mean "by weight", not "none"
+    if opts.mqtt_users == 0 and EdgeMqttUser in environment.user_classes:
+        environment.user_classes.remove(EdgeMqttUser)
+
+
+class EdgeShape(LoadTestShape):
+    """--shape steady | step | spike over --shape-seconds, repeated until --run-time ends the test."""
+
+    def tick(self):
+        opts = self.runner.environment.parsed_options
+        if opts.run_time and self.get_run_time() >= opts.run_time:  # Locust leaves -t to the shape
+            return None
+        mqtt = mqtt_users_at(opts.shape, opts.mqtt_users, self.get_run_time(), opts.shape_seconds)
+        total = mqtt + opts.http_users
+        return total, max(50, total)  # spawn everyone within a second: the shape, not the ramp, sets the load

@@ -1,0 +1,40 @@
+"""Static conformance of the rendered manifests: one test per object and rule (`Deployment/it-core/mlflow:probes`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from indmlops.checks import schema
+from indmlops.checks.isolation import computed_matrix
+from indmlops.checks.manifests import ManifestError
+from indmlops.checks.netpol import format_matrix
+from indmlops.checks.static_rules import message, run
+from indmlops.pytest_plugin import option
+
+pytestmark = pytest.mark.static
+
+
+def test_static_rule_holds(static_case, request, static_policy, isolation_intent, pytestconfig):
+    if isinstance(static_case, ManifestError):
+        pytest.fail(f"the manifests could not be read: {static_case}", pytrace=False)
+    static_manifests = request.getfixturevalue("static_manifests")
+    try:
+        problems = run(static_case, static_manifests, static_policy, isolation_intent)
+    except schema.NoSchema as exc:
+        pytest.skip(f"{static_case.subject}: {exc} (a custom resource: validate it with its CRD's schema)")
+    if static_case.rule == "isolation":
+        keep_matrix(static_manifests, isolation_intent, Path(option(pytestconfig, "reports_dir")))
+    if problems:
+        pytest.fail(message(static_case, problems), pytrace=False)
+
+
+def keep_matrix(manifests, intent, reports: Path) -> None:
+    """The computed reachability matrix, printed and kept in reports/static/, pass or fail."""
+    cells, _ = computed_matrix(manifests, intent)
+    text = (f"reachability matrix of {manifests.root} ({sum(cells.values())} of {len(cells)} cells allowed; "
+            f"intent: {intent.source if intent else 'none'})\n{format_matrix(cells)}\n")
+    print(text)
+    (reports / "static").mkdir(parents=True, exist_ok=True)
+    (reports / "static" / "isolation-matrix.txt").write_text(text)

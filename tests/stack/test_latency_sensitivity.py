@@ -1,0 +1,67 @@
+"""The latency verdict fails when the edge is broken: inference stopped (readings lost) or starved of CPU
+(latency bounds breached). Each run is a short version of the quick profile against the session's stack."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import threading
+from contextlib import contextmanager
+
+import pytest
+
+from indmlops import slo
+from indmlops.checks import latency
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture
+def short_profile() -> slo.Profile:
+    return dataclasses.replace(slo.profile("quick"), duration_s=6.0)
+
+
+@contextmanager
+def starved(pid: int, stopped_s: float = 0.3, running_s: float = 0.1):
+    """SIGSTOP the process for `stopped_s` of every `stopped_s + running_s`: a CPU-starved edge node."""
+    done = threading.Event()
+
+    def cycle() -> None:
+        while not done.is_set():
+            os.kill(pid, signal.SIGSTOP)
+            done.wait(stopped_s)
+            os.kill(pid, signal.SIGCONT)
+            done.wait(running_s)
+
+    t = threading.Thread(target=cycle, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        done.set()
+        t.join()
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_latency_verdict_fails_with_lost_readings_when_inference_stopped(target, stopped, short_profile, tmp_path):
+    with stopped("inference"):
+        result = latency.run_load(target, short_profile, out_dir=tmp_path)
+    rows = latency.verdict(result, short_profile)
+    with pytest.raises(AssertionError, match=r"delivery lost ratio 1\.0000") as err:
+        latency.assert_rows(rows, groups=("delivery",), result=result, profile=short_profile)
+    assert "operation     measure" in str(err.value)  # the whole verdict table is in the message
+    with pytest.raises(AssertionError, match="mqtt:e2e p50 no samples"):
+        latency.assert_rows(rows, groups=("mqtt:e2e",), result=result, profile=short_profile)
+    with pytest.raises(AssertionError, match="http:predict error ratio 1.0000"):
+        latency.assert_rows(rows, groups=("http:predict",), result=result, profile=short_profile)
+
+
+def test_latency_verdict_fails_on_percentiles_when_inference_starved(target, short_profile, tmp_path):
+    with starved(int(target.identity("inference"))):
+        result = latency.run_load(target, short_profile, out_dir=tmp_path)
+    rows = latency.verdict(result, short_profile)
+    failed = {f"{r.group} {r.measure}" for r in rows if not r.ok}
+    assert {"mqtt:e2e p50", "mqtt:e2e p99", "http:predict p99"} <= failed, latency.format_table(rows)
+    # the generator was fine: the verdict blames the edge, not the load
+    assert "generator cpu cores" not in failed, latency.format_table(rows)

@@ -1,0 +1,32 @@
+"""load/locustfile.py runs on its own with the `locust` command, as a user would run it (headless here)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from indmlops.local.layout import REPO_ROOT
+
+pytestmark = pytest.mark.stack
+
+
+def test_locust_command_reports_e2e_and_predict_when_run_headless(target, tmp_path):
+    ep = target.endpoint("mosquitto")
+    env = dict(os.environ, PUB_PW=target.credentials("mosquitto", "simulator").password,
+               SUB_PW=target.credentials("mosquitto", "monitor").password)
+    cmd = [str(Path(sys.executable).parent / "locust"), "-f", str(REPO_ROOT / "load" / "locustfile.py"),
+           "--headless", "-t", "4s", "--only-summary", "--csv", str(tmp_path / "run"), "--shape", "step",
+           "--mqtt-users", "4", "--rate-per-user", "5", "--http-users", "1", "--http-rate-per-user", "20",
+           "--mqtt", f"{ep.host}:{ep.port}", "--host", target.endpoint("inference").url,
+           "--publisher-password-env", "PUB_PW", "--subscriber-password-env", "SUB_PW"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, f"{' '.join(cmd)}\nexit {out.returncode}\n{out.stdout[-2000:]}{out.stderr[-2000:]}"
+    rows = {r["Name"]: r for r in csv.DictReader(open(tmp_path / "run_stats.csv"))}
+    for name in ("mqtt:e2e", "mqtt:publish", "http:predict"):
+        assert int(rows[name]["Request Count"]) > 0, f"{name}: no requests in {tmp_path / 'run_stats.csv'}"
+        assert int(rows[name]["Failure Count"]) == 0, f"{name}: failures in {tmp_path / 'run_failures.csv'}"

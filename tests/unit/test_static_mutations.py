@@ -1,0 +1,200 @@
+"""Sensitivity of the static suite: single mutations of the shipped manifests, each caught by a named check."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from indmlops.checks.isolation import load_intent
+from indmlops.checks.manifests import Manifests, load, load_cached
+from indmlops.checks.static_rules import RULES, StaticPolicy, cases, failing, message, run
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def policy() -> StaticPolicy:
+    return StaticPolicy.from_fixture(yaml.safe_load((REPO / "fixtures" / "static.yaml").read_text()), REPO / "images")
+
+
+@pytest.fixture(scope="module")
+def intent():
+    return load_intent(REPO / "fixtures" / "isolation" / "intent.yaml")
+
+
+@pytest.fixture
+def shipped() -> Manifests:
+    return load_cached(REPO / "manifests" / "overlays" / "kind")
+
+
+def container(m: Manifests, ref: str, name: str | None = None) -> dict:
+    obj = m.find(ref)
+    return next(c for c in obj.containers(init=False) if name is None or c["name"] == name)
+
+
+def pod_spec(m: Manifests, ref: str) -> dict:
+    return m.find(ref).pod_spec()
+
+
+def volume(m: Manifests, ref: str, name: str) -> dict:
+    return next(v for v in pod_spec(m, ref)["volumes"] if v["name"] == name)
+
+
+def drop(m: Manifests, ref: str) -> None:
+    m.remove(ref)
+
+
+def replace(d: dict, remove: str, **add) -> None:
+    del d[remove]
+    d.update(add)
+
+
+def env(m: Manifests, ref: str, name: str) -> dict:
+    return next(e for e in container(m, ref)["env"] if e["name"] == name)
+
+
+def edit_prometheus(m: Manifests, old: str, new: str) -> None:
+    data = m.find("ConfigMap/governance/prometheus-config").body["data"]
+    assert old in data["prometheus.yml"]
+    data["prometheus.yml"] = data["prometheus.yml"].replace(old, new)
+
+
+MLFLOW, MINIO, POSTGRES = "Deployment/it-core/mlflow", "Deployment/it-core/minio", "StatefulSet/it-core/postgres"
+JUPYTER, JOB = "Deployment/it-core/jupyter", "Job/it-core/minio-bucket-bootstrap"
+MOSQUITTO, NODERED = "Deployment/ot-edge/mosquitto", "Deployment/ot-edge/nodered"
+SIMULATOR, INFERENCE = "Deployment/ot-edge/simulator", "Deployment/ot-edge/inference"
+PROMETHEUS, GRAFANA = "Deployment/governance/prometheus", "Deployment/governance/grafana"
+SCRAPE = "ConfigMap/governance/prometheus-config:scrape-target/prometheus.yml"
+
+# name -> (mutation, the case ids that must fail). Each mutation changes one thing of the rendered set.
+MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
+    "drop-default-deny": (lambda m: drop(m, "NetworkPolicy/ot-edge/default-deny"),
+                          {"Namespace/ot-edge:default-deny", "NetworkPolicies:isolation"}),
+    "drop-allow-policy": (lambda m: drop(m, "NetworkPolicy/it-core/postgres-ingress"),
+                          {"NetworkPolicies:isolation"}),
+    "widen-ingress-to-all-sources": (
+        lambda m: m.find("NetworkPolicy/it-core/mlflow-ingress").body["spec"]["ingress"][0].pop("from"),
+        {"NetworkPolicies:isolation"}),
+    "widen-egress-to-anywhere": (
+        lambda m: m.find("NetworkPolicy/ot-edge/simulator-egress").body["spec"]["egress"].append(
+            {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}),
+        {"NetworkPolicies:isolation"}),
+    "image-latest": (lambda m: container(m, GRAFANA).update(image="grafana/grafana:latest"),
+                     {f"{GRAFANA}:pinned-images"}),
+    "image-untagged": (lambda m: container(m, POSTGRES).update(image="postgres"), {f"{POSTGRES}:pinned-images"}),
+    "plaintext-password-env": (lambda m: replace(env(m, POSTGRES, "POSTGRES_PASSWORD"), "valueFrom", value="hunter2"),
+                               {f"{POSTGRES}:no-secret-literals"}),
+    "password-in-args": (lambda m: container(m, MLFLOW)["args"].append(
+        "--backend-store-uri=postgresql+psycopg://mlflow:hunter2@postgres-svc:5432/mlflow"),
+        {f"{MLFLOW}:no-secret-literals"}),
+    "remove-readiness-probe": (lambda m: container(m, INFERENCE).pop("readinessProbe"), {f"{INFERENCE}:probes"}),
+    "probe-on-undeclared-port": (lambda m: container(m, MLFLOW)["livenessProbe"]["httpGet"].update(port="metrics"),
+                                 {f"{MLFLOW}:probes"}),
+    "pvc-to-emptydir": (lambda m: replace(volume(m, MINIO, "data"), "persistentVolumeClaim", emptyDir={}),
+                        {f"{MINIO}:stateful-pvc"}),
+    "rolling-update-on-rwo": (lambda m: m.find(NODERED).body["spec"].update(strategy={"type": "RollingUpdate"}),
+                              {f"{NODERED}:rwo-recreate"}),
+    "remove-bucket-job": (lambda m: drop(m, JOB), {f"{MLFLOW}:bucket-bootstrap", "NetworkPolicies:isolation"}),
+    "wrong-service-port": (
+        lambda m: m.find("Service/it-core/mlflow-svc").body["spec"]["ports"][0].update(targetPort=5001),
+        # The intent's flows to MLflow go through mlflow-svc, which no longer reaches port 5000.
+        {"Service/it-core/mlflow-svc:service-ports", "NetworkPolicies:isolation"}),
+    "missing-limits": (lambda m: container(m, PROMETHEUS)["resources"].pop("limits"), {f"{PROMETHEUS}:resources"}),
+    "privileged-container": (lambda m: container(m, MOSQUITTO)["securityContext"].update(privileged=True),
+                             {f"{MOSQUITTO}:security-context"}),
+    "privilege-escalation": (lambda m: container(m, MINIO)["securityContext"].update(allowPrivilegeEscalation=True),
+                             {f"{MINIO}:security-context"}),
+    "run-as-root": (lambda m: pod_spec(m, JUPYTER)["securityContext"].update(runAsNonRoot=False, runAsUser=0),
+                    {f"{JUPYTER}:security-context"}),
+    "capabilities-kept": (lambda m: container(m, SIMULATOR)["securityContext"].pop("capabilities"),
+                          {f"{SIMULATOR}:security-context"}),
+    "missing-configmap": (lambda m: volume(m, GRAFANA, "dashboards")["configMap"].update(name="grafana-dashboards-x"),
+                          {f"{GRAFANA}:references"}),
+    "missing-secret-key": (lambda m: env(m, SIMULATOR, "MQTT_PASSWORD")["valueFrom"]["secretKeyRef"].update(key="sim"),
+                           {f"{SIMULATOR}:references"}),
+    "service-selects-nothing": (
+        lambda m: m.find("Service/ot-edge/nodered-svc").body["spec"].update(
+            selector={"app.kubernetes.io/name": "node-red"}),
+        {"Service/ot-edge/nodered-svc:service-selects"}),
+    "scrape-target-missing-service": (lambda m: edit_prometheus(m, "inference-svc.ot-edge", "inference.ot-edge"),
+                                      {f"{SCRAPE}/inference"}),
+    "scrape-target-wrong-port": (lambda m: edit_prometheus(m, "mlflow-svc.it-core.svc:5000", "mlflow-svc.it-core.svc:5001"),
+                                 {f"{SCRAPE}/mlflow"}),
+    "nodeport-service": (lambda m: m.find("Service/governance/grafana-svc").body["spec"].update(type="NodePort"),
+                         {"Service/governance/grafana-svc:service-type"}),
+    "namespace-without-pod-security": (
+        lambda m: m.find("Namespace/it-core").meta["labels"].pop("pod-security.kubernetes.io/enforce"),
+        {"Namespace/it-core:pod-security"}),
+    "schema-typo": (lambda m: container(m, INFERENCE)["ports"][0].update(containerport=8088),
+                    {f"{INFERENCE}:schema/{v}" for v in ("1.34", "1.35", "1.36", "1.37")}),
+    "project-image-without-dockerfile": (lambda m: container(m, INFERENCE).update(image="indmlops-edge:0.1.0"),
+                                         {"Image/indmlops-edge:0.1.0:project-image"}),
+}
+
+
+def test_shipped_manifests_pass_every_static_check(shipped, policy, intent):
+    assert failing(shipped, policy, intent) == {}
+
+
+@pytest.mark.parametrize("name", list(MUTATIONS), ids=[f"mutation/{n}" for n in MUTATIONS])
+def test_mutation_is_caught_by_the_named_check(name, shipped, policy, intent):
+    mutate, expected = MUTATIONS[name]
+    mutate(shipped)
+    found = failing(shipped, policy, intent)
+    assert set(found) == expected, f"{name}: expected exactly {sorted(expected)} to fail; failing: {sorted(found)}"
+    by_id = {c.id: c for c in cases(shipped, policy)}
+    for case_id in expected:
+        text = message(by_id[case_id], found[case_id])
+        assert text.startswith(f"{by_id[case_id].subject} (") and f"[{by_id[case_id].rule}" in text, text
+
+
+def rule_of(case_id: str) -> str:
+    # `<subject>:<rule>[/arg]`; an Image subject carries its own `:tag`.
+    return re.match(r"^(?:Image/[^:]+:[^:]+|[^:]+):([a-z-]+)", case_id).group(1)
+
+
+def test_catalogue_covers_every_rule():
+    assert {rule_of(c) for _, expected in MUTATIONS.values() for c in expected} == set(RULES)
+
+
+def test_finding_names_object_file_rule_expected_and_found(shipped, policy, intent):
+    container(shipped, GRAFANA).update(image="grafana/grafana:latest")
+    case = next(c for c in cases(shipped, policy) if c.id == f"{GRAFANA}:pinned-images")
+    text = message(case, run(case, shipped, policy, intent))
+    assert text.startswith(f"{GRAFANA} (")
+    assert "manifests/base/04-governance/grafana.yaml" in text
+    assert "[pinned-images]" in text and "'grafana/grafana:latest'" in text and "expected an exact version" in text
+
+
+def test_intent_services_must_exist_and_reach_the_allowed_port(shipped, policy, intent):
+    drop(shipped, "Service/ot-edge/mosquitto-svc")
+    case = next(c for c in cases(shipped, policy) if c.rule == "isolation")
+    text = "\n".join(run(case, shipped, policy, intent))
+    assert "ot-edge/simulator -> ot-edge/mosquitto:1883 via Service ot-edge/mosquitto-svc: no such Service" in text
+
+
+def test_isolation_failure_prints_expected_computed_and_differing_cells(shipped, policy, intent):
+    drop(shipped, "NetworkPolicy/ot-edge/default-deny")
+    case = next(c for c in cases(shipped, policy) if c.rule == "isolation")
+    text = "\n".join(run(case, shipped, policy, intent))
+    assert "ALLOWED by policies, intent denies: cluster/other-namespace-pod -> ot-edge/nodered:1880/TCP" in text
+    assert "expected (intent allows exactly):" in text and "computed from the NetworkPolicies:" in text
+
+
+def test_a_mutated_source_file_is_caught_through_kustomize_and_named(tmp_path, policy, intent, monkeypatch):
+    # The same path as a user's edit: a source file changes, kustomize renders, the finding names that file.
+    for d in ("manifests", "config"):
+        shutil.copytree(REPO / d, tmp_path / d, ignore=shutil.ignore_patterns("node_modules"))
+    source = tmp_path / "manifests" / "base" / "02-it-core" / "mlflow.yaml"
+    source.write_text(source.read_text().replace("image: indmlops-mlflow:3.17.2", "image: indmlops-mlflow:latest"))
+    monkeypatch.chdir(tmp_path)
+    m = load(tmp_path / "manifests" / "overlays" / "kind")
+    found = failing(m, policy, intent)
+    assert set(found) == {f"{MLFLOW}:pinned-images"}, sorted(found)
+    case = next(c for c in cases(m, policy) if c.id == f"{MLFLOW}:pinned-images")
+    assert case.source == "manifests/base/02-it-core/mlflow.yaml"
