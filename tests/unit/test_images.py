@@ -167,5 +167,7 @@ def test_rule_ids_are_documented():
 def test_entrypoint_rule_names_the_expected_program():
     name, text = dockerfile("inference")
     problems = check_dockerfile(name, text, entrypoint="mlflow")
-    assert problems == [f"{name}: [entrypoint] line {[i.line for i in parse(text) if i.keyword == 'ENTRYPOINT'][0]}: "
-                        f"ENTRYPOINT '[\"indmlops\"]' does not run mlflow (rule: {RULES['entrypoint']})"]
+    line = next(i.line for i in parse(text) if i.keyword == "ENTRYPOINT")
+    expected = (f"{name}: [entrypoint] line {line}: ENTRYPOINT '[\"indmlops\"]' does not run mlflow "
+                f"(rule: {RULES['entrypoint']})")
+    assert problems == [expected]
