@@ -139,6 +139,7 @@ summary=()
 for n in "${names[@]}"; do
   ref=localhost/indmlops-$n:$tag
   say "building $ref from images/$n/Dockerfile (BASE_IMAGE=$base)"
+  old=$("$engine" image inspect --format '{{.Id}}' "$ref" 2>/dev/null || true)
   t0=$(now)
   set +e
   "${build[@]}" --network host "${secret[@]}" --build-arg "BASE_IMAGE=$base" \
@@ -163,6 +164,10 @@ for n in "${names[@]}"; do
     version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$context/pyproject.toml" | head -1)
   fi
   [ -n "$version" ] && "$engine" tag "$ref" "localhost/indmlops-$n:$version"
+  # The image this build replaced: its runtime layer (the whole venv) would otherwise stay on disk as <none>,
+  # a few hundred MB per source change. The builder stages' cache is left alone. Kept if tagged otherwise.
+  new=$("$engine" image inspect --format '{{.Id}}' "$ref")
+  if [ -n "$old" ] && [ "$old" != "$new" ]; then "$engine" rmi "$old" >/dev/null 2>&1 || true; fi
   summary+=("$(printf '%-10s %-40s %8s s %6s MB  (also :%s)' "$n" "$ref" "$secs" "$(image_mb "$ref")" "$version")")
 done
 say "done:"
