@@ -3,11 +3,14 @@ and running a container the way this machine allows."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,8 +73,11 @@ class BuildResult:
 
 def build(names: list[str] | None = None, *, engine: str | None = None, base: str | None = None,
           rebuild_base: bool = False, tag: str = DEFAULT_TAG, context: Path | None = None,
-          echo: bool = False) -> BuildResult:
-    """Run scripts/build-images.sh; its output is kept (and echoed live to stderr when `echo`)."""
+          echo: bool = False, timeout: float = 1200.0) -> BuildResult:
+    """Run scripts/build-images.sh; its output is kept (and echoed live to stderr when `echo`).
+
+    A cold build of all images takes about 2.5 min here; after `timeout` seconds (default 20 min) the build is
+    killed and the result says so, with the output up to then."""
     if not BUILD_SCRIPT.exists():
         raise IndMLOpsError(f"{BUILD_SCRIPT} is missing: images are built from a source checkout of the project")
     argv = ["bash", str(BUILD_SCRIPT), "--tag", tag]
@@ -85,15 +91,40 @@ def build(names: list[str] | None = None, *, engine: str | None = None, base: st
         argv += ["--context", str(context)]
     argv += list(names or [])
     t0 = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT,
+                            start_new_session=True)
+    timed_out = threading.Event()
+
+    def kill() -> None:
+        # The script and the engine's build under it. SIGTERM first: a build killed outright leaves its
+        # working containers behind in the engine's storage.
+        timed_out.set()
+        for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 0.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.wait(grace)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+
+    timer = threading.Timer(timeout, kill)
+    timer.start()
     out: list[str] = []
     assert proc.stdout is not None
-    for line in proc.stdout:
-        out.append(line)
-        if echo:
-            sys.stderr.write(line)
-            sys.stderr.flush()
-    rc = proc.wait()
+    try:
+        for line in proc.stdout:
+            out.append(line)
+            if echo:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+        rc = proc.wait()
+    finally:
+        timer.cancel()
+    if timed_out.is_set():
+        out.append(f"build-images: FAILED: killed after {timeout:.0f} s (timeout)\n")
+        rc = rc if rc > 0 else 124
+        _remove_build_leftovers()
     text = "".join(out)
     res = BuildResult(rc, text, time.monotonic() - t0)
     for line in text.splitlines():
@@ -102,6 +133,18 @@ def build(names: list[str] | None = None, *, engine: str | None = None, base: st
         elif line.startswith("image "):
             res.images.append(line.split(" ", 1)[1])
     return res
+
+
+def _remove_build_leftovers() -> None:
+    """Podman 4.3 leaves a killed build's working containers (storage only, never running) behind, whatever the
+    signal. Remove them; this assumes no other build runs on the machine at that moment (CI builds serially)."""
+    if not shutil.which("podman"):
+        return
+    listing = subprocess.run(["podman", "ps", "--all", "--external", "--format", "{{.ID}} {{.Names}}"],
+                             capture_output=True, text=True, timeout=60).stdout.split("\n")
+    ids = [line.split()[0] for line in listing if "-working-container" in line]
+    if ids:
+        subprocess.run(["podman", "rm", "--force", *ids], capture_output=True, timeout=120)
 
 
 def run_argv(engine: str) -> list[str]:
