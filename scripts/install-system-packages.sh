@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the Debian packages the local target runs (Mosquitto, PostgreSQL 15, Prometheus, Node.js).
+# Install the Debian packages the local target runs (Mosquitto, PostgreSQL 15, Prometheus, Node.js), and what
+# builds and runs the container images (Podman, runc, mmdebstrap) unless INDMLOPS_SKIP_IMAGES=1.
 # Idempotent: does nothing (and needs no network) when everything is already there. Needs root.
 set -euo pipefail
 
@@ -12,6 +13,19 @@ command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v ss >/dev/null || need+=(iproute2)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# Container images (tests/images, scripts/build-images.sh): Podman unless a Docker engine answers; runc because
+# Debian's Podman defaults to crun, which fails on setrlimit here; uidmap, slirp4netns and fuse-overlayfs for
+# Podman as a normal user; mmdebstrap makes the local Debian base image (no image registry is reachable).
+if [ "${INDMLOPS_SKIP_IMAGES:-0}" = 0 ]; then
+  if ! { command -v docker >/dev/null && timeout 10 docker info >/dev/null 2>&1; }; then
+    command -v podman >/dev/null || need+=(podman)
+    command -v runc >/dev/null || need+=(runc)
+    command -v newuidmap >/dev/null || need+=(uidmap)
+    command -v slirp4netns >/dev/null || need+=(slirp4netns)
+    command -v fuse-overlayfs >/dev/null || need+=(fuse-overlayfs)
+  fi
+  command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+fi
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"

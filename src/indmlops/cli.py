@@ -1,4 +1,4 @@
-"""The `indmlops` command: manage the local stack (up, down, status)."""
+"""The `indmlops` command: manage the local stack (up, down, status), run its services, build its images."""
 
 from __future__ import annotations
 
@@ -115,6 +115,22 @@ def _serve(args: argparse.Namespace, state_dir: Path) -> int:
     return 0
 
 
+def _images(args: argparse.Namespace) -> int:
+    from indmlops import containers
+
+    if args.images_cmd != "build":
+        raise IndMLOpsError(f"images {args.images_cmd}: unknown")
+    res = containers.build(args.names, engine=args.engine, base=args.base, rebuild_base=args.rebuild_base,
+                           tag=args.tag, echo=True)
+    if res.returncode == 2:
+        return 2  # usage: the script said what is wrong
+    if res.returncode == 3:
+        raise IndMLOpsError("no container engine or build tool (see above)")
+    if res.returncode != 0:
+        print(f"indmlops images build: failed after {res.seconds:.0f} s\n{res.failing_step}", file=sys.stderr)
+        return 1
+    print(f"indmlops images build: {', '.join(res.images)} built in {res.seconds:.1f} s (base {res.base})")
+    return 0
 
 
 def _simulate(args: argparse.Namespace, state_dir: Path) -> int:
@@ -192,6 +208,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="MQTT client id of the persistent session (default indmlops-inference)")
     sv.add_argument("--forget-session", action="store_true",
                     help="end the persistent session on exit (for throwaway instances: the broker stops queueing)")
+    im = sub.add_parser("images", help="container images: build the simulator, inference and MLflow images")
+    im_sub = im.add_subparsers(dest="images_cmd", required=True)
+    imb = im_sub.add_parser("build", help="build with Docker (an engine answers) or Podman, on a local Debian "
+                                          "base made with mmdebstrap when none is given (scripts/build-images.sh)")
+    imb.add_argument("names", nargs="*", metavar="NAME", help="simulator, inference, mlflow (default: all)")
+    imb.add_argument("--engine", choices=("docker", "podman"), help="default: docker if it answers, else podman")
+    imb.add_argument("--base", metavar="IMAGE", help="BASE_IMAGE to build on (default: the local base)")
+    imb.add_argument("--rebuild-base", action="store_true", help="make the local base again (fresh packages)")
+    imb.add_argument("--tag", default="dev", help="tag of localhost/indmlops-NAME (default dev)")
     sub.add_parser("down", help="stop every service and supervisord (data is kept)")
     sub.add_parser("kube-config", help="derive the Kubernetes variants of config/ (prometheus.kubernetes.yml)")
     sub.add_parser("status", help="print service, pid, ready, uptime, restarts, endpoint")
@@ -211,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(args, state_dir)
         elif args.cmd == "simulate":
             return _simulate(args, state_dir)
+        elif args.cmd == "images":
+            return _images(args)
         elif args.cmd == "kube-config":
             from indmlops.kube_config import write_all
 

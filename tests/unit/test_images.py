@@ -2,9 +2,11 @@
 
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.specifiers import SpecifierSet
 
 from indmlops.checks.images import ENTRYPOINTS, RULES, check_dockerfile, parse
 
@@ -47,11 +49,12 @@ def test_mlflow_image_installs_its_drivers_at_build_time_pinned_like_pyproject()
 @pytest.mark.parametrize(("image", "cmd"), [
     ("inference", ["serve", "--http", "0.0.0.0:8088"]),
     ("simulator", ["simulate", "--duration", "86400", "--rate", "100"]),
-], ids=["image/inference", "image/simulator"])
+    ("mlflow", ["server"]),
+], ids=["image/inference", "image/simulator", "image/mlflow"])
 def test_default_command_and_labels(image, cmd):
     _, text = dockerfile(image)
     final = final_stage(text)
-    assert [json.loads(i.args) for i in final if i.keyword == "ENTRYPOINT"] == [["indmlops"]]
+    assert [json.loads(i.args) for i in final if i.keyword == "ENTRYPOINT"] == [[ENTRYPOINTS.get(image, "indmlops")]]
     assert [json.loads(i.args) for i in final if i.keyword == "CMD"] == [cmd]
     assert [i.args for i in final if i.keyword == "USER"] == ["10001"]
     labels = " ".join(i.args for i in final if i.keyword == "LABEL")
@@ -60,15 +63,57 @@ def test_default_command_and_labels(image, cmd):
     assert [i.args for i in final if i.keyword == "COPY"] == ["--from=builder /opt/venv /opt/venv"]
 
 
-def test_only_the_inference_image_installs_the_onnx_extra_and_exposes_8088():
+def test_only_the_inference_image_installs_onnxruntime_and_exposes_8088():
     _, inference = dockerfile("inference")
     _, simulator = dockerfile("simulator")
-    assert '[onnx]"' in inference and "[onnx]" not in simulator
+    assert "onnxruntime==" in inference and "onnxruntime" not in simulator
     assert [i.args for i in final_stage(inference) if i.keyword == "EXPOSE"] == ["8088"]
     assert "http://127.0.0.1:8088/healthz" in inference
     assert "indmlops simulate --stdout --count 1" in simulator
-    pyproject = (REPO / "pyproject.toml").read_text()
-    assert re.search(r'^onnx = \["onnxruntime==[^"]+"\]$', pyproject, re.M)
+
+
+def pip_requirements(text: str) -> dict[str, str]:
+    """{distribution: specifier} of every quoted requirement that a RUN ... pip install line names."""
+    out = {}
+    for ins in parse(text):
+        if ins.keyword == "RUN" and "pip install" in ins.args:
+            for req in re.findall(r'"([A-Za-z][A-Za-z0-9_.-]*(?:\[[a-z,]+\])?[=<>!~][^"]*)"', ins.args):
+                name = re.match(r"[A-Za-z0-9_.-]+(?:\[[a-z,]+\])?", req).group(0)
+                out[name.lower()] = req[len(name):]
+    return out
+
+
+def pyproject_requirements() -> dict[str, str]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    reqs = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    out = {}
+    for req in reqs:
+        name = re.match(r"[A-Za-z0-9_.-]+(?:\[[a-z,]+\])?", req).group(0)
+        out[name.lower()] = req[len(name):]
+    return out
+
+
+@pytest.mark.parametrize("image", IMAGES, ids=[f"image/{i}" for i in IMAGES])
+def test_image_requirements_are_pinned_as_in_pyproject(image):
+    """An image installs what pyproject.toml pins, at the same version (or an exact pin inside pyproject's range):
+    the images and the local stack run the same code. mlflow-skinny (inference) is MLflow's client half and must
+    carry mlflow's version."""
+    _, text = dockerfile(image)
+    in_image = pip_requirements(text)
+    assert in_image, f"images/{image}/Dockerfile: no pinned pip requirement found"
+    pinned = pyproject_requirements()
+    pinned["mlflow-skinny"] = pinned["mlflow"]
+
+    def agrees(name: str, spec: str) -> bool:
+        if name not in pinned:
+            return False
+        if spec == pinned[name]:
+            return True
+        exact = re.fullmatch(r"==([0-9][0-9a-z.]*)", spec)  # an exact pin inside pyproject's range
+        return bool(exact) and not pinned[name].startswith("==") and SpecifierSet(pinned[name]).contains(exact[1])
+
+    assert {n: s for n, s in in_image.items() if not agrees(n, s)} == {}, \
+        f"images/{image}/Dockerfile: requirements differ from pyproject.toml {pinned}"
 
 
 def test_dockerignore_keeps_local_state_out_of_the_build_context():
@@ -117,3 +162,12 @@ def test_check_catches_a_broken_dockerfile(image, mutation):
 
 def test_rule_ids_are_documented():
     assert {rule for _, rules in MUTATIONS.values() for rule in rules.split()} == set(RULES)
+
+
+def test_entrypoint_rule_names_the_expected_program():
+    name, text = dockerfile("inference")
+    problems = check_dockerfile(name, text, entrypoint="mlflow")
+    line = next(i.line for i in parse(text) if i.keyword == "ENTRYPOINT")
+    expected = (f"{name}: [entrypoint] line {line}: ENTRYPOINT '[\"indmlops\"]' does not run mlflow "
+                f"(rule: {RULES['entrypoint']})")
+    assert problems == [expected]

@@ -63,6 +63,22 @@ def _sklearn_predictor(model) -> Any:
     return predict
 
 
+def _load_onnx(uri: str):
+    """The ONNX model logged at `uri`, read with `onnx` alone. mlflow.onnx.load_model does the same but imports
+    pandas, which the inference image leaves out (about 90 MB of its 400 MB budget)."""
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    import yaml
+    from mlflow.artifacts import download_artifacts
+
+    with tempfile.TemporaryDirectory(prefix="indmlops-onnx-") as tmp:
+        local = Path(download_artifacts(artifact_uri=uri, dst_path=tmp))
+        data = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["onnx"]["data"]
+        return onnx.load(str(local / data))
+
+
 def load(tracking_uri: str, name: str, alias: str, *, prefer_onnx: bool = True) -> LoadedModel:
     """Resolve the alias to a version and load it; raises MlflowException if there is none."""
     import mlflow
@@ -74,9 +90,7 @@ def load(tracking_uri: str, name: str, alias: str, *, prefer_onnx: bool = True) 
     onnx_uri = mv.tags.get("onnx_uri")
     if prefer_onnx and onnx_uri:
         try:
-            import mlflow.onnx
-
-            return LoadedModel(name, mv.version, mv.run_id, "onnx", _onnx_predictor(mlflow.onnx.load_model(onnx_uri)))
+            return LoadedModel(name, mv.version, mv.run_id, "onnx", _onnx_predictor(_load_onnx(onnx_uri)))
         except ImportError:
             pass  # onnxruntime/onnx not installed here: the scikit-learn path below still works
     import mlflow.sklearn
