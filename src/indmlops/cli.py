@@ -1,4 +1,4 @@
-"""The `indmlops` command: manage the local stack (up, down, status)."""
+"""The `indmlops` command: manage the local stack (up, down, status) and diagnose it (doctor)."""
 
 from __future__ import annotations
 
@@ -117,6 +117,15 @@ def _serve(args: argparse.Namespace, state_dir: Path) -> int:
 
 
 
+def _doctor(args: argparse.Namespace, state_dir: Path) -> int:
+    from indmlops import doctor
+    from indmlops.targets.local import LocalTarget
+
+    findings = doctor.diagnose(LocalTarget(state_dir))
+    print(doctor.render(findings))
+    return 0 if all(f.ok for f in findings) else 1
+
+
 def _simulate(args: argparse.Namespace, state_dir: Path) -> int:
     import itertools
     import json
@@ -192,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="MQTT client id of the persistent session (default indmlops-inference)")
     sv.add_argument("--forget-session", action="store_true",
                     help="end the persistent session on exit (for throwaway instances: the broker stops queueing)")
+    sub.add_parser("doctor", help="diagnose MLflow's artifact store: bucket, S3 endpoint, credentials, proxy, "
+                                  "stale experiment locations (one line each; exit 1 on a failure)")
     sub.add_parser("down", help="stop every service and supervisord (data is kept)")
     sub.add_parser("kube-config", help="derive the Kubernetes variants of config/ (prometheus.kubernetes.yml)")
     sub.add_parser("status", help="print service, pid, ready, uptime, restarts, endpoint")
@@ -209,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args, state_dir)
         elif args.cmd == "serve":
             return _serve(args, state_dir)
+        elif args.cmd == "doctor":
+            return _doctor(args, state_dir)
         elif args.cmd == "simulate":
             return _simulate(args, state_dir)
         elif args.cmd == "kube-config":

@@ -248,6 +248,10 @@ def _s3_prepare(cfg: StackConfig) -> dict[str, str]:
         # On SIGTERM the volume server first stops heartbeating and waits preStopSeconds (default 10 s) so a
         # cluster can route writes elsewhere; alone there is nowhere else, so 1 s is enough.
         "-volume.preStopSeconds=1",
+        # SeaweedFS creates a missing bucket on the first upload by an admin identity (MinIO answers
+        # NoSuchBucket): a deleted mlflow-bucket would silently come back empty and a typo'd artifact location
+        # would invent a bucket. Off, so a missing bucket fails the way it does in production.
+        "-s3.autoCreateBucket=false",
     ]
     return {"command": render.launch(cfg, "s3", argv), "stopwaitsecs": "20"}
 
