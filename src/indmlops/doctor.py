@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -70,22 +71,51 @@ def _buckets(target: Target) -> tuple[list[Finding], set[str] | None]:
     return out, names
 
 
-def _proxy(target: Target) -> Finding:
-    """MLflow's artifact proxy lists its destination with the server's own credentials."""
-    url = f"{target.endpoint('mlflow').url}/api/2.0/mlflow-artifacts/artifacts"
+def _destination(base: str) -> tuple[str | None, str]:
+    """MLflow names its destination (s3://bucket) when a read of a missing artifact fails; no API tells it.
+    Returns (destination or None, the server's message)."""
     try:
-        resp = requests.get(url, params={"path": ""}, timeout=20)
+        resp = requests.get(f"{base}/.indmlops/doctor-missing-{uuid.uuid4().hex}", timeout=20)
+    except requests.RequestException as exc:
+        return None, type(exc).__name__
+    try:
+        message = str(resp.json().get("message", ""))
+    except ValueError:
+        message = resp.text
+    m = re.search(r"(?:from|in) ([a-z0-9]+://[^\s:]+)", message)
+    return (m.group(1).rstrip("/") if m else None), message.replace("\n", " ")[:300]
+
+
+def _proxy(target: Target) -> Finding:
+    """MLflow's artifact proxy writes, reads and deletes an object with the server's own credentials, in the
+    stack's bucket."""
+    bucket = target.credentials("s3").extra["bucket"]
+    base = f"{target.endpoint('mlflow').url}/api/2.0/mlflow-artifacts/artifacts"
+    url = f"{base}/.indmlops/doctor-{uuid.uuid4().hex}"
+    try:
+        put = requests.put(url, data=b"doctor", timeout=20)
     except requests.RequestException as exc:
         return Finding("artifact proxy", "FAIL", f"MLflow {target.endpoint('mlflow')} does not answer: "
                                                  f"{type(exc).__name__}")
-    if resp.status_code == 200:
-        return Finding("artifact proxy", "ok", "MLflow serves artifacts (--serve-artifacts) and lists its destination")
-    text = resp.text.replace("\n", " ")[:300]
-    if resp.status_code == 404 or "not enabled" in text.lower():
-        return Finding("artifact proxy", "warn", f"MLflow does not proxy artifacts (HTTP {resp.status_code}): "
+    text = put.text.replace("\n", " ")[:400]
+    if put.status_code == 404 or "not enabled" in text.lower():
+        return Finding("artifact proxy", "warn", f"MLflow does not proxy artifacts (HTTP {put.status_code}): "
                                                  "clients need S3 credentials and MLFLOW_S3_ENDPOINT_URL")
-    return Finding("artifact proxy", "FAIL", f"MLflow cannot reach its artifact destination (GET {url}: HTTP "
-                                             f"{resp.status_code}: {text})")
+    found, message = _destination(base)
+    dest = found or "(destination not reported)"
+    if put.status_code != 200:
+        return Finding("artifact proxy", "FAIL", f"MLflow cannot write to its artifact destination {dest} "
+                                                 f"(PUT {url}: HTTP {put.status_code}: {text}; a read says: "
+                                                 f"{message})")
+    got = requests.get(url, timeout=20)
+    requests.delete(url, timeout=20)
+    if got.status_code != 200 or got.content != b"doctor":
+        return Finding("artifact proxy", "FAIL", f"MLflow stored an artifact in {dest} but reads back HTTP "
+                                                 f"{got.status_code} {got.text[:200]!r}")
+    if dest.startswith("s3://") and dest.removeprefix("s3://").split("/")[0] != bucket:
+        return Finding("artifact proxy", "FAIL", f"MLflow writes artifacts to {dest}, not to the stack's bucket "
+                                                 f"{bucket}: check --artifacts-destination")
+    return Finding("artifact proxy", "ok", f"MLflow proxies artifacts to {dest}: write, read and delete ok")
 
 
 def _client_credentials(direct: list) -> Finding:

@@ -126,6 +126,14 @@ def mlflow_client_bounded():
         yield
 
 
+@pytest.fixture
+def no_s3_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clients in the test process hold no S3 credentials: artifact access must go through MLflow's proxy."""
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                "MLFLOW_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+
+
 @pytest.fixture(scope="session")
 def indmlops_options(pytestconfig: pytest.Config) -> dict[str, object]:
     return {n: r.value for n, r in resolved_options(pytestconfig).items()}

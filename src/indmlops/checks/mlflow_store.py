@@ -51,6 +51,14 @@ def compare_hashes(where: str, sent: dict[str, str], stored: dict[str, str]) -> 
         f"stored keys: {sorted(stored)[:20]}")
 
 
+def diagnosis(target: Target) -> str:
+    """What `indmlops doctor` blames, for a failure message."""
+    from indmlops import doctor
+
+    bad = [f.line() for f in doctor.diagnose(target) if not f.ok]
+    return "indmlops doctor: " + (" | ".join(bad) if bad else "every check ok")
+
+
 @dataclass
 class ArtifactEvidence:
     experiment_id: str
@@ -90,7 +98,7 @@ def artifacts_land_in_bucket(target: Target, *, n_files: int = 3) -> ArtifactEvi
             client.log_artifacts(run_id, tmp)
         except MlflowException as exc:
             raise AssertionError(f"MLflow {uri}: run {run_id} could not upload {len(files)} artifacts through the "
-                                 f"proxy: {_first_line(exc)}. Diagnose with `indmlops doctor`.") from exc
+                                 f"proxy: {_first_line(exc)}; {diagnosis(target)}") from exc
     client.set_terminated(run_id)
     artifact_uri = client.get_run(run_id).info.artifact_uri
     assert artifact_uri.startswith("mlflow-artifacts:"), (
