@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -103,8 +104,10 @@ class Movement:
     expected: float
 
     def line(self) -> str:
-        return f"{self.metric}: {self.before:g} -> {self.after:g} (+{self.after - self.before:g}, " \
-               f"expected >= +{self.expected:g})"
+        def show(v: float) -> str:
+            return "no series" if math.isnan(v) else f"{v:g}"
+
+        return f"{self.metric}: {show(self.before)} -> {show(self.after)} (expected >= +{self.expected:g})"
 
 
 WATCHED = {
@@ -123,7 +126,7 @@ def _values(target: Target) -> dict[str, float]:
     return out
 
 
-def send_traffic(target: Target, *, readings: int, malformed: int) -> str:
+def send_traffic(target: Target, *, readings: int, malformed: int, via_http: bool = True) -> str:
     """Valid readings over MQTT and HTTP, and malformed ones over MQTT (bad JSON, a JSON array)."""
     from indmlops.simulator import Plant
 
@@ -147,25 +150,31 @@ def send_traffic(target: Target, *, readings: int, malformed: int) -> str:
     finally:
         probes.mqtt_close(pub)
     url = f"{target.endpoint('inference').url}/predict"
+    if not via_http:
+        return f"{readings} readings + {2 * malformed} malformed on {topic}"
     with requests.Session() as s:
         for r in batch[readings:]:
-            resp = s.post(url, json=r, timeout=5)
+            try:
+                resp = s.post(url, json=r, timeout=5)
+            except requests.RequestException as exc:
+                raise AssertionError(f"traffic for the inference metrics: POST {url} failed ({type(exc).__name__}): "
+                                     "is the inference service running?") from None
             assert resp.status_code == 200, f"POST {url}: HTTP {resp.status_code} {resp.text[:200]}"
     return f"{readings} readings + {2 * malformed} malformed on {topic}, {readings} POST {url}"
 
 
-def inference_metrics_move(target: Target, *, readings: int = 50, malformed: int = 5,
-                           timeout: float = 30.0) -> list[Movement]:
+def inference_metrics_move(target: Target, *, readings: int = 50, malformed: int = 5, timeout: float = 30.0,
+                           via_http: bool = True) -> list[Movement]:
     """Latency histogram counts (MQTT and HTTP) and error counters (by kind), as Prometheus scrapes them, grow by
     at least the traffic this check sends."""
     before = _values(target)
-    sent = send_traffic(target, readings=readings, malformed=malformed)
-    expected = {"latency mqtt": readings, "latency http": readings, "errors bad_json": malformed,
+    sent = send_traffic(target, readings=readings, malformed=malformed, via_http=via_http)
+    expected = {"latency mqtt": readings, "latency http": readings if via_http else 0, "errors bad_json": malformed,
                 "errors not_object": malformed}
     deadline = time.monotonic() + timeout  # scrape interval 5 s: 30 s is six scrapes
     while True:
         after = _values(target)
-        moves = [Movement(WATCHED[k], before[k], after[k], expected[k]) for k in WATCHED]
+        moves = [Movement(WATCHED[k], before[k], after[k], expected[k]) for k in WATCHED if expected[k]]
         stuck = [m for m in moves if not (m.after - m.before >= m.expected)]  # NaN (no series) counts as stuck
         if not stuck:
             return moves
