@@ -208,10 +208,10 @@ def _collect(target: Target, topic_filter: str, want: int, *, client_id: str | N
     creds = target.credentials("mosquitto", "probe")
     got: queue.Queue = queue.Queue()
     client = probes.mqtt_connect(target.endpoint("mosquitto"), creds.username, creds.password,
-                                 client_id=client_id, clean_session=clean_session)
+                                 client_id=client_id, clean_session=clean_session,
+                                 on_message=lambda _c, _u, m: got.put((m.topic, m.payload, m.retain)))
     out: dict[str, bytes] = {}
     try:
-        client.on_message = lambda _c, _u, m: got.put((m.topic, m.payload, m.retain))
         if subscribe:
             probes.mqtt_subscribe(client, topic_filter, qos=1)
         deadline = time.monotonic() + timeout
