@@ -5,6 +5,9 @@ Both mutations run on one scratch stack (PostgreSQL, SeaweedFS, MLflow on their 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from indmlops import doctor
@@ -43,6 +46,21 @@ def test_artifact_check_and_doctor_name_the_bucket_when_bucket_deleted(mlflow_sc
     assert f"bucket: {bucket_deleted} does not exist" in str(err.value), str(err.value)
     line = {f.topic: f for f in doctor.diagnose(mlflow_scratch)}["bucket"].line()
     assert line.startswith("FAIL bucket: mlflow-bucket does not exist"), line
+    cli = _doctor_cli(mlflow_scratch)
+    assert cli.returncode == 1 and "FAIL bucket: mlflow-bucket does not exist" in cli.stdout, cli.stdout + cli.stderr
+
+
+def _doctor_cli(target: LocalTarget) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "indmlops.cli", "--state-dir", str(target.stack.layout.state_dir),
+                           "doctor"], capture_output=True, text=True, timeout=120)
+
+
+def test_doctor_cli_prints_one_line_per_cause_and_exits_0_when_stack_ready(target, no_s3_credentials):
+    cli = _doctor_cli(target)
+    print(cli.stdout)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    lines = cli.stdout.strip().splitlines()
+    assert len(lines) == 7 and all(line.startswith("ok ") for line in lines), cli.stdout
 
 
 def test_artifact_check_fails_naming_destination_when_mlflow_artifact_destination_broken(mlflow_scratch,
