@@ -118,6 +118,18 @@ WATCHED = {
 }
 
 
+def _scraped_since(target: Target, since: float, timeout: float) -> float:
+    """Wait for Prometheus's first scrape of the inference job after `since` (so values read next are not older
+    than what happened before `since`); returns that scrape's time, or 0.0 if none came within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        res = query(target, 'timestamp(up{job="inference"})')
+        last = float(res[0]["value"][1]) if res else 0.0
+        if last > since or time.monotonic() > deadline:
+            return last if last > since else 0.0
+        time.sleep(0.5)
+
+
 def _values(target: Target) -> dict[str, float]:
     out = {}
     for name, expr in WATCHED.items():
@@ -167,12 +179,17 @@ def inference_metrics_move(target: Target, *, readings: int = 50, malformed: int
                            via_http: bool = True) -> list[Movement]:
     """Latency histogram counts (MQTT and HTTP) and error counters (by kind), as Prometheus scrapes them, grow by
     at least the traffic this check sends."""
+    # Values as of a scrape after this call began: a scrape older than the previous run's traffic would let that
+    # traffic count as ours.
+    _scraped_since(target, time.time(), timeout=12)  # scrape interval 5 s
     before = _values(target)
     sent = send_traffic(target, readings=readings, malformed=malformed, via_http=via_http)
+    sent_at = time.time()
     expected = {"latency mqtt": readings, "latency http": readings if via_http else 0, "errors bad_json": malformed,
                 "errors not_object": malformed}
     deadline = time.monotonic() + timeout  # scrape interval 5 s: 30 s is six scrapes
     while True:
+        _scraped_since(target, sent_at, timeout=max(0.0, deadline - time.monotonic()))
         after = _values(target)
         moves = [Movement(WATCHED[k], before[k], after[k], expected[k]) for k in WATCHED if expected[k]]
         stuck = [m for m in moves if not (m.after - m.before >= m.expected)]  # NaN (no series) counts as stuck
