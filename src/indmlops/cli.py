@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import threading
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 

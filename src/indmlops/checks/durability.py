@@ -83,7 +83,7 @@ def content_survives_kill(target: Target, component: str, *, kinds: list[str], t
     for c in contents:
         try:
             c.cleanup()
-        except Exception as exc:  # cleanup is a courtesy, and lost content may make it fail: report, go on
+        except Exception as exc:  # noqa: BLE001 - cleanup is a courtesy (lost content may make it fail): report
             out.cleanup_errors.append(f"{c.kind}: {exc}")
     if out.failures:
         raise AssertionError(

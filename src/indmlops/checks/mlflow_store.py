@@ -9,6 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from indmlops import probes
 from indmlops.targets.base import Target
@@ -204,11 +205,12 @@ def model_registered_and_loads_by_alias(target: Target, *, name: str | None = No
 def upload_fails_for_missing_bucket(target: Target, *, bucket: str) -> str:
     """A scratch experiment whose artifact location is s3://<bucket> (which must not exist): a client holding
     the S3 credentials cannot upload, and the error names the bucket. Returns the error line."""
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import ClientError
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     s3, _ = s3_for(target)
-    from botocore.exceptions import ClientError
-
     try:
         s3.head_bucket(Bucket=bucket)
         raise AssertionError(f"bucket {bucket!r} exists at {target.endpoint('s3')}: the negative needs a missing one")
@@ -224,7 +226,7 @@ def upload_fails_for_missing_bucket(target: Target, *, bucket: str) -> str:
         try:
             with s3_environment(target):
                 client.log_artifact(run_id, str(p))
-        except Exception as exc:  # boto3's ClientError or S3UploadFailedError, depending on the path taken
+        except (MlflowException, ClientError, S3UploadFailedError) as exc:  # depends on the upload path taken
             text = str(exc)
             assert "NoSuchBucket" in text or bucket in text, (
                 f"upload to s3://{bucket} failed, but the error does not name the bucket: {text[:300]}")
@@ -244,7 +246,7 @@ class s3_environment:
                        "MLFLOW_S3_ENDPOINT_URL": target.endpoint("s3").url}
         self.saved: dict[str, str | None] = {}
 
-    def __enter__(self) -> "s3_environment":
+    def __enter__(self) -> Self:
         for k, v in self.values.items():
             self.saved[k] = os.environ.get(k)
             os.environ[k] = v
