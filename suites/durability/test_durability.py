@@ -32,7 +32,11 @@ def test_content_survives_when_component_killed(target, component, profile, outc
     spec = PLAN["components"][component]
     timeout = intent.load("smoke")["recovery_timeout_s"][component]
     for _ in range(PLAN["kills"][profile]):
-        outcome = durability.content_survives_kill(target, component, kinds=spec["content"], timeout=timeout,
-                                                   settle_s=spec.get("settle_s", 0))
+        try:
+            outcome = durability.content_survives_kill(target, component, kinds=spec["content"], timeout=timeout,
+                                                       settle_s=spec.get("settle_s", 0))
+        except durability.ContentLost as lost:
+            outcomes.append(lost.outcome)  # the report shows the loss next to the other components
+            raise
         outcomes.append(outcome)
         print(outcome.summary())

@@ -35,6 +35,14 @@ class Outcome:
                                                                           if self.volume else ""))
 
 
+class ContentLost(AssertionError):
+    """Content did not survive; `outcome` still says what was written, verified and how long recovery took."""
+
+    def __init__(self, outcome: Outcome, message: str) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
 def _volume(target: Target, component: str) -> str | None:
     try:
         return target.volume_identity(component)
@@ -86,7 +94,7 @@ def content_survives_kill(target: Target, component: str, *, kinds: list[str], t
         except Exception as exc:  # noqa: BLE001 - cleanup is a courtesy (lost content may make it fail): report
             out.cleanup_errors.append(f"{c.kind}: {exc}")
     if out.failures:
-        raise AssertionError(
+        raise ContentLost(out,
             f"{component} lost content across a kill ({kill.signal} pid {kill.identity}, back as {ready.identity} "
             f"after {out.recovery_s:.1f} s):\n  " + "\n  ".join(out.failures)
             + f"\nreproduce: pytest suites/durability -k {component}")
@@ -105,8 +113,10 @@ def write_report(outcomes: list[Outcome], out_dir: Path) -> Path:
         items = sum(sum(o.verified.values()) for o in os_)
         size = sum(w["bytes"] for o in os_ for w in o.written.values())
         kinds = sorted({k for o in os_ for k in o.written})
+        lost = sum(1 for o in os_ if o.failures)
         lines.append(f"{comp:<11} {len(os_):>5} {statistics.median(rec):>14.2f}s {max(rec):>5.1f}s  "
-                     f"{items} ({size / 1024:.0f} kB): {', '.join(kinds)}")
+                     f"{items} ({size / 1024:.0f} kB): {', '.join(kinds)}"
+                     + (f"; LOST content in {lost} kill(s): see summary.json" if lost else ""))
     (out_dir / "summary.txt").write_text("\n".join(lines) + "\n")
     (out_dir / "summary.json").write_text(json.dumps([asdict(o) for o in outcomes], indent=2))
     return out_dir / "summary.txt"
