@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from indmlops.errors import IndMLOpsError
-from indmlops.local.layout import default_state_dir, parse_port_overrides, resolve_ports
+from indmlops.local.layout import default_state_dir, ports_from_environment
 from indmlops.local.services import SERVICES
 from indmlops.local.stack import LocalStack, format_status
 
@@ -20,16 +20,7 @@ def _progress(msg: str) -> None:
 
 
 def _ports(args: argparse.Namespace) -> dict[str, int] | None:
-    offset_text = os.environ.get("INDMLOPS_PORT_OFFSET", "")
-    if offset_text and not offset_text.lstrip("-").isdigit():
-        raise IndMLOpsError(f"INDMLOPS_PORT_OFFSET {offset_text!r} from environment: expected an integer")
-    offset = int(offset_text or 0)
-    overrides = parse_port_overrides(os.environ.get("INDMLOPS_PORTS", ""), "INDMLOPS_PORTS")
-    for item in args.port or []:
-        overrides.update(parse_port_overrides(item, "--port"))
-    if not offset and not overrides:
-        return None
-    return resolve_ports(offset, overrides)
+    return ports_from_environment(cli_overrides=args.port)
 
 
 def _hostport(text: str, flag: str) -> tuple[str, int]:

@@ -147,10 +147,15 @@ def profile(pytestconfig: pytest.Config) -> str:
 @pytest.fixture(scope="session")
 def target(pytestconfig: pytest.Config):
     """The system under test. A local stack that was not running is started, and stopped again at the end."""
+    from indmlops.local.layout import ports_from_environment
     from indmlops.local.stack import LocalStack
     from indmlops.targets.local import LocalTarget
 
-    stack = LocalStack(_state_dir(pytestconfig))
+    try:
+        ports = ports_from_environment()
+    except IndMLOpsError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    stack = LocalStack(_state_dir(pytestconfig), ports)
     started = False
     if not stack.running():
         reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
