@@ -29,9 +29,7 @@ def scratch_dir() -> Path:
     return d
 
 
-@pytest.fixture
-def scratch_stack() -> Iterator:
-    """Factory: LocalStack(services...) in a fresh state dir on fresh ports; torn down and removed after."""
+def _scratch_factory() -> Iterator:
     made: list[tuple[LocalStack, Path]] = []
 
     def make(**kwargs) -> LocalStack:
@@ -44,6 +42,18 @@ def scratch_stack() -> Iterator:
     for stack, d in made:
         stack.down()
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def scratch_stack() -> Iterator:
+    """Factory: LocalStack(services...) in a fresh state dir on fresh ports; torn down and removed after."""
+    yield from _scratch_factory()
+
+
+@pytest.fixture(scope="module")
+def module_scratch_stack() -> Iterator:
+    """The same factory for a module whose tests share one scratch stack (slow services such as MLflow + S3)."""
+    yield from _scratch_factory()
 
 
 @pytest.fixture

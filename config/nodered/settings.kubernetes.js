@@ -10,5 +10,6 @@ module.exports = {
   credentialSecret: false,
   flowFilePretty: true,
   logging: { console: { level: "info", metrics: false, audit: false } },
-  contextStorage: { default: { module: "localfilesystem" } },
+  // Flushed every second (default 30 s): a killed pod otherwise loses up to 30 s of context.
+  contextStorage: { default: { module: "localfilesystem", config: { flushInterval: 1 } } },
 };

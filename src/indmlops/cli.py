@@ -1,16 +1,17 @@
-"""The `indmlops` command: manage the local stack (up, down, status), run its services, build its images."""
+"""The `indmlops` command: manage the local stack (up, down, status), diagnose it (doctor), run its services,
+build its images."""
 
 from __future__ import annotations
 
 import argparse
-import threading
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
 from indmlops.errors import IndMLOpsError
-from indmlops.local.layout import default_state_dir, parse_port_overrides, resolve_ports
+from indmlops.local.layout import default_state_dir, ports_from_environment
 from indmlops.local.services import SERVICES
 from indmlops.local.stack import LocalStack, format_status
 
@@ -20,16 +21,7 @@ def _progress(msg: str) -> None:
 
 
 def _ports(args: argparse.Namespace) -> dict[str, int] | None:
-    offset_text = os.environ.get("INDMLOPS_PORT_OFFSET", "")
-    if offset_text and not offset_text.lstrip("-").isdigit():
-        raise IndMLOpsError(f"INDMLOPS_PORT_OFFSET {offset_text!r} from environment: expected an integer")
-    offset = int(offset_text or 0)
-    overrides = parse_port_overrides(os.environ.get("INDMLOPS_PORTS", ""), "INDMLOPS_PORTS")
-    for item in args.port or []:
-        overrides.update(parse_port_overrides(item, "--port"))
-    if not offset and not overrides:
-        return None
-    return resolve_ports(offset, overrides)
+    return ports_from_environment(cli_overrides=args.port)
 
 
 def _hostport(text: str, flag: str) -> tuple[str, int]:
@@ -133,6 +125,15 @@ def _images(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace, state_dir: Path) -> int:
+    from indmlops import doctor
+    from indmlops.targets.local import LocalTarget
+
+    findings = doctor.diagnose(LocalTarget(state_dir))
+    print(doctor.render(findings))
+    return 0 if all(f.ok for f in findings) else 1
+
+
 def _simulate(args: argparse.Namespace, state_dir: Path) -> int:
     import itertools
     import json
@@ -217,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     imb.add_argument("--base", metavar="IMAGE", help="BASE_IMAGE to build on (default: the local base)")
     imb.add_argument("--rebuild-base", action="store_true", help="make the local base again (fresh packages)")
     imb.add_argument("--tag", default="dev", help="tag of localhost/indmlops-NAME (default dev)")
+    sub.add_parser("doctor", help="diagnose MLflow's artifact store: bucket, S3 endpoint, credentials, proxy, "
+                                  "stale experiment locations (one line each; exit 1 on a failure)")
     sub.add_parser("down", help="stop every service and supervisord (data is kept)")
     sub.add_parser("kube-config", help="derive the Kubernetes variants of config/ (prometheus.kubernetes.yml)")
     sub.add_parser("status", help="print service, pid, ready, uptime, restarts, endpoint")
@@ -234,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args, state_dir)
         elif args.cmd == "serve":
             return _serve(args, state_dir)
+        elif args.cmd == "doctor":
+            return _doctor(args, state_dir)
         elif args.cmd == "simulate":
             return _simulate(args, state_dir)
         elif args.cmd == "images":

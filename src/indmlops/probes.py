@@ -55,8 +55,11 @@ def no_nagle(client: paho.Client) -> paho.Client:
 
 
 def mqtt_connect(ep: Endpoint, user: str | None, password: str | None, *, timeout: float = 5.0,
-                 client_id: str | None = None, clean_session: bool = True) -> paho.Client:
-    """Connect and wait for CONNACK; return the running client or raise with the broker's reason."""
+                 client_id: str | None = None, clean_session: bool = True, on_message=None) -> paho.Client:
+    """Connect and wait for CONNACK; return the running client or raise with the broker's reason.
+
+    Resuming a persistent session, the broker sends the queued messages right after CONNACK: pass `on_message`
+    here, or paho acknowledges and drops them before a handler set afterwards exists."""
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id or f"indmlops-{uuid.uuid4().hex[:10]}",
@@ -64,6 +67,8 @@ def mqtt_connect(ep: Endpoint, user: str | None, password: str | None, *, timeou
         clean_session=clean_session,
     )
     no_nagle(client)
+    if on_message is not None:
+        client.on_message = on_message
     if user is not None:
         client.username_pw_set(user, password)
     done = threading.Event()

@@ -126,6 +126,14 @@ def mlflow_client_bounded():
         yield
 
 
+@pytest.fixture
+def no_s3_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clients in the test process hold no S3 credentials: artifact access must go through MLflow's proxy."""
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                "MLFLOW_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+
+
 @pytest.fixture(scope="session")
 def indmlops_options(pytestconfig: pytest.Config) -> dict[str, object]:
     return {n: r.value for n, r in resolved_options(pytestconfig).items()}
@@ -139,10 +147,15 @@ def profile(pytestconfig: pytest.Config) -> str:
 @pytest.fixture(scope="session")
 def target(pytestconfig: pytest.Config):
     """The system under test. A local stack that was not running is started, and stopped again at the end."""
+    from indmlops.local.layout import ports_from_environment
     from indmlops.local.stack import LocalStack
     from indmlops.targets.local import LocalTarget
 
-    stack = LocalStack(_state_dir(pytestconfig))
+    try:
+        ports = ports_from_environment()
+    except IndMLOpsError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    stack = LocalStack(_state_dir(pytestconfig), ports)
     started = False
     if not stack.running():
         reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")

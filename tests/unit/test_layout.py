@@ -5,7 +5,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from indmlops.errors import IndMLOpsError, StateDirError
-from indmlops.local.layout import DEFAULT_PORTS, Layout, StackConfig, parse_port_overrides, resolve_ports
+from indmlops.local.layout import (
+    DEFAULT_PORTS,
+    Layout,
+    StackConfig,
+    parse_port_overrides,
+    ports_from_environment,
+    resolve_ports,
+)
 
 
 @given(st.dictionaries(st.sampled_from(sorted(DEFAULT_PORTS)), st.integers(1, 65535), max_size=5))
@@ -69,3 +76,16 @@ def test_stack_file_error_says_what_to_do_when_corrupt(tmp_path):
     (tmp_path / "stack.json").write_text("{not json")
     with pytest.raises(IndMLOpsError, match="not valid JSON .* remove it and run `indmlops up`"):
         StackConfig.load(tmp_path)
+
+
+def test_ports_from_environment_shift_and_override_like_the_cli():
+    ports = ports_from_environment({"INDMLOPS_PORT_OFFSET": "600", "INDMLOPS_PORTS": "mlflow=15000"},
+                                   ["mosquitto=11883"])
+    assert ports["postgres"] == DEFAULT_PORTS["postgres"] + 600
+    assert (ports["mlflow"], ports["mosquitto"]) == (15000, 11883)
+    assert ports_from_environment({}) is None
+
+
+def test_ports_from_environment_rejects_offset_naming_the_variable():
+    with pytest.raises(IndMLOpsError, match="INDMLOPS_PORT_OFFSET 'x' from environment"):
+        ports_from_environment({"INDMLOPS_PORT_OFFSET": "x"})

@@ -71,6 +71,24 @@ def resolve_ports(offset: int = 0, overrides: dict[str, int] | None = None) -> d
     return ports
 
 
+def ports_from_environment(env: dict[str, str] | None = None, cli_overrides: list[str] | None = None
+                           ) -> dict[str, int] | None:
+    """Ports from INDMLOPS_PORT_OFFSET, INDMLOPS_PORTS and `--port` items (later wins); None: the defaults.
+    The CLI and the pytest plugin both use it, so `INDMLOPS_PORT_OFFSET=1000 ./lab suites` shifts the stack the
+    session starts exactly as it shifts `indmlops up`."""
+    env = os.environ if env is None else env
+    offset_text = env.get("INDMLOPS_PORT_OFFSET", "")
+    if offset_text and not offset_text.lstrip("-").isdigit():
+        raise IndMLOpsError(f"INDMLOPS_PORT_OFFSET {offset_text!r} from environment: expected an integer")
+    offset = int(offset_text or 0)
+    overrides = parse_port_overrides(env.get("INDMLOPS_PORTS", ""), "INDMLOPS_PORTS")
+    for item in cli_overrides or []:
+        overrides.update(parse_port_overrides(item, "--port"))
+    if not offset and not overrides:
+        return None
+    return resolve_ports(offset, overrides)
+
+
 def default_state_dir() -> Path:
     env = os.environ.get("INDMLOPS_STATE_DIR")
     return Path(env) if env else REPO_ROOT / ".indmlops"

@@ -116,7 +116,9 @@ def nodered_settings(cfg: StackConfig) -> str:
         "credentialSecret": False,
         "flowFilePretty": True,
         "logging": {"console": {"level": "info", "metrics": False, "audit": False}},
-        "contextStorage": {"default": {"module": "localfilesystem"}},
+        # Context (the HMI's machines, alarms, heartbeat sequence) is kept in memory and flushed to disk every
+        # flushInterval seconds (default 30): a SIGKILL 2 s after a write lost it all. 1 s bounds the loss.
+        "contextStorage": {"default": {"module": "localfilesystem", "config": {"flushInterval": 1}}},
     }
     return "// Rendered by indmlops.\nmodule.exports = " + json.dumps(settings, indent=2) + ";\n"
 

@@ -248,13 +248,39 @@ def _s3_prepare(cfg: StackConfig) -> dict[str, str]:
         # On SIGTERM the volume server first stops heartbeating and waits preStopSeconds (default 10 s) so a
         # cluster can route writes elsewhere; alone there is nowhere else, so 1 s is enough.
         "-volume.preStopSeconds=1",
+        # SeaweedFS creates a missing bucket on the first upload by an admin identity (MinIO answers
+        # NoSuchBucket): a deleted mlflow-bucket would silently come back empty and a typo'd artifact location
+        # would invent a bucket. Off, so a missing bucket fails the way it does in production.
+        "-s3.autoCreateBucket=false",
     ]
     return {"command": render.launch(cfg, "s3", argv), "stopwaitsecs": "20"}
 
 
 def _s3_probe(cfg: StackConfig) -> str:
+    """ListBuckets, then an object round trip through the bucket once it exists (before the first bootstrap it
+    does not). A restarted SeaweedFS answers ListBuckets ~4 s before its volume server has re-registered: in that
+    window every GET of a stored object failed with InternalError, so ListBuckets alone is not ready."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     c = cfg.credentials["s3"]
-    return probes.s3_ready(endpoint(cfg, "s3"), c["access_key"], c["secret_key"])
+    ep = endpoint(cfg, "s3")
+    listed = probes.s3_ready(ep, c["access_key"], c["secret_key"])
+    client = probes.s3_client(ep, c["access_key"], c["secret_key"])
+    key, body = ".indmlops/readiness-probe", os.urandom(32)
+    try:
+        client.put_object(Bucket=BUCKET, Key=key, Body=body)
+        back = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        client.delete_object(Bucket=BUCKET, Key=key)
+    except ClientError as exc:
+        if exc.response["Error"].get("Code") == "NoSuchBucket":
+            return f"{listed}; bucket {BUCKET} not created yet"
+        raise probes.ProbeFailed(f"S3 {ep}: object round trip in {BUCKET} failed: "
+                                 f"{exc.response['Error'].get('Code')}") from exc
+    except BotoCoreError as exc:
+        raise probes.ProbeFailed(f"S3 {ep}: object round trip in {BUCKET} failed: {exc}") from exc
+    if back != body:
+        raise probes.ProbeFailed(f"S3 {ep}: object {BUCKET}/{key} read back different bytes")
+    return f"{listed}, object round trip ok"
 
 
 def ensure_bucket(cfg: StackConfig, timeout: float = 30.0) -> str:

@@ -122,6 +122,14 @@ class LocalTarget:
         self._component(component)
         return max(0, self.stack.supervisor.spawn_counts().get(component, 0) - 1)
 
+    def volume_identity(self, component: str) -> str:
+        self._component(component)
+        raise NotSupportedByTarget(
+            self.name, "volume identity",
+            "a restarted local process reopens the same path under the state directory by construction; whether "
+            "a replacement pod mounts the same PersistentVolumeClaim is checked by the Kubernetes target",
+        )
+
     def probe(self, source_namespace: str, destination: str, port: int) -> bool:
         raise NotSupportedByTarget(
             self.name, "live isolation probing",
