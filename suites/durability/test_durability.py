@@ -30,7 +30,7 @@ def outcomes(pytestconfig):
 @pytest.mark.parametrize("component", COMPONENTS, ids=[f"kill/{c}" for c in COMPONENTS])
 def test_content_survives_when_component_killed(target, component, profile, outcomes, no_s3_credentials):
     spec = PLAN["components"][component]
-    timeout = intent.load("smoke")["recovery_timeout_s"][component]
+    timeout = intent.load("slo")["recovery_s"][component]
     for _ in range(PLAN["kills"][profile]):
         try:
             outcome = durability.content_survives_kill(target, component, kinds=spec["content"], timeout=timeout,
