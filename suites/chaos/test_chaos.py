@@ -27,7 +27,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def test_experiment_holds_steady_state_and_recovers_when_fault_injected(target, experiment, run_index, pytestconfig):
     journal_dir = Path(option(pytestconfig, "reports_dir")) / "chaos"
-    run = runner.run(experiment, target, journal_dir)
+    run = runner.run(experiment, target, journal_dir, repeat=run_index)
+    runner.summarize(journal_dir)  # reports/chaos/summary.txt, over every journal so far
     summary = run.summary()
     print(summary)
     assert run.status == "completed" and not run.journal.get("deviated"), summary

@@ -100,3 +100,22 @@ def test_default_bound_comes_from_the_slo_fixture():
     assert context.recovery_bound("inference") == 30
     with pytest.raises(InterruptExecution, match="recovery_s has no bound for 'grafana'"):
         context.recovery_bound("grafana")
+
+
+def test_summary_gives_median_and_worst_recovery_and_traffic_totals(tmp_path):
+    import json
+
+    from indmlops.chaos import runner
+
+    def record(func: str, output: dict) -> dict:
+        return {"activity": {"name": func, "provider": {"func": func}}, "status": "succeeded", "output": output}
+
+    for i, secs in enumerate((2.0, 4.0, 9.0), start=1):
+        journal = {"status": "completed", "run": [
+            record("wait_ready", {"component": "inference", "recovery_s": secs}),
+            record("stop", {"published": 100, "acknowledged": 100, "lost_acknowledged": i - 1, "duplicates": 1})]}
+        (tmp_path / f"kill-inference.{i}.journal.json").write_text(json.dumps(journal))
+    text = runner.summarize(tmp_path)
+    assert "inference        3      4.00     9.00" in text
+    assert "kill-inference                  3       300     300     3    3" in text
+    assert (tmp_path / "summary.txt").read_text() == text

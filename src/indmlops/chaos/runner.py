@@ -79,8 +79,9 @@ def _why(record: dict) -> str:
     return f"output {record.get('output')!r}"
 
 
-def run(name: str, target: Target, journal_dir: Path, *, path: Path | None = None) -> ChaosRun:
-    """Run fixtures/chaos/<name>.json (or `path`) against `target`; rollbacks always play."""
+def run(name: str, target: Target, journal_dir: Path, *, path: Path | None = None, repeat: int = 1) -> ChaosRun:
+    """Run fixtures/chaos/<name>.json (or `path`) against `target`; rollbacks always play. The journal is kept as
+    <journal_dir>/<name>.<repeat>.journal.json."""
     from chaoslib.experiment import run_experiment
     from chaoslib.loader import load_experiment
 
@@ -93,6 +94,37 @@ def run(name: str, target: Target, journal_dir: Path, *, path: Path | None = Non
         journal = run_experiment(experiment, settings={"runtime": {"rollbacks": {"strategy": "always"}}})
     finally:
         context.use_target(None)
-    journal_path = journal_dir / f"{name}.journal.json"
+    journal_path = journal_dir / f"{name}.{repeat}.journal.json"
     journal_path.write_text(json.dumps(journal, indent=2, default=str))
     return ChaosRun(name, journal, journal_path)
+
+
+def summarize(journal_dir: Path) -> str:
+    """Every journal in `journal_dir`: recovery per component (runs, median, worst) and traffic per experiment."""
+    import statistics
+
+    recoveries: dict[str, list[float]] = {}
+    traffic: dict[str, list[dict]] = {}
+    statuses: dict[str, list[str]] = {}
+    for path in sorted(journal_dir.glob("*.journal.json")):
+        journal = json.loads(path.read_text())
+        name = path.name.split(".")[0]
+        run = ChaosRun(name, journal, path)
+        statuses.setdefault(name, []).append(run.status)
+        for rec in run.outputs("wait_ready"):
+            recoveries.setdefault(rec["component"], []).append(rec["recovery_s"])
+        traffic.setdefault(name, []).extend(run.outputs("stop"))
+    lines = ["recovery (kill sent -> protocol answers)", f"{'component':<12}{'kills':>6}{'median s':>10}{'worst s':>9}"]
+    for comp, xs in sorted(recoveries.items()):
+        lines.append(f"{comp:<12}{len(xs):>6}{statistics.median(xs):>10.2f}{max(xs):>9.2f}")
+    lines += ["", "QoS1 traffic across the faults (readings)",
+              f"{'experiment':<28}{'runs':>5}{'published':>10}{'acked':>8}{'lost':>6}{'dup':>5}"]
+    for name, ts in sorted(traffic.items()):
+        if ts:
+            lines.append(f"{name:<28}{len(ts):>5}{sum(t['published'] for t in ts):>10}"
+                         f"{sum(t['acknowledged'] for t in ts):>8}{sum(t['lost_acknowledged'] for t in ts):>6}"
+                         f"{sum(t['duplicates'] for t in ts):>5}")
+    lines += ["", "status: " + ", ".join(f"{n} {'/'.join(sorted(set(s)))} ×{len(s)}" for n, s in sorted(statuses.items()))]
+    text = "\n".join(lines) + "\n"
+    (journal_dir / "summary.txt").write_text(text)
+    return text
