@@ -44,10 +44,24 @@ def test_cli_beats_environment(project, monkeypatch):
     result.stdout.fnmatch_lines(["*profile=quick (CLI)*", "*PROFILE quick local*"])
 
 
-def test_kubernetes_target_refused_with_reason_until_implemented(project):
-    result = project.runpytest_subprocess("--target", "kind")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--target 'kind' from CLI: the Kubernetes target is not available*"])
+def test_kind_target_defaults_to_kinds_context_and_stops_clearly_without_a_cluster(project, tmp_path):
+    project.makepyfile(test_t="""
+        def test_uses_target(target):
+            pass
+    """)
+    missing = tmp_path / "no-kubeconfig"
+    result = project.runpytest_subprocess("--target", "kind", "--kubeconfig", str(missing), "test_t.py")
+    assert result.ret == 3
+    result.stdout.fnmatch_lines(["*target=kind (CLI)*", "*Kubernetes context kind-indmlops of kubeconfig*",
+                                 f"*the kind target could not be reached: no cluster at context 'kind-indmlops' "
+                                 f"in kubeconfig {missing}*kind create cluster*"])
+
+
+def test_kubeconfig_target_uses_the_given_context_and_needs_no_cluster_for_tests_without_target(project, tmp_path):
+    result = project.runpytest_subprocess("-s", "--target", "kubeconfig", "--context", "prod-east",
+                                          "--kubeconfig", str(tmp_path / "kc"))
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*Kubernetes context prod-east of kubeconfig*kc*", "*PROFILE quick kubeconfig*"])
 
 
 def test_junit_and_self_contained_html_written_to_reports_dir(project):
