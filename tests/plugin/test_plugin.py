@@ -57,6 +57,30 @@ def test_kind_target_defaults_to_kinds_context_and_stops_clearly_without_a_clust
                                  f"in kubeconfig {missing}*kind create cluster*"])
 
 
+def test_kind_target_reaches_the_cluster_of_its_kubeconfig(project, httpserver, tmp_path):
+    """The `target` fixture on --target kind is a KubernetesTarget at context kind-indmlops (a fake API here)."""
+    pod = {"metadata": {"name": "mlflow-a", "namespace": "it-core", "uid": "uid-a"},
+           "spec": {"containers": [{"name": "mlflow"}]}, "status": {"phase": "Running"}}
+    httpserver.expect_request("/api/v1/namespaces/it-core/pods").respond_with_json(
+        {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": [pod]})
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(f"""
+apiVersion: v1
+kind: Config
+clusters: [{{name: fake, cluster: {{server: "{httpserver.url_for('/').rstrip('/')}"}}}}]
+users: [{{name: fake, user: {{token: t}}}}]
+contexts: [{{name: kind-indmlops, context: {{cluster: fake, user: fake}}}}, {{name: other, context: {{cluster: x}}}}]
+current-context: other
+""")
+    project.makepyfile(test_t="""
+        def test_uses_target(target):
+            print("TARGET", type(target).__name__, target.name, target.identity("mlflow"))
+    """)
+    result = project.runpytest_subprocess("-s", "--target", "kind", "--kubeconfig", str(kubeconfig), "test_t.py")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*TARGET KubernetesTarget kind uid-a*"])
+
+
 def test_kubeconfig_target_uses_the_given_context_and_needs_no_cluster_for_tests_without_target(project, tmp_path):
     result = project.runpytest_subprocess("-s", "--target", "kubeconfig", "--context", "prod-east",
                                           "--kubeconfig", str(tmp_path / "kc"))

@@ -71,6 +71,8 @@ class FakeCluster:
         self.replacement: Callable[[dict[str, Any]], tuple[dict[str, Any], list[dict[str, Any]]]] | None = None
         self.deleted: list[tuple[str, str, str]] = []  # (namespace, name, gracePeriodSeconds)
         self.watches = 0
+        self.lists = 0
+        self.watch_response: Response | None = None  # e.g. a 403: served to watches instead of events
         for ns in ("it-core", "ot-edge", "governance"):
             self._route(ns)
 
@@ -109,13 +111,18 @@ class FakeCluster:
 
     def _pods(self, ns: str, request: Request) -> Response:
         if request.args.get("watch", "").lower() != "true":
+            self.lists += 1
             return ok({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "100"},
                        "items": self._matching(ns, request)})
         self.watches += 1
+        if self.watch_response is not None:
+            return self.watch_response
         events = self.pending_watch.pop(ns, [])
         if not events:
             time.sleep(0.05)  # a quiet watch window; keeps a waiting client from spinning
         for e in events:  # the watch reports what the cluster now holds
+            if e["type"] == "ERROR":
+                continue
             self.pods[ns] = [p for p in self.pods.get(ns, []) if p["metadata"]["uid"] != e["object"]["metadata"]["uid"]]
             if e["type"] != "DELETED":
                 self.pods[ns].append(e["object"])

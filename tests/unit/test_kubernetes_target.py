@@ -86,6 +86,27 @@ def test_wait_ready_ignores_the_killed_pod_while_it_terminates(kube, cluster, ml
     assert kube.wait_ready("mlflow", timeout=10).identity == "uid-c"
 
 
+def test_watch_expired_410_lists_again_and_finds_the_replacement(kube, cluster, mlflow_running):
+    gone = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Expired", "code": 410,
+            "message": "too old resource version: 100 (200)"}
+    cluster.replacement = lambda old: (pod("mlflow-b", "uid-b", ready=False, phase="Pending"),
+                                       [{"type": "ERROR", "object": gone}])
+    kube.kill("mlflow")
+    # The 410 ends the watch before the event behind it; the pod is Ready by then, and only a re-list sees it.
+    cluster.pending_watch["it-core"].append({"type": "MODIFIED", "object": pod("mlflow-b", "uid-b")})
+    lists_before = cluster.lists
+    assert kube.wait_ready("mlflow", timeout=10).identity == "uid-b"
+    assert (cluster.watches, cluster.lists - lists_before) == (1, 2)
+
+
+def test_watch_forbidden_names_the_watch_verb(kube, cluster, mlflow_running):
+    cluster.replacement = lambda old: (pod("mlflow-b", "uid-b", ready=False, phase="Pending"), [])
+    cluster.watch_response = status(403, "Forbidden", 'pods is forbidden: User "ci" cannot watch resource "pods"')
+    kube.kill("mlflow")
+    with pytest.raises(RbacForbidden, match=r"RBAC forbids verb 'watch' on resource 'pods' in namespace 'it-core'"):
+        kube.wait_ready("mlflow", timeout=5)
+
+
 def test_wait_ready_without_a_kill_accepts_the_running_pod(kube, mlflow_running):
     assert kube.wait_ready("mlflow", timeout=5).identity == "uid-a"
 
