@@ -28,7 +28,8 @@ def write_kubeconfig(path: Path, server: str, context: str = CONTEXT) -> Path:
 
 def pod(name: str, uid: str, *, app: str = "mlflow", namespace: str = "it-core", ready: bool = True,
         phase: str = "Running", restarts: int = 0, deleting: bool = False, waiting: str | None = None,
-        unschedulable: bool = False, image: str = "indmlops/mlflow:dev") -> dict[str, Any]:
+        unschedulable: bool = False, image: str = "indmlops/mlflow:dev",
+        claim: str | None = None) -> dict[str, Any]:
     conditions = [{"type": "Ready", "status": "True" if ready else "False"}]
     if unschedulable:
         conditions = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
@@ -42,7 +43,8 @@ def pod(name: str, uid: str, *, app: str = "mlflow", namespace: str = "it-core",
         meta["deletionTimestamp"] = "2026-11-26T12:05:00Z"
     return {
         "apiVersion": "v1", "kind": "Pod", "metadata": meta,
-        "spec": {"containers": [{"name": app, "image": image}]},
+        "spec": {"containers": [{"name": app, "image": image}],
+                 "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}] if claim else []},
         "status": {"phase": phase, "conditions": conditions, "containerStatuses": [] if unschedulable else [{
             "name": app, "image": image, "imageID": "", "ready": ready, "restartCount": restarts, "state": state}]},
     }

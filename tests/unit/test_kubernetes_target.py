@@ -111,6 +111,18 @@ def test_wait_ready_without_a_kill_accepts_the_running_pod(kube, mlflow_running)
     assert kube.wait_ready("mlflow", timeout=5).identity == "uid-a"
 
 
+@pytest.mark.parametrize(("new_claim", "note"), [("minio-data", "; same claims minio-data"),
+                                                  ("minio-other", "; claims CHANGED minio-data -> minio-other")])
+def test_ready_evidence_says_whether_the_replacement_mounts_the_same_claim(kube, cluster, new_claim, note):
+    cluster.pods["it-core"] = [pod("minio-a", "uid-a", app="minio", claim="minio-data")]
+    cluster.route_delete("it-core", "minio-a")
+    cluster.replacement = lambda old: (pod("minio-b", "uid-b", app="minio", claim=new_claim), [])
+    assert kube.claims("s3") == ["minio-data"]
+    kube.kill("s3")
+    assert kube.wait_ready("s3", timeout=5).detail.endswith(note)
+    assert kube.claims("s3") == [new_claim]
+
+
 def test_restarts_count_container_restarts_plus_replaced_pods(kube, cluster, mlflow_running):
     cluster.pods["it-core"] = [pod("mlflow-a", "uid-a", restarts=2)]
     assert kube.restarts("mlflow") == 2

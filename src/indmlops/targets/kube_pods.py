@@ -30,6 +30,12 @@ def _container_statuses(pod: client.V1Pod) -> list[client.V1ContainerStatus]:
     return list(status.init_container_statuses or []) + list(status.container_statuses or [])
 
 
+def claims(pod: client.V1Pod) -> list[str]:
+    """The PersistentVolumeClaims the pod mounts: a replacement of a stateful pod must mount the same ones."""
+    volumes = pod.spec.volumes if pod.spec else None
+    return sorted(v.persistent_volume_claim.claim_name for v in volumes or [] if v.persistent_volume_claim)
+
+
 def restart_count(pod: client.V1Pod) -> int:
     return sum(int(c.restart_count or 0) for c in (pod.status.container_statuses or [] if pod.status else []))
 

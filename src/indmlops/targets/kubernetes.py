@@ -34,6 +34,7 @@ class KubernetesTarget:
         self.forwards = PortForwards(self.api.kubeconfig, self.api.context, kubectl)
         self._killed: dict[str, set[str]] = {}
         self._replaced: dict[str, int] = {}
+        self._claims: dict[str, list[str]] = {}  # the PVCs the last killed pod of a component mounted
 
     def close(self) -> None:
         self.forwards.close()
@@ -114,6 +115,7 @@ class KubernetesTarget:
         at = time.time()
         self.api.delete_pod(c.namespace, pod.metadata.name, grace_seconds=0)
         self._killed.setdefault(component, set()).add(pods.uid(pod))
+        self._claims[component] = pods.claims(pod)
         self._replaced[component] = self._replaced.get(component, 0) + 1
         return KillEvidence(component, pods.uid(pod), "pod delete (grace 0 s)", at)
 
@@ -156,12 +158,27 @@ class KubernetesTarget:
                 self.forwards.reopen(c.namespace, c.service)  # the old forwards were bound to the killed pod
             replaced = f"; replaces {', '.join(sorted(killed))}" if killed else ""
             return ReadyEvidence(c.name, pods.uid(pod), time.monotonic() - t0,
-                                 f"pod {c.namespace}/{pod.metadata.name} Ready{replaced}")
+                                 f"pod {c.namespace}/{pod.metadata.name} Ready{replaced}"
+                                 f"{self._claims_note(c.name, pods.claims(pod))}")
         failure = pods.pull_failure(pod)
         if failure is not None:
             image, why = failure
             raise ImageNotLoaded(c.name, time.monotonic() - t0, f"{pods.describe(pod)}; {why}", image)
         return pod
+
+    def _claims_note(self, component: str, now: list[str]) -> str:
+        """Durability evidence: whether the replacement mounts the claims the killed pod mounted."""
+        before = self._claims.get(component)
+        if before is None or (not before and not now):
+            return f"; claims {', '.join(now)}" if now else ""
+        if before == now:
+            return f"; same claims {', '.join(now)}"
+        return f"; claims CHANGED {', '.join(before) or 'none'} -> {', '.join(now) or 'none'}"
+
+    def claims(self, component: str) -> list[str]:
+        """The PersistentVolumeClaims the component's current pod mounts ([] when stateless or absent)."""
+        pod = self._current(self._component(component))
+        return pods.claims(pod) if pod is not None else []
 
     def _last_state(self, c: KubeComponent, pod: client.V1Pod | None) -> str:
         if pod is None:
