@@ -1,9 +1,11 @@
-"""A fake Kubernetes API server on pytest-httpserver: pods (list, watch, delete), Secrets, events, and failures."""
+"""A fake Kubernetes API server on pytest-httpserver (pods: list, watch, delete; Secrets; events; failures), and a
+fake `kubectl port-forward`."""
 
 from __future__ import annotations
 
 import base64
 import json
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +16,26 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 CONTEXT = "kind-indmlops"
+
+# A stand-in for `kubectl port-forward`: logs its argv, announces a fixed local port (or the one it was given),
+# and stays up until terminated, as kubectl does.
+FAKE_KUBECTL = """#!/bin/sh
+echo "$@" >> "{log}"
+spec=""
+for a in "$@"; do case "$a" in *:*) spec="$a";; esac; done
+local="${{spec%%:*}}"; [ -n "$local" ] || local={port}
+echo "Forwarding from 127.0.0.1:$local -> ${{spec##*:}}"
+echo "Forwarding from [::1]:$local -> ${{spec##*:}}"
+exec sleep 60
+"""
+
+
+def fake_kubectl(tmp_path: Path, body: str | None = None, port: int = 45678) -> tuple[str, Path]:
+    log = tmp_path / "kubectl.log"
+    path = tmp_path / "kubectl"
+    path.write_text(body if body is not None else FAKE_KUBECTL.format(log=log, port=port))
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path), log
 
 
 def write_kubeconfig(path: Path, server: str, context: str = CONTEXT) -> Path:

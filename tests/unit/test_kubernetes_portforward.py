@@ -3,36 +3,14 @@
 from __future__ import annotations
 
 import os
-import stat
-from pathlib import Path
 
 import pytest
-from kube_fake import CONTEXT, FakeCluster, pod, status, write_kubeconfig
+from kube_fake import CONTEXT, FakeCluster, fake_kubectl, pod, status, write_kubeconfig
 
 from indmlops.errors import PortForwardFailed
 from indmlops.targets import portforward
 from indmlops.targets.kubernetes import KubernetesTarget
 from indmlops.targets.portforward import kubectl_binary
-
-# A stand-in for `kubectl port-forward`: logs its argv, announces a fixed local port (or the one it was given),
-# and stays up until terminated, as kubectl does.
-FAKE_KUBECTL = """#!/bin/sh
-echo "$@" >> "{log}"
-spec=""
-for a in "$@"; do case "$a" in *:*) spec="$a";; esac; done
-local="${{spec%%:*}}"; [ -n "$local" ] || local=45{suffix}
-echo "Forwarding from 127.0.0.1:$local -> ${{spec##*:}}"
-echo "Forwarding from [::1]:$local -> ${{spec##*:}}"
-exec sleep 60
-"""
-
-
-def fake_kubectl(tmp_path: Path, body: str | None = None) -> tuple[str, Path]:
-    log = tmp_path / "kubectl.log"
-    path = tmp_path / "kubectl"
-    path.write_text(body if body is not None else FAKE_KUBECTL.format(log=log, suffix="678"))
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return str(path), log
 
 
 @pytest.fixture
@@ -66,7 +44,7 @@ def test_forward_is_reopened_on_the_same_port_after_a_replacement_is_ready(clust
     cluster.pods["it-core"] = [pod("mlflow-a", "uid-a")]
     cluster.route_delete("it-core", "mlflow-a")
     cluster.replacement = lambda old: (pod("mlflow-b", "uid-b"), [])
-    t = KubernetesTarget("kind", kubeconfig=kubeconfig, context=CONTEXT, kubectl=kubectl)
+    t = KubernetesTarget("kind", kubeconfig=kubeconfig, context=CONTEXT, kubectl=kubectl, protocol_probes=False)
     try:
         port = t.endpoint("mlflow").port
         t.kill("mlflow")

@@ -26,7 +26,8 @@ def cluster(httpserver) -> FakeCluster:
 @pytest.fixture
 def kube(cluster, httpserver, tmp_path):
     cfg = write_kubeconfig(tmp_path / "kubeconfig", httpserver.url_for("/").rstrip("/"))
-    t = KubernetesTarget("kind", kubeconfig=str(cfg), context=CONTEXT)
+    # Pod-level behaviour here; protocol readiness through port-forwards: test_kubernetes_readiness.py.
+    t = KubernetesTarget("kind", kubeconfig=str(cfg), context=CONTEXT, protocol_probes=False)
     yield t
     t.close()
 

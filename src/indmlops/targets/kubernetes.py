@@ -5,20 +5,23 @@ from __future__ import annotations
 import base64
 import re
 import time
+from dataclasses import replace
 
 from kubernetes import client
 
 from indmlops.errors import ImageNotLoaded, IndMLOpsError, KubernetesError, NotReady, NotSupportedByTarget, \
-    UnknownComponent
-from indmlops.probes import Endpoint
+    PortForwardFailed, UnknownComponent
+from indmlops.probes import Endpoint, ProbeFailed
 from indmlops.targets import kube_pods as pods
 from indmlops.targets.base import Credentials, KillEvidence, ReadyEvidence
 from indmlops.targets.kube_api import KubeApi
 from indmlops.targets.kube_components import COMPONENTS, POSTGRES_DATABASE, S3_BUCKET, S3_REGION, SECRETS, \
     KubeComponent
+from indmlops.targets.kube_readiness import protocol_ready
 from indmlops.targets.portforward import PortForwards
 
 KIND_CONTEXT = "kind-indmlops"  # `kind create cluster --name indmlops` names its context so
+PROBE_INTERVAL = 0.2  # seconds between protocol probes once the pod is Ready
 WATCH_WINDOW = 5  # seconds per watch request; wait_ready lists again between windows, so a lost event costs ≤ 5 s
 
 
@@ -28,8 +31,9 @@ class KubernetesTarget:
     this target replaced, so a kill always shows as one restart (as on the local target)."""
 
     def __init__(self, name: str = "kubeconfig", *, kubeconfig: str | None = None, context: str | None = None,
-                 kubectl: str | None = None, api: KubeApi | None = None) -> None:
+                 kubectl: str | None = None, api: KubeApi | None = None, protocol_probes: bool = True) -> None:
         self.name = name
+        self.protocol_probes = protocol_probes
         self.api = api or KubeApi(kubeconfig, context)
         self.forwards = PortForwards(self.api.kubeconfig, self.api.context, kubectl)
         self._killed: dict[str, set[str]] = {}
@@ -120,11 +124,28 @@ class KubernetesTarget:
         return KillEvidence(component, pods.uid(pod), "pod delete (grace 0 s)", at)
 
     def wait_ready(self, component: str, timeout: float) -> ReadyEvidence:
-        """Until a pod of the component that this target did not kill is Ready. A pod that cannot get its image
-        fails at once (ImageNotLoaded); on timeout NotReady names the last pod state and its events."""
-        c = self._component(component)
-        killed = self._killed.get(component, set())
+        """Until a pod of the component that this target did not kill is Ready, and then (protocol_probes) until
+        it answers its own protocol through the port-forward. A pod that cannot get its image fails at once
+        (ImageNotLoaded); on timeout NotReady names the last pod state and its events, or the last answer."""
         t0 = time.monotonic()
+        pod_ready = self._wait_pod_ready(self._component(component), timeout, t0)
+        if not self.protocol_probes:
+            return pod_ready
+        last = "not asked yet"
+        while True:
+            try:
+                answer = protocol_ready(self, component)
+            except (ProbeFailed, PortForwardFailed) as exc:
+                last = str(exc)
+            else:
+                said = f"; answers: {answer}" if answer is not None else ""
+                return replace(pod_ready, seconds=time.monotonic() - t0, detail=pod_ready.detail + said)
+            if time.monotonic() - t0 >= timeout:
+                raise NotReady(component, timeout, f"{pod_ready.detail}, but its protocol probe failed: {last}")
+            time.sleep(PROBE_INTERVAL)
+
+    def _wait_pod_ready(self, c: KubeComponent, timeout: float, t0: float) -> ReadyEvidence:
+        killed = self._killed.get(c.name, set())
         last: client.V1Pod | None = None
         while True:
             found, version = self.api.list_pods(c.namespace, c.selector)
@@ -146,7 +167,7 @@ class KubernetesTarget:
                     break
             if time.monotonic() - t0 >= timeout:
                 break
-        raise NotReady(component, timeout, self._last_state(c, last))
+        raise NotReady(c.name, timeout, self._last_state(c, last))
 
     def _judge(self, c: KubeComponent, pod: client.V1Pod, killed: set[str],
                t0: float) -> ReadyEvidence | client.V1Pod | None:
