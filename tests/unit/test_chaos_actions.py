@@ -100,3 +100,19 @@ def test_default_bound_comes_from_the_slo_fixture():
     assert context.recovery_bound("inference") == 30
     with pytest.raises(InterruptExecution, match="recovery_s has no bound for 'grafana'"):
         context.recovery_bound("grafana")
+
+
+def test_chaos_run_on_kind_without_a_cluster_interrupts_naming_the_context(tmp_path):
+    context.use_target(None)
+    cfg = {"indmlops_target": "kind", "indmlops_kubeconfig": str(tmp_path / "no-kubeconfig")}
+    try:
+        with pytest.raises(InterruptExecution, match=r"indmlops_target 'kind': no cluster at context 'kind-indmlops'"):
+            context.target(cfg)
+    finally:
+        context.use_target(None)
+
+
+def test_chaos_run_with_an_unknown_target_interrupts():
+    context.use_target(None)
+    with pytest.raises(InterruptExecution, match=r"indmlops_target 'kid': expected one of local, kind, kubeconfig"):
+        context.target({"indmlops_target": "kid"})

@@ -69,6 +69,19 @@ def test_a_dead_forward_is_restarted_when_asked_again(cluster, kubeconfig, tmp_p
         t.close()
 
 
+def test_without_a_kubeconfig_option_kubectl_reads_kubeconfig_itself(cluster, kubeconfig, tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", f"{kubeconfig}:{tmp_path / 'other'}")
+    monkeypatch.setattr("kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", os.environ["KUBECONFIG"])
+    kubectl, log = fake_kubectl(tmp_path)
+    t = KubernetesTarget("kubeconfig", context=CONTEXT, kubectl=kubectl)
+    try:
+        t.endpoint("prometheus")
+        assert log.read_text().split() == ["--context", CONTEXT, "-n", "governance", "port-forward",
+                                           "svc/prometheus-svc", ":9090", "--address", "127.0.0.1"]
+    finally:
+        t.close()
+
+
 def test_kubectl_that_exits_with_an_error_is_a_clear_failure(cluster, kubeconfig, tmp_path):
     kubectl, _ = fake_kubectl(tmp_path, '#!/bin/sh\necho \'error: services "mlflow-svc" not found\' >&2\nexit 1\n')
     t = KubernetesTarget("kind", kubeconfig=kubeconfig, context=CONTEXT, kubectl=kubectl)

@@ -28,6 +28,7 @@ class KubeApi:
     """CoreV1 calls for one kubeconfig context. Every call goes through `_call`, which translates failures."""
 
     def __init__(self, kubeconfig: str | None, context: str | None) -> None:
+        self.kubeconfig_arg = kubeconfig  # None: $KUBECONFIG (may list several files) or ~/.kube/config
         self.kubeconfig = kubeconfig or default_kubeconfig()
         cfg = client.Configuration()
         try:

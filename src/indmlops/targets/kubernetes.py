@@ -35,7 +35,7 @@ class KubernetesTarget:
         self.name = name
         self.protocol_probes = protocol_probes
         self.api = api or KubeApi(kubeconfig, context)
-        self.forwards = PortForwards(self.api.kubeconfig, self.api.context, kubectl)
+        self.forwards = PortForwards(self.api.kubeconfig_arg, self.api.context, kubectl)
         self._killed: dict[str, set[str]] = {}
         self._replaced: dict[str, int] = {}
         self._claims: dict[str, list[str]] = {}  # the PVCs the last killed pod of a component mounted

@@ -46,7 +46,7 @@ class Forward:
 class PortForwards:
     """One forward per (namespace, service, port); a dead one is restarted on the same local port when asked."""
 
-    def __init__(self, kubeconfig: str, context: str, kubectl: str | None = None) -> None:
+    def __init__(self, kubeconfig: str | None, context: str, kubectl: str | None = None) -> None:
         self.kubeconfig = kubeconfig
         self.context = context
         self.kubectl = kubectl
@@ -76,7 +76,9 @@ class PortForwards:
 
     def _start(self, namespace: str, service: str, port: int, local_port: int) -> Forward:
         what = f"{namespace}/svc/{service}:{port}"
-        argv = [self.kubectl or kubectl_binary(), "--kubeconfig", self.kubeconfig, "--context", self.context,
+        # Without --kubeconfig kubectl reads $KUBECONFIG (a list of files, which --kubeconfig cannot take) itself.
+        where = ["--kubeconfig", self.kubeconfig] if self.kubeconfig else []
+        argv = [self.kubectl or kubectl_binary(), *where, "--context", self.context,
                 "-n", namespace, "port-forward", f"svc/{service}", f"{local_port or ''}:{port}",
                 "--address", "127.0.0.1"]
         command = shlex.join(argv)
