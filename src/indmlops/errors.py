@@ -111,10 +111,19 @@ class RbacForbidden(KubernetesError):
 
 
 class ImageNotLoaded(NotReady):
-    def __init__(self, service: str, timeout: float, last_state: str, image: str) -> None:
+    """A NotReady that waiting cannot cure: raised as soon as it is seen, not at the timeout."""
+
+    def __init__(self, service: str, seconds: float, last_state: str, image: str) -> None:
+        self.service = service
         self.image = image
-        super().__init__(service, timeout, f"{last_state}; the node cannot pull image {image}: build it with "
-                         f"scripts/build-images.sh and load it with `kind load docker-image {image} --name indmlops`")
+        if image.split("/")[-1].startswith("indmlops-"):  # the project's own images are loaded, never pulled
+            hint = (f"build it with scripts/build-images.sh (which tags localhost/<name>: `docker tag` it as {image}) "
+                    f"and load it with `kind load docker-image {image} --name indmlops`")
+        else:
+            hint = (f"the node found no registry answer for it; reproduce on a kind node with "
+                    f"`docker exec indmlops-worker crictl pull {image}`")
+        self.last_state = f"{last_state}; the node cannot pull image {image}: {hint}"
+        IndMLOpsError.__init__(self, f"{service} cannot start (seen after {seconds:.0f} s): {self.last_state}")
 
 
 class PortForwardFailed(KubernetesError):

@@ -155,14 +155,24 @@ def test_no_replacement_at_all_names_the_controller_to_check(kube, cluster, mlfl
 
 @pytest.mark.parametrize("reason", ["ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull"])
 def test_replacement_without_its_image_fails_at_once_naming_the_image(kube, cluster, mlflow_running, reason):
-    cluster.replacement = lambda old: (pod("mlflow-b", "uid-b", ready=False, phase="Pending", waiting=reason), [])
+    cluster.replacement = lambda old: (pod("mlflow-b", "uid-b", ready=False, phase="Pending", waiting=reason,
+                                           image="indmlops-mlflow:3.17.2"), [])
     kube.kill("mlflow")
     with pytest.raises(ImageNotLoaded) as err:
         kube.wait_ready("mlflow", timeout=30)
-    assert err.value.image == "indmlops/mlflow:dev"
+    assert err.value.image == "indmlops-mlflow:3.17.2"
     assert f"reason={reason}" in str(err.value)
-    assert "kind load docker-image indmlops/mlflow:dev --name indmlops" in str(err.value)
+    assert "kind load docker-image indmlops-mlflow:3.17.2 --name indmlops" in str(err.value)
     assert cluster.watches == 0  # it did not wait out the 30 s
+
+
+def test_third_party_image_that_cannot_be_pulled_names_the_registry_not_the_build(kube, cluster, mlflow_running):
+    cluster.replacement = lambda old: (pod("mlflow-b", "uid-b", ready=False, phase="Pending",
+                                           waiting="ImagePullBackOff", image="postgres:16.10"), [])
+    kube.kill("mlflow")
+    with pytest.raises(ImageNotLoaded, match=r"cannot pull image postgres:16.10: the node found no registry answer "
+                                             r".*crictl pull postgres:16.10"):
+        kube.wait_ready("mlflow", timeout=30)
 
 
 def test_rbac_forbidden_names_verb_resource_namespace_and_the_can_i_command(kube, cluster, httpserver,
