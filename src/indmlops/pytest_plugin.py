@@ -232,6 +232,10 @@ def keep_evidence(item: pytest.Item) -> Path:
         kubeconfig, context = kube_location(config)
         flags = (f" --kubeconfig {shlex.quote(kubeconfig)}" if kubeconfig else "") + \
             (f" --context {shlex.quote(context)}" if context else "")
+        kube = getattr(item, "funcargs", {}).get("target")
+        if hasattr(kube, "evidence"):
+            for fname, text in kube.evidence().items():
+                (out / fname).write_text(text + "\n")
         (out / "reproduce.sh").write_text(
             f"#!/bin/sh\n# Re-run this test alone against the same cluster, and show what ran there.\n"
             f"kubectl{' --context ' + shlex.quote(context) if context else ''} get pods,events -A -o wide\n"

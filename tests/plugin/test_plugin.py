@@ -57,8 +57,8 @@ def test_kind_target_defaults_to_kinds_context_and_stops_clearly_without_a_clust
                                  f"in kubeconfig {missing}*kind create cluster*"])
 
 
-def test_kind_target_reaches_the_cluster_of_its_kubeconfig(project, httpserver, tmp_path):
-    """The `target` fixture on --target kind is a KubernetesTarget at context kind-indmlops (a fake API here)."""
+def _fake_kind(httpserver, tmp_path):
+    """A fake API server with one mlflow pod, and a kubeconfig whose kind-indmlops context points at it."""
     pod = {"metadata": {"name": "mlflow-a", "namespace": "it-core", "uid": "uid-a"},
            "spec": {"containers": [{"name": "mlflow"}]}, "status": {"phase": "Running"}}
     httpserver.expect_request("/api/v1/namespaces/it-core/pods").respond_with_json(
@@ -72,6 +72,12 @@ users: [{{name: fake, user: {{token: t}}}}]
 contexts: [{{name: kind-indmlops, context: {{cluster: fake, user: fake}}}}, {{name: other, context: {{cluster: x}}}}]
 current-context: other
 """)
+    return kubeconfig
+
+
+def test_kind_target_reaches_the_cluster_of_its_kubeconfig(project, httpserver, tmp_path):
+    """The `target` fixture on --target kind is a KubernetesTarget at context kind-indmlops (a fake API here)."""
+    kubeconfig = _fake_kind(httpserver, tmp_path)
     project.makepyfile(test_t="""
         def test_uses_target(target):
             print("TARGET", type(target).__name__, target.name, target.identity("mlflow"))
@@ -79,6 +85,23 @@ current-context: other
     result = project.runpytest_subprocess("-s", "--target", "kind", "--kubeconfig", str(kubeconfig), "test_t.py")
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines(["*TARGET KubernetesTarget kind uid-a*"])
+
+
+def test_failure_on_kind_keeps_pod_evidence_and_the_command_to_reproduce(project, httpserver, tmp_path):
+    kubeconfig = _fake_kind(httpserver, tmp_path)
+    project.makepyfile(test_t="""
+        def test_fails(target):
+            assert target.identity("mlflow") == "another-uid"
+    """)
+    result = project.runpytest_subprocess("--target", "kind", "--kubeconfig", str(kubeconfig), "test_t.py")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*indmlops evidence*", "*kept under reports*test_t.py_test_fails*"])
+    out = next((project.path / "reports").glob("*test_t.py_test_fails"))
+    assert (out / "mlflow.pods.txt").read_text() == "pod it-core/mlflow-a uid=uid-a, phase=Running\n"
+    assert (out / "events.it-core.txt").read_text().startswith("unavailable: list events in namespace it-core")
+    reproduce = (out / "reproduce.sh").read_text()
+    assert "kubectl --context kind-indmlops get pods,events -A -o wide" in reproduce
+    assert f"test_t.py::test_fails --target kind --kubeconfig {kubeconfig} --context kind-indmlops" in reproduce
 
 
 def test_kubeconfig_target_uses_the_given_context_and_needs_no_cluster_for_tests_without_target(project, tmp_path):

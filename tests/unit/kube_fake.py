@@ -96,6 +96,7 @@ class FakeCluster:
         self.deleted: list[tuple[str, str, str]] = []  # (namespace, name, gracePeriodSeconds)
         self.watches = 0
         self.lists = 0
+        self.fail: dict[str, Response] = {}  # "<namespace>/events" → the error served instead
         self.watch_response: Response | None = None  # e.g. a 403: served to watches instead of events
         for ns in ("it-core", "ot-edge", "governance"):
             self._route(ns)
@@ -108,8 +109,8 @@ class FakeCluster:
             lambda r, ns=ns: ok({"kind": "SecretList", "apiVersion": "v1", "metadata": {},
                                  "items": self.secrets.get(ns, [])}))
         self.server.expect_request(f"{base}/events", method="GET").respond_with_handler(
-            lambda r, ns=ns: ok({"kind": "EventList", "apiVersion": "v1", "metadata": {},
-                                 "items": self.events.get(ns, [])}))
+            lambda r, ns=ns: self.fail.get(f"{ns}/events") or ok({"kind": "EventList", "apiVersion": "v1",
+                                                                  "metadata": {}, "items": self.events.get(ns, [])}))
 
     def serve_discovery(self) -> None:
         """What kubectl asks first: the core API and its resources (no API groups)."""

@@ -276,3 +276,17 @@ def test_versions_come_from_the_pod_labels(kube, mlflow_running):
     versions = kube.versions()
     assert versions["mlflow"] == "3.17.2"
     assert versions["grafana"] == "no pod"
+
+
+def test_evidence_keeps_pod_states_log_tails_and_events(kube, cluster, httpserver, mlflow_running):
+    httpserver.expect_request("/api/v1/namespaces/it-core/pods/mlflow-a/log").respond_with_data("boot\nserving\n")
+    cluster.add_event("it-core", "mlflow-a", "BackOff", "Back-off restarting failed container")
+    cluster.fail["governance/events"] = status(403, "Forbidden",
+                                               'events is forbidden: User "ci" cannot list resource "events"')
+    files = kube.evidence()
+    assert files["mlflow.pods.txt"] == "pod it-core/mlflow-a uid=uid-a, phase=Running"
+    assert files["mlflow.mlflow-a.mlflow.log.tail"] == "boot\nserving\n"
+    assert files["grafana.pods.txt"] == "no pod matches governance/grafana (app.kubernetes.io/name=grafana)"
+    assert "Warning BackOff Pod/mlflow-a: Back-off restarting failed container" in files["events.it-core.txt"]
+    assert files["events.ot-edge.txt"] == "no events"
+    assert files["events.governance.txt"].startswith("unavailable: RBAC forbids verb 'list' on resource 'events'")

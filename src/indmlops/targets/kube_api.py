@@ -84,6 +84,13 @@ class KubeApi:
                          field_selector=f"involvedObject.name={pod}")
         return list(res.items or [])
 
+    def namespace_events(self, namespace: str) -> list[client.CoreV1Event]:
+        return list(self._call("list", "events", namespace, self.core.list_namespaced_event, namespace).items or [])
+
+    def pod_log(self, namespace: str, pod: str, container: str, tail_lines: int) -> str:
+        return str(self._call("get", "pods/log", namespace, self.core.read_namespaced_pod_log, pod, namespace,
+                              container=container, tail_lines=tail_lines))
+
     def watch_pods(self, namespace: str, selector: str, resource_version: str,
                    seconds: int) -> Iterator[tuple[str, client.V1Pod]]:
         """(event type, pod) for pod changes over at most `seconds`; ends early when the server closes the stream.

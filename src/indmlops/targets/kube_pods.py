@@ -69,8 +69,13 @@ def describe(pod: client.V1Pod) -> str:
     return ", ".join(parts + reasons)
 
 
-def describe_events(events: list[client.CoreV1Event], limit: int = 8) -> str:
+def describe_events(events: list[client.CoreV1Event], limit: int = 8, *, per_line: bool = False) -> str:
+    """The newest `limit` events, oldest first: '; '-joined for one pod, one per line (naming the object) for a
+    namespace."""
     if not events:
         return "no events"
     events = sorted(events, key=lambda e: str(e.last_timestamp or e.event_time or ""))[-limit:]
+    if per_line:
+        return "\n".join(f"{e.last_timestamp or e.event_time or ''} {e.type} {e.reason} "
+                         f"{e.involved_object.kind}/{e.involved_object.name}: {e.message}" for e in events)
     return "; ".join(f"{e.type} {e.reason}: {e.message}" for e in events)

@@ -223,6 +223,27 @@ class KubernetesTarget:
             "the static isolation matrix still runs",
         )
 
+    def evidence(self, tail_lines: int = 200) -> dict[str, str]:
+        """File name → text for a failed test's reports/<test id>/: each component's pod state and log tail, and
+        each namespace's recent events. Whatever cannot be read says why, in its place."""
+        out: dict[str, str] = {}
+        for name, c in COMPONENTS.items():
+            try:
+                live = self._live(c)
+                out[f"{name}.pods.txt"] = "\n".join(pods.describe(p) for p in live) or f"no pod matches {c.where}"
+                for p in live:
+                    for container in p.spec.containers if p.spec else []:
+                        out[f"{name}.{p.metadata.name}.{container.name}.log.tail"] = self.api.pod_log(
+                            c.namespace, p.metadata.name, container.name, tail_lines)
+            except KubernetesError as exc:
+                out.setdefault(f"{name}.pods.txt", f"unavailable: {exc}")
+        for ns in sorted({c.namespace for c in COMPONENTS.values()}):
+            try:
+                out[f"events.{ns}.txt"] = pods.describe_events(self.api.namespace_events(ns), limit=50, per_line=True)
+            except KubernetesError as exc:
+                out[f"events.{ns}.txt"] = f"unavailable: {exc}"
+        return out
+
     def versions(self) -> dict[str, str]:
         """The app.kubernetes.io/version label of each component's current pod."""
         out: dict[str, str] = {}
