@@ -57,6 +57,19 @@ def test_component_table_matches_the_rendered_manifests():
         assert c.port in [p["port"] for p in svc.body["spec"]["ports"]], f"Service {svc.ref}: no port {c.port}"
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # importing mlflow.server configures its SQL mappers
+def test_mlflow_accepts_the_host_header_of_a_port_forward_on_any_local_port():
+    """The target forwards to a free local port; MLflow's DNS-rebinding guard must let that Host header in."""
+    from mlflow.server.security_utils import is_allowed_host_header
+
+    shipped = load_cached(REPO / "manifests" / "overlays" / "kind")
+    args = shipped.get("Deployment", "it-core", "mlflow").body["spec"]["template"]["spec"]["containers"][0]["args"]
+    allowed = next(a for a in args if a.startswith("--allowed-hosts=")).split("=", 1)[1].split(",")
+    for host in ("127.0.0.1:41234", "localhost:5000", "mlflow-svc.it-core.svc:5000"):
+        assert is_allowed_host_header(allowed, host), f"deployment it-core/mlflow --allowed-hosts refuses {host}"
+    assert not is_allowed_host_header(allowed, "evil.example:5000")
+
+
 def test_kill_deletes_the_pod_at_once_and_returns_its_uid(kube, cluster, mlflow_running):
     assert kube.identity("mlflow") == "uid-a"
     evidence = kube.kill("mlflow")
