@@ -65,3 +65,67 @@ class NotSupportedByTarget(IndMLOpsError):
         self.operation = operation
         self.reason = reason
         super().__init__(f"{operation} is not supported by the {target} target: {reason}")
+
+
+class KubernetesError(IndMLOpsError):
+    """The Kubernetes target could not do what a check asked; the message says where and how to reproduce."""
+
+
+class NoClusterAtContext(KubernetesError):
+    def __init__(self, context: str, kubeconfig: str, detail: str, available: list[str]) -> None:
+        self.context = context
+        have = ", ".join(available) if available else "none"
+        super().__init__(
+            f"no cluster at context {context!r} in kubeconfig {kubeconfig} ({detail}; contexts there: {have}): "
+            "create it with `kind create cluster --config manifests/overlays/kind/kind-cluster.yaml`, or choose "
+            "another with --context / --kubeconfig"
+        )
+
+
+class ApiUnreachable(KubernetesError):
+    def __init__(self, context: str, host: str, action: str, detail: str) -> None:
+        super().__init__(
+            f"the Kubernetes API at {host} (context {context!r}) is unreachable while trying to {action}: {detail}; "
+            f"is the cluster running? reproduce with `kubectl --context {context} cluster-info`"
+        )
+
+
+class ApiUnauthorized(KubernetesError):
+    def __init__(self, context: str, host: str, action: str) -> None:
+        super().__init__(
+            f"the Kubernetes API at {host} rejected the credentials of context {context!r} (401 Unauthorized) "
+            f"while trying to {action}: refresh them (for kind: `kind export kubeconfig --name indmlops`)"
+        )
+
+
+class RbacForbidden(KubernetesError):
+    def __init__(self, context: str, verb: str, resource: str, namespace: str, detail: str) -> None:
+        self.verb = verb
+        self.resource = resource
+        self.namespace = namespace
+        super().__init__(
+            f"RBAC forbids verb {verb!r} on resource {resource!r} in namespace {namespace!r} for context "
+            f"{context!r} (403: {detail}): grant it with a Role/RoleBinding; check with "
+            f"`kubectl --context {context} auth can-i {verb} {resource} -n {namespace}`"
+        )
+
+
+class ImageNotLoaded(NotReady):
+    """A NotReady that waiting cannot cure: raised as soon as it is seen, not at the timeout."""
+
+    def __init__(self, service: str, seconds: float, last_state: str, image: str) -> None:
+        self.service = service
+        self.image = image
+        if image.split("/")[-1].startswith("indmlops-"):  # the project's own images are loaded, never pulled
+            hint = (f"build it with scripts/build-images.sh (which tags localhost/<name>: `docker tag` it as {image}) "
+                    f"and load it with `kind load docker-image {image} --name indmlops`")
+        else:
+            hint = (f"the node found no registry answer for it; reproduce on a kind node with "
+                    f"`docker exec indmlops-worker crictl pull {image}`")
+        self.last_state = f"{last_state}; the node cannot pull image {image}: {hint}"
+        IndMLOpsError.__init__(self, f"{service} cannot start (seen after {seconds:.0f} s): {self.last_state}")
+
+
+class PortForwardFailed(KubernetesError):
+    def __init__(self, what: str, command: str, detail: str) -> None:
+        super().__init__(f"port-forward to {what} failed: {detail}; reproduce with `{command}`")

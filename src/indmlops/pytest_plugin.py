@@ -62,12 +62,6 @@ def option(config: pytest.Config, name: str, node: pytest.Item | None = None):
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "indmlops(**options): per-test option values (highest precedence)")
     opts = resolved_options(config)
-    target = opts["target"]
-    if target.value != "local":
-        raise pytest.UsageError(
-            f"--target {target.value!r} from {target.source}: the Kubernetes target is not available in this "
-            "version yet (tracked as the 'Kubernetes target' issue); use --target local"
-        )
     reports = Path(opts["reports_dir"].value)
     if not config.option.xmlpath:
         config.option.xmlpath = str(reports / "junit.xml")
@@ -95,6 +89,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = ["indmlops: " + ", ".join(f"{n}={r.value} ({r.source})" for n, r in opts.items()
                                       if n in ("target", "profile", "reports_dir", "keep_stack"))]
     lines.append(f"indmlops manifests: {manifests_dir(config)} ({opts['manifests'].source}; static suite)")
+    if opts["target"].value != "local":
+        kubeconfig, context = kube_location(config)
+        lines.append(f"indmlops endpoints: Kubernetes context {context or '(current-context)'} of kubeconfig "
+                     f"{kubeconfig or '(default)'}, through port-forwards the target opens when a test needs them")
+        return lines
     from indmlops.local.stack import LocalStack
 
     stack = LocalStack(_state_dir(config))
@@ -144,9 +143,36 @@ def profile(pytestconfig: pytest.Config) -> str:
     return option(pytestconfig, "profile")
 
 
+def kube_location(config: pytest.Config) -> tuple[str | None, str | None]:
+    """(kubeconfig, context) for a Kubernetes target: --target kind defaults the context to kind's."""
+    from indmlops.targets.kubernetes import KIND_CONTEXT
+
+    context = option(config, "context")
+    if context is None and option(config, "target") == "kind":
+        context = KIND_CONTEXT
+    return option(config, "kubeconfig"), context
+
+
 @pytest.fixture(scope="session")
 def target(pytestconfig: pytest.Config):
-    """The system under test. A local stack that was not running is started, and stopped again at the end."""
+    """The system under test. On --target local (the default) a local stack that was not running is started, and
+    stopped again at the end; on --target kind|kubeconfig a KubernetesTarget whose port-forwards close at the end."""
+    name = option(pytestconfig, "target")
+    if name != "local":
+        from indmlops.targets.kubernetes import KubernetesTarget
+
+        kubeconfig, context = kube_location(pytestconfig)
+        try:
+            kube = KubernetesTarget(name, kubeconfig=kubeconfig, context=context)
+        except IndMLOpsError as exc:
+            pytest.exit(f"the {name} target could not be reached: {exc}", returncode=3)
+        yield kube
+        kube.close()
+        return
+    yield from _local_target(pytestconfig)
+
+
+def _local_target(pytestconfig: pytest.Config):
     from indmlops.local.layout import ports_from_environment
     from indmlops.local.stack import LocalStack
     from indmlops.targets.local import LocalTarget
@@ -214,6 +240,22 @@ def keep_evidence(item: pytest.Item) -> Path:
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", item.nodeid).strip("_")[:150]
     out = Path(option(config, "reports_dir")) / safe
     out.mkdir(parents=True, exist_ok=True)
+    name = option(config, "target")
+    if name != "local":
+        kubeconfig, context = kube_location(config)
+        flags = (f" --kubeconfig {shlex.quote(kubeconfig)}" if kubeconfig else "") + \
+            (f" --context {shlex.quote(context)}" if context else "")
+        kube = getattr(item, "funcargs", {}).get("target")
+        if hasattr(kube, "evidence"):
+            for fname, text in kube.evidence().items():
+                (out / fname).write_text(text + "\n")
+        (out / "reproduce.sh").write_text(
+            f"#!/bin/sh\n# Re-run this test alone against the same cluster, and show what ran there.\n"
+            f"kubectl{' --context ' + shlex.quote(context) if context else ''} get pods,events -A -o wide\n"
+            f"cd {shlex.quote(str(config.rootpath))} && {shlex.quote(sys.executable)} -m pytest "
+            f"{shlex.quote(item.nodeid)} --target {name}{flags}\n"
+        )
+        return out
     stack = LocalStack(_state_dir(config))
     for name in SERVICES:
         (out / f"{name}.log.tail").write_text(tail(stack.layout.log(name), 200) + "\n")

@@ -44,10 +44,71 @@ def test_cli_beats_environment(project, monkeypatch):
     result.stdout.fnmatch_lines(["*profile=quick (CLI)*", "*PROFILE quick local*"])
 
 
-def test_kubernetes_target_refused_with_reason_until_implemented(project):
-    result = project.runpytest_subprocess("--target", "kind")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--target 'kind' from CLI: the Kubernetes target is not available*"])
+def test_kind_target_defaults_to_kinds_context_and_stops_clearly_without_a_cluster(project, tmp_path):
+    project.makepyfile(test_t="""
+        def test_uses_target(target):
+            pass
+    """)
+    missing = tmp_path / "no-kubeconfig"
+    result = project.runpytest_subprocess("--target", "kind", "--kubeconfig", str(missing), "test_t.py")
+    assert result.ret == 3
+    result.stdout.fnmatch_lines(["*target=kind (CLI)*", "*Kubernetes context kind-indmlops of kubeconfig*",
+                                 f"*the kind target could not be reached: no cluster at context 'kind-indmlops' "
+                                 f"in kubeconfig {missing}*kind create cluster*"])
+
+
+def _fake_kind(httpserver, tmp_path):
+    """A fake API server with one mlflow pod, and a kubeconfig whose kind-indmlops context points at it."""
+    pod = {"metadata": {"name": "mlflow-a", "namespace": "it-core", "uid": "uid-a"},
+           "spec": {"containers": [{"name": "mlflow"}]}, "status": {"phase": "Running"}}
+    httpserver.expect_request("/api/v1/namespaces/it-core/pods").respond_with_json(
+        {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": [pod]})
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(f"""
+apiVersion: v1
+kind: Config
+clusters: [{{name: fake, cluster: {{server: "{httpserver.url_for('/').rstrip('/')}"}}}}]
+users: [{{name: fake, user: {{token: t}}}}]
+contexts: [{{name: kind-indmlops, context: {{cluster: fake, user: fake}}}}, {{name: other, context: {{cluster: x}}}}]
+current-context: other
+""")
+    return kubeconfig
+
+
+def test_kind_target_reaches_the_cluster_of_its_kubeconfig(project, httpserver, tmp_path):
+    """The `target` fixture on --target kind is a KubernetesTarget at context kind-indmlops (a fake API here)."""
+    kubeconfig = _fake_kind(httpserver, tmp_path)
+    project.makepyfile(test_t="""
+        def test_uses_target(target):
+            print("TARGET", type(target).__name__, target.name, target.identity("mlflow"))
+    """)
+    result = project.runpytest_subprocess("-s", "--target", "kind", "--kubeconfig", str(kubeconfig), "test_t.py")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*TARGET KubernetesTarget kind uid-a*"])
+
+
+def test_failure_on_kind_keeps_pod_evidence_and_the_command_to_reproduce(project, httpserver, tmp_path):
+    kubeconfig = _fake_kind(httpserver, tmp_path)
+    project.makepyfile(test_t="""
+        def test_fails(target):
+            assert target.identity("mlflow") == "another-uid"
+    """)
+    result = project.runpytest_subprocess("--target", "kind", "--kubeconfig", str(kubeconfig), "test_t.py")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*indmlops evidence*", "*kept under reports*test_t.py_test_fails*"])
+    out = next((project.path / "reports").glob("*test_t.py_test_fails"))
+    assert (out / "mlflow.pods.txt").read_text() == "pod it-core/mlflow-a uid=uid-a, phase=Running\n"
+    assert (out / "events.it-core.txt").read_text().startswith("unavailable: list events in namespace it-core")
+    reproduce = (out / "reproduce.sh").read_text()
+    assert "kubectl --context kind-indmlops get pods,events -A -o wide" in reproduce
+    assert f"test_t.py::test_fails --target kind --kubeconfig {kubeconfig} --context kind-indmlops" in reproduce
+
+
+def test_kubeconfig_target_uses_the_given_context_and_needs_no_cluster_for_tests_without_target(project, tmp_path):
+    result = project.runpytest_subprocess("-s", "--target", "kubeconfig", "--context", "prod-east",
+                                          "--kubeconfig", str(tmp_path / "kc"))
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*Kubernetes context prod-east of kubeconfig*kc*", "*PROFILE quick kubeconfig*"])
 
 
 def test_junit_and_self_contained_html_written_to_reports_dir(project):

@@ -119,3 +119,19 @@ def test_summary_gives_median_and_worst_recovery_and_traffic_totals(tmp_path):
     assert "inference        3      4.00     9.00" in text
     assert "kill-inference                  3       300     300     3    3" in text
     assert (tmp_path / "summary.txt").read_text() == text
+
+
+def test_chaos_run_on_kind_without_a_cluster_interrupts_naming_the_context(tmp_path):
+    context.use_target(None)
+    cfg = {"indmlops_target": "kind", "indmlops_kubeconfig": str(tmp_path / "no-kubeconfig")}
+    try:
+        with pytest.raises(InterruptExecution, match=r"indmlops_target 'kind': no cluster at context 'kind-indmlops'"):
+            context.target(cfg)
+    finally:
+        context.use_target(None)
+
+
+def test_chaos_run_with_an_unknown_target_interrupts():
+    context.use_target(None)
+    with pytest.raises(InterruptExecution, match=r"indmlops_target 'kid': expected one of local, kind, kubeconfig"):
+        context.target({"indmlops_target": "kid"})

@@ -1,8 +1,9 @@
 """Which target the activities act on, and what one experiment run remembers between its activities.
 
 From pytest, the suite hands over its `target` fixture (`use_target`). From `chaos run`, the experiment's
-configuration names it: `indmlops_target` (local; kind arrives with the Kubernetes target) and
-`indmlops_state_dir` (the local stack's state directory; default as for `indmlops`).
+configuration names it: `indmlops_target` (local, kind or kubeconfig), `indmlops_state_dir` (the local stack's
+state directory; default as for `indmlops`), `indmlops_kubeconfig` and `indmlops_context` (Kubernetes; kind's
+context defaults to kind-indmlops).
 """
 
 from __future__ import annotations
@@ -40,9 +41,18 @@ def target(configuration: dict | None) -> Target:
         return _target
     cfg = configuration or {}
     kind = cfg.get("indmlops_target") or "local"
+    if kind in ("kind", "kubeconfig"):
+        from indmlops.errors import IndMLOpsError
+        from indmlops.targets.kubernetes import KIND_CONTEXT, KubernetesTarget
+
+        context = cfg.get("indmlops_context") or (KIND_CONTEXT if kind == "kind" else None)
+        try:
+            _target = KubernetesTarget(kind, kubeconfig=cfg.get("indmlops_kubeconfig") or None, context=context)
+        except IndMLOpsError as exc:
+            raise InterruptExecution(f"indmlops_target {kind!r}: {exc}") from None
+        return _target
     if kind != "local":
-        raise InterruptExecution(f"indmlops_target {kind!r}: only 'local' is available to `chaos run` so far; "
-                                 "run the chaos suite with pytest --target for other targets")
+        raise InterruptExecution(f"indmlops_target {kind!r}: expected one of local, kind, kubeconfig")
     from indmlops.local.layout import default_state_dir
     from indmlops.targets.local import LocalTarget
 

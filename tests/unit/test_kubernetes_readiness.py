@@ -1,0 +1,50 @@
+"""Protocol readiness on the Kubernetes target: a Ready pod must also answer its protocol through the forward.
+
+The fake kubectl "forwards" to the fake API server's own port, which then plays the component's HTTP answer."""
+
+from __future__ import annotations
+
+import pytest
+from kube_fake import CONTEXT, FakeCluster, fake_kubectl, pod, write_kubeconfig
+
+from indmlops.errors import NotReady
+from indmlops.targets.kube_components import COMPONENTS
+from indmlops.targets.kube_readiness import HTTP_READY
+from indmlops.targets.kubernetes import KubernetesTarget
+
+
+@pytest.fixture
+def kube(httpserver, tmp_path):
+    FakeCluster(httpserver).pods.update({
+        "it-core": [pod("mlflow-a", "uid-a")],
+        "ot-edge": [pod("simulator-a", "uid-s", app="simulator", namespace="ot-edge")],
+    })
+    kubectl, _ = fake_kubectl(tmp_path, port=httpserver.port)
+    cfg = write_kubeconfig(tmp_path / "kubeconfig", httpserver.url_for("/").rstrip("/"))
+    t = KubernetesTarget("kind", kubeconfig=str(cfg), context=CONTEXT, kubectl=kubectl)
+    yield t
+    t.close()
+
+
+def test_ready_pod_that_answers_its_protocol_is_ready(kube, httpserver):
+    httpserver.expect_request("/health").respond_with_data("OK")
+    ready = kube.wait_ready("mlflow", timeout=5)
+    assert ready.identity == "uid-a"
+    assert ready.detail == "pod it-core/mlflow-a Ready; answers: HTTP 200"
+
+
+def test_ready_pod_that_does_not_answer_is_not_ready_with_its_last_answer(kube, httpserver):
+    httpserver.expect_request("/health").respond_with_data("starting", status=503)
+    with pytest.raises(NotReady) as err:
+        kube.wait_ready("mlflow", timeout=1)
+    assert "pod it-core/mlflow-a Ready, but its protocol probe failed: GET http://127.0.0.1:" in str(err.value)
+    assert "/health: HTTP 503, expected 200: 'starting'" in str(err.value)
+
+
+def test_component_that_listens_nowhere_is_ready_with_its_pod(kube):
+    assert kube.wait_ready("simulator", timeout=5).detail == "pod ot-edge/simulator-a Ready"
+
+
+def test_every_component_with_a_service_has_a_protocol_probe():
+    probed = set(HTTP_READY) | {"mosquitto", "postgres", "s3"}
+    assert {c.name for c in COMPONENTS.values() if c.service} == probed
