@@ -137,6 +137,14 @@ def test_ready_evidence_says_whether_the_replacement_mounts_the_same_claim(kube,
     assert kube.claims("s3") == [new_claim]
 
 
+def test_volume_identity_names_the_claims_so_durability_can_compare_them(kube, cluster):
+    cluster.pods["it-core"] = [pod("minio-a", "uid-a", app="minio", claim="minio-data")]
+    assert kube.volume_identity("s3") == "it-core/minio-data"
+    cluster.pods["it-core"] = [pod("mlflow-a", "uid-a")]
+    with pytest.raises(NotSupportedByTarget, match="mounts no PersistentVolumeClaim"):
+        kube.volume_identity("mlflow")
+
+
 def test_restarts_count_container_restarts_plus_replaced_pods(kube, cluster, mlflow_running):
     cluster.pods["it-core"] = [pod("mlflow-a", "uid-a", restarts=2)]
     assert kube.restarts("mlflow") == 2

@@ -201,6 +201,16 @@ class KubernetesTarget:
         pod = self._current(self._component(component))
         return pods.claims(pod) if pod is not None else []
 
+    def volume_identity(self, component: str) -> str:
+        """The claims the current pod mounts, by namespace/name: a StatefulSet's or a Deployment's replacement pod
+        must bind the same ones (a fresh claim would start from empty storage)."""
+        c = self._component(component)
+        found = self.claims(component)
+        if not found:
+            raise NotSupportedByTarget(self.name, f"volume identity of {component}",
+                                       f"{c.where} mounts no PersistentVolumeClaim")
+        return ",".join(f"{c.namespace}/{name}" for name in sorted(found))
+
     def _last_state(self, c: KubeComponent, pod: client.V1Pod | None) -> str:
         if pod is None:
             return (f"no replacement pod for {c.where} appeared; check the controller with "
