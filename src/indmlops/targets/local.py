@@ -47,7 +47,8 @@ class LocalTarget:
         if service not in svc.SERVICES:
             raise NotSupportedByTarget(
                 self.name, f"service {service!r}",
-                f"the local stack runs {', '.join(svc.SERVICES)}; {service} arrives with a later issue",
+                f"the local stack runs {', '.join(svc.SERVICES)}; {service} runs on the Kubernetes targets only "
+                "(--target kind|kubeconfig)",
             )
 
     def endpoint(self, service: str) -> Endpoint:
