@@ -32,7 +32,6 @@ import os
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from indmlops.local import render
 from indmlops.local.layout import default_state_dir
 from indmlops.probes import Endpoint
 from indmlops.simulator import Plant
+from indmlops.slo import percentile
 from indmlops.targets.local import LocalTarget
 
 VENV_BIN = Path(sys.executable).parent
@@ -58,11 +58,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q / 100 * len(xs)))] if xs else float("nan")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -119,35 +114,21 @@ class Broker:
 
 def relay_main(host: str, port: int) -> int:
     """Child mode: the baseline responder. Same session semantics and QoS as the inference service."""
-    from paho.mqtt.client import Client, MQTTv311
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    ready = threading.Event()
+    ep, password = Endpoint("mosquitto", host, port, "mqtt"), os.environ["BENCH_MQTT_PASSWORD"]
     stop = threading.Event()
-    client = probes.no_nagle(Client(CallbackAPIVersion.VERSION2, client_id="indmlops-bench-relay",
-                                    protocol=MQTTv311, clean_session=False))  # as the inference service
-    client.username_pw_set("inference", os.environ["BENCH_MQTT_PASSWORD"])
 
     def on_message(c, _u, msg):
         line, machine = msg.topic.split("/")[1:3]
         c.publish(f"factory/{line}/{machine}/prediction", msg.payload, qos=1)
 
-    client.on_message = on_message
-    client.on_connect = lambda c, *_a: c.subscribe("factory/+/+/telemetry", qos=1)
-    client.on_subscribe = lambda *_a: ready.set()
-    client.connect(host, port)
-    client.loop_start()
-    ready.wait(10)
+    client = probes.mqtt_connect(ep, "inference", password, client_id="indmlops-bench-relay", clean_session=False,
+                                 on_message=on_message)
+    probes.mqtt_subscribe(client, "factory/+/+/telemetry", qos=1)
     print("relay ready", flush=True)
     signal.signal(signal.SIGTERM, lambda *_a: stop.set())
     stop.wait()
-    client.disconnect()
-    client.loop_stop()
-    eraser = Client(CallbackAPIVersion.VERSION2, client_id="indmlops-bench-relay", protocol=MQTTv311,
-                    clean_session=True)  # forget the session, or the broker queues for it forever
-    eraser.username_pw_set("inference", os.environ["BENCH_MQTT_PASSWORD"])
-    eraser.connect(host, port)
-    eraser.disconnect()
+    probes.mqtt_close(client)
+    probes.forget_session(ep, "inference", password, "indmlops-bench-relay")  # or the broker queues for it forever
     return 0
 
 
@@ -253,7 +234,7 @@ def run_mqtt(kind: str, broker: Broker, creds: dict[str, str], tracking_uri: str
     lat = sorted(receiver.lat_ns.values())
     ms = [x / 1e6 for x in lat]  # every reading, warm-up included
     return Row(kind, rate, published / sim_seconds, published, len(lat), receiver.duplicates,
-               pct(ms, 50), pct(ms, 95), pct(ms, 99), cores)
+               percentile(ms, 50), percentile(ms, 95), percentile(ms, 99), cores)
 
 
 def kill_loss(broker: Broker, creds: dict[str, str], n: int = 2000) -> int:
@@ -271,16 +252,9 @@ def kill_loss(broker: Broker, creds: dict[str, str], n: int = 2000) -> int:
     broker.kill()
     broker.start("monitor", creds["monitor"])
     got: set[str] = set()
-    from paho.mqtt.client import Client, MQTTv311
-    from paho.mqtt.enums import CallbackAPIVersion
-
     # Resuming the session delivers the queue right after CONNACK: on_message must be set before connecting.
-    sub = Client(CallbackAPIVersion.VERSION2, client_id="indmlops-bench-offline", protocol=MQTTv311,
-                 clean_session=False)
-    sub.username_pw_set("inference", creds["inference"])
-    sub.on_message = lambda _c, _u, m: got.add(json.loads(m.payload)["id"])
-    sub.connect(broker.ep.host, broker.ep.port)
-    sub.loop_start()
+    sub = probes.mqtt_connect(broker.ep, "inference", creds["inference"], client_id="indmlops-bench-offline",
+                              clean_session=False, on_message=lambda _c, _u, m: got.add(json.loads(m.payload)["id"]))
     quiet_since, last = time.monotonic(), -1
     while time.monotonic() - quiet_since < 1.0:  # until nothing new arrives for 1 s
         if len(got) != last:
@@ -317,7 +291,7 @@ def http_load(port: int, path: str, bodies: list[bytes], seconds: float, concurr
     for p in procs:
         p.join()
     lat = [x * 1e3 for r in results for x in r[0]]
-    return len(lat) / seconds, pct(lat, 50), pct(lat, 99), sum(r[1] for r in results)
+    return len(lat) / seconds, percentile(lat, 50), percentile(lat, 99), sum(r[1] for r in results)
 
 
 def http_bodies(n: int = 500) -> tuple[list[bytes], list[bytes]]:

@@ -24,12 +24,11 @@ import gevent
 import gevent.lock
 from locust import FastHttpUser, LoadTestShape, User, constant_throughput, events, task
 from locust.exception import StopUser
-from paho.mqtt.client import Client, MQTTv311
-from paho.mqtt.enums import CallbackAPIVersion
 
-from indmlops.probes import no_nagle
+from indmlops import probes
+from indmlops.probes import Endpoint
 from indmlops.simulator import Plant
-from indmlops.slo import SHAPES, mqtt_users_at, requested_readings  # noqa: F401  (pure, shared with the suite)
+from indmlops.slo import SHAPES, mqtt_users_at  # pure, shared with the suite's accounting
 
 LOSS_GRACE_S = 5.0  # after the load stops, a reading may still get its prediction within this many seconds
 _user_numbers = count(1)
@@ -77,24 +76,11 @@ def _settings(opts) -> dict:
     return out
 
 
-def _client(settings: dict, user: str, password: str, client_id: str) -> Client:
+def _client(settings: dict, user: str, password: str, client_id: str):
+    """Connected (CONNACK accepted, Nagle off) or ProbeFailed naming the broker, the user and the reason."""
     host, _, port = settings["mqtt"].rpartition(":")
-    c = no_nagle(Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTv311, clean_session=True))
-    c.username_pw_set(user, password)
-    connected = threading.Event()
-    refused: list[str] = []
-
-    def on_connect(_c, _u, _f, rc, _p):
-        (refused.append(str(rc)) if rc.is_failure else None)
-        connected.set()
-
-    c.on_connect = on_connect
-    c.connect(host, int(port), keepalive=30)
-    c.loop_start()
-    if not connected.wait(10) or refused:
-        c.loop_stop()
-        raise ConnectionError(f"MQTT {settings['mqtt']} as {user}: {refused[0] if refused else 'no CONNACK in 10 s'}")
-    return c
+    return probes.mqtt_connect(Endpoint("mosquitto", host, int(port), "mqtt"), user, password, timeout=10,
+                               client_id=client_id)
 
 
 class Matcher:
@@ -106,14 +92,10 @@ class Matcher:
         self.done: set[str] = set()
         self.published = self.matched = self.duplicates = self.lost = 0
         self.samples: list[tuple[float, str, float]] = []  # (wall time s, operation, ms): exact, for the suite
-        subscribed = threading.Event()
         self.client = _client(settings, settings["sub_user"], settings["sub_password"],
                               f"indmlops-load-sub-{os.getpid()}")
         self.client.on_message = self._on_prediction
-        self.client.on_subscribe = lambda *_a: subscribed.set()
-        self.client.subscribe("factory/+/+/prediction", qos=1)
-        if not subscribed.wait(10):
-            raise ConnectionError(f"MQTT {settings['mqtt']}: no SUBACK for factory/+/+/prediction in 10 s")
+        probes.mqtt_subscribe(self.client, "factory/+/+/prediction", qos=1, timeout=10)
 
     def _on_prediction(self, _c, _u, msg) -> None:
         now = time.time_ns()

@@ -11,12 +11,11 @@ from indmlops.loadrun import LoadResult
 from indmlops.slo import percentile
 
 
-def per_second(result: LoadResult, op: str) -> tuple[list[float], dict[str, list[float]], list[int]]:
-    """Seconds since start, p50/p95/p99 per second, and events per second for one operation."""
+def per_second(result: LoadResult, op: str, t0: float) -> tuple[list[float], dict[str, list[float]], list[int]]:
+    """Seconds since `t0` (the run's first sample), p50/p95/p99 per second, and events per second for one operation."""
     samples = [(t, ms) for t, o, ms in result.samples if o == op]
     if not samples:
         return [], {"p50": [], "p95": [], "p99": []}, []
-    t0 = min(s[0] for s in result.samples)
     buckets: dict[int, list[float]] = {}
     for t, ms in samples:
         buckets.setdefault(int(t - t0), []).append(ms)
@@ -39,8 +38,9 @@ def write(result: LoadResult, rows: list[Row], title: str) -> list[Path]:
 
     ops = sorted({o for _t, o, _ms in result.samples})
     fig, axes = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    t0 = min((t for t, _o, _ms in result.samples), default=0.0)
     for i, op in enumerate(ops):
-        xs, pct, counts = per_second(result, op)
+        xs, pct, counts = per_second(result, op, t0)
         for name, style in (("p50", "-"), ("p99", "--")):
             axes[0].plot(xs, pct[name], style, color=f"C{i}", label=f"{op} {name}")
         axes[1].plot(xs, counts, color=f"C{i}", label=f"{op}")

@@ -117,6 +117,12 @@ def mqtt_subscribe(client: paho.Client, topic: str, *, qos: int = 1, timeout: fl
         raise ProbeFailed(f"MQTT: the broker refused the subscription to {topic}: {codes}")
 
 
+def forget_session(ep: Endpoint, user: str | None, password: str | None, client_id: str) -> None:
+    """End `client_id`'s persistent session: connecting with clean_session makes the broker drop it and stop
+    queueing for it (a session nobody resumes grows the database Mosquitto rewrites on every change)."""
+    mqtt_close(mqtt_connect(ep, user, password, client_id=client_id, clean_session=True))
+
+
 def mqtt_close(client: paho.Client) -> None:
     client.disconnect()
     client.loop_stop()

@@ -20,9 +20,9 @@ SLO_FILE = FIXTURES_DIR / "slo.yaml"
 # The metric each operation is visible as in Prometheus, where the service can see it. mqtt:e2e is the reading's
 # age when its prediction is published (the last hop to the subscriber, ~0.1 ms, is not seen by the service);
 # http:predict is the handler's time. mqtt:publish is the broker's PUBACK, invisible to the service: no rule.
-PROMETHEUS_HISTOGRAMS = {
-    "mqtt:e2e": "indmlops_inference_e2e_seconds",
-    "http:predict": 'indmlops_inference_latency_seconds_bucket{source="http"}',
+PROMETHEUS_HISTOGRAMS = {  # operation → (histogram, label matcher)
+    "mqtt:e2e": ("indmlops_inference_e2e_seconds", ""),
+    "http:predict": ("indmlops_inference_latency_seconds", '{source="http"}'),
 }
 
 
@@ -122,18 +122,17 @@ def percentile(values: list[float], q: float) -> float:
 def prometheus_rules(doc: dict | None = None) -> str:
     """Recording and alerting rules for every profile's bounds on the operations Prometheus can see."""
     doc = intent.load("slo") if doc is None else doc
+    profiles = {pname: profile(pname, doc) for pname in doc.get("profiles", {})}
     records, alerts = [], []
-    for op, metric in PROMETHEUS_HISTOGRAMS.items():
-        base = metric.split("{")[0].removesuffix("_bucket")
-        selector = metric[len(metric.split("{")[0]):]  # the label matcher, if any
+    for op, (base, selector) in PROMETHEUS_HISTOGRAMS.items():
         op_id = op.replace(":", "_")
         for key, q in PERCENTILES.items():
             name = f"indmlops:{op_id}_seconds:{key.removesuffix('_ms')}_1m"
             expr = (f"histogram_quantile({q / 100}, sum by (le) "
                     f"(rate({base}_bucket{selector}[1m])))")
             records.append({"record": name, "expr": expr})
-            for pname in doc.get("profiles", {}):
-                bound = profile(pname, doc).slo.get(op, {}).get(key)
+            for pname, prof in profiles.items():
+                bound = prof.slo.get(op, {}).get(key)
                 if bound is None:
                     continue
                 alerts.append({

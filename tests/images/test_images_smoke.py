@@ -126,8 +126,7 @@ def test_inference_image_becomes_ready_and_answers_predict(target, images_built,
         c.stop()
         # --forget-session ends the session on SIGTERM; this also covers a container that had to be killed,
         # or the broker would queue every reading for it forever.
-        probes.mqtt_close(probes.mqtt_connect(mqtt, creds.username, creds.password, client_id=client_id,
-                                              clean_session=True))
+        probes.forget_session(mqtt, creds.username, creds.password, client_id)
 
 
 def test_simulator_image_publishes_readings_that_arrive(target, images_built, containers_started):

@@ -10,6 +10,7 @@ experiment, so `chaos run` fails on it too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -125,7 +126,8 @@ class Traffic:
             unacked, messages = len(self.sent), self.messages
         for c, cid, creds in ((self.tx, self.tx_id, self.pub_creds), (self.rx, self.rx_id, self.sub_creds)):
             probes.mqtt_close(c)
-            self._forget(cid, creds)
+            with contextlib.suppress(probes.ProbeFailed):  # broker gone: its sessions went with it
+                probes.forget_session(self.ep, creds.username, creds.password, cid)
         lost = sorted(acked - predicted.keys())
         # QoS1 is at least once. A reading the broker redelivers after a kill is predicted again (a second
         # prediction, new published_ns); a prediction the broker redelivers arrives twice (same published_ns).
@@ -140,19 +142,6 @@ class Traffic:
             raise InterruptExecution(f"{len(lost)} acknowledged QoS1 readings of line {self.line} got no prediction "
                                      f"(allowed {max_lost}), e.g. {report['lost_examples']}: {report}")
         return report
-
-    def _forget(self, client_id: str, creds) -> None:
-        """End the persistent session, or the broker queues for it until it expires."""
-        with_clean = Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTv311, clean_session=True)
-        with_clean.username_pw_set(creds.username, creds.password)
-        try:
-            with_clean.connect(self.ep.host, self.ep.port)
-            with_clean.loop_start()
-            time.sleep(0.05)
-            with_clean.disconnect()
-            with_clean.loop_stop()
-        except OSError:
-            pass
 
 
 _running: dict[str, Traffic] = {}

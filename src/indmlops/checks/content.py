@@ -286,8 +286,7 @@ def mqtt_queued(target: Target, tag: str, *, count: int = 200) -> Content:
 
     def cleanup() -> None:
         # Resume the session with clean_session: the broker forgets it and stops queueing for it.
-        probes.mqtt_close(probes.mqtt_connect(ep, creds.username, creds.password, client_id=client_id,
-                                              clean_session=True))
+        probes.forget_session(ep, creds.username, creds.password, client_id)
 
     return Content("queued QoS1 messages", count, sum(len(p) for p in sent.values()), where, verify, cleanup)
 

@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from indmlops.checks.manifests import Manifests, Obj
 from indmlops.checks.netpol import Cell, Pod, Port, format_matrix, matrix, parse_policy, selector_matches
+from indmlops.intent import read_yaml
 
 
 class IntentError(ValueError):
@@ -47,13 +46,7 @@ class Intent:
 
 def load_intent(path: str | Path) -> Intent:
     p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise IntentError(f"intent file {p} is missing") from None
-    except yaml.YAMLError as exc:
-        raise IntentError(f"intent file {p} is not valid YAML: {exc}") from None
-    return parse_intent(doc, str(p))
+    return parse_intent(read_yaml(p, missing=IntentError, malformed=IntentError), str(p))
 
 
 def parse_intent(doc: Any, source: str) -> Intent:

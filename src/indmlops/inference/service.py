@@ -10,10 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from indmlops import probes
 from indmlops.features import FeatureState
 from indmlops.inference import model as models
 from indmlops.inference.parse import ERROR_KINDS, BadPayload, Reading, parse_reading
-from indmlops import probes
 from indmlops.probes import Endpoint
 from indmlops.simulator.model import SIGNALS
 
@@ -244,16 +244,10 @@ class InferenceService:
         self.http.shutdown()
         self.http.server_close()
         if forget_session:
-            from paho.mqtt.client import Client, MQTTv311
-            from paho.mqtt.enums import CallbackAPIVersion
-
-            eraser = Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=MQTTv311,
-                            clean_session=True)
-            eraser.username_pw_set(self.username, self.password)
-            eraser.connect(self.mqtt_ep.host, self.mqtt_ep.port)
-            eraser.loop_start()
-            eraser.disconnect()
-            eraser.loop_stop()
+            try:
+                probes.forget_session(self.mqtt_ep, self.username, self.password, self.client_id)
+            except probes.ProbeFailed as exc:  # the broker is gone: nothing will queue for us there anyway
+                print(f"inference: could not end the MQTT session {self.client_id}: {exc}", flush=True)
 
 
 def _handler(svc: InferenceService):
