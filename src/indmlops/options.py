@@ -40,6 +40,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "kustomize) or any directory of YAML", "manifests/overlays/kind", kind="path"),
     Option("profile", "quick (default, minutes) or full (nightly)", "quick", ("quick", "full")),
     Option("keep_stack", "leave a local stack this session started running at the end", False, kind="bool"),
+    Option("keep_cluster", "--target kind: leave what this session created (the kind cluster, or the namespaces "
+           "it deployed into a reused one) at the end", False, kind="bool"),
+    Option("cni_manifest", "--target kind: CNI manifest (path or URL) applied when the nodes have none",
+           "https://raw.githubusercontent.com/projectcalico/calico/v3.30.0/manifests/calico.yaml"),
     Option("reports_dir", "where JUnit XML, the HTML report and failure evidence go", "reports", kind="path"),
     Option("state_dir", "local target state directory (default: .indmlops/ in the repo)", None, kind="path"),
 )}

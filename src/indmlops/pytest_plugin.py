@@ -87,7 +87,7 @@ def manifests_dir(config: pytest.Config) -> Path:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     opts = resolved_options(config)
     lines = ["indmlops: " + ", ".join(f"{n}={r.value} ({r.source})" for n, r in opts.items()
-                                      if n in ("target", "profile", "reports_dir", "keep_stack"))]
+                                      if n in ("target", "profile", "reports_dir", "keep_stack", "keep_cluster"))]
     lines.append(f"indmlops manifests: {manifests_dir(config)} ({opts['manifests'].source}; static suite)")
     if opts["target"].value != "local":
         kubeconfig, context = kube_location(config)
@@ -158,6 +158,9 @@ def target(pytestconfig: pytest.Config):
     """The system under test. On --target local (the default) a local stack that was not running is started, and
     stopped again at the end; on --target kind|kubeconfig a KubernetesTarget whose port-forwards close at the end."""
     name = option(pytestconfig, "target")
+    if name == "kind":
+        yield from _kind_target(pytestconfig)
+        return
     if name != "local":
         from indmlops.targets.kubernetes import KubernetesTarget
 
@@ -170,6 +173,47 @@ def target(pytestconfig: pytest.Config):
         kube.close()
         return
     yield from _local_target(pytestconfig)
+
+
+def _kind_target(pytestconfig: pytest.Config):
+    """--target kind: create or reuse the kind cluster, CNI, images, manifests in the seed's order (progress shown
+    live); at the end remove what this session created unless --keep-cluster."""
+    from indmlops.targets.kind_cluster import KindCluster, kind_kubeconfig
+    from indmlops.targets.kubernetes import KIND_CONTEXT, KubernetesTarget
+
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capman = pytestconfig.pluginmanager.get_plugin("capturemanager")
+
+    def progress(msg: str) -> None:
+        if reporter and capman:
+            with capman.global_and_fixture_disabled():  # show progress live, not in a test's capture
+                reporter.write_line(f"indmlops kind: {msg}")
+
+    kubeconfig, context = kube_location(pytestconfig)
+    if context != KIND_CONTEXT:
+        raise pytest.UsageError(f"--context {context!r} with --target kind: kind's cluster has context "
+                                f"{KIND_CONTEXT!r}; use --target kubeconfig for another cluster")
+    keep = option(pytestconfig, "keep_cluster")
+    try:
+        cluster = KindCluster(kind_kubeconfig(kubeconfig), cni_manifest=option(pytestconfig, "cni_manifest"),
+                              progress=progress)
+    except IndMLOpsError as exc:
+        pytest.exit(f"the kind target could not be set up: {exc}", returncode=3)
+    try:
+        cluster.up()
+        kube = KubernetesTarget("kind", kubeconfig=str(cluster.kubeconfig), context=cluster.context)
+    except BaseException as exc:
+        try:
+            cluster.down(keep=keep)
+        except IndMLOpsError as cleanup:
+            progress(f"could not remove what this session created: {cleanup}")
+        if isinstance(exc, IndMLOpsError):
+            kept = "" if keep else " (pass --keep-cluster to keep the cluster for a look)"
+            pytest.exit(f"the kind target could not be set up: {exc}{kept}", returncode=3)
+        raise
+    yield kube
+    kube.close()
+    cluster.down(keep=keep)
 
 
 def _local_target(pytestconfig: pytest.Config):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import stat
 import time
 from collections.abc import Callable
@@ -175,3 +176,83 @@ class FakeCluster:
             "metadata": {"name": f"{pod_name}.1", "namespace": ns},
             "involvedObject": {"kind": "Pod", "name": pod_name, "namespace": ns},
             "lastTimestamp": "2026-11-26T12:06:00Z"})
+
+
+def workload(obj_body: dict[str, Any], *, ready: bool = True) -> dict[str, Any]:
+    """A rendered workload as the API returns it: generation observed, replicas (not) ready, a Job (not) complete."""
+    body = json.loads(json.dumps(obj_body))
+    body["metadata"]["generation"] = 1
+    if body["kind"] == "Job":
+        body["status"] = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1} if ready \
+            else {"active": 1}
+        return body
+    n = 1 if ready else 0
+    body["status"] = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "readyReplicas": n,
+                      "availableReplicas": n}
+    return body
+
+
+def node(name: str, ready: bool) -> dict[str, Any]:
+    cond = {"type": "Ready", "status": "True" if ready else "False",
+            "reason": "KubeletReady" if ready else "KubeletNotReady",
+            "message": "kubelet is posting ready status" if ready else
+            "container runtime network not ready: NetworkPluginNotReady message:Network plugin returns error: "
+            "cni plugin not initialized"}
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "status": {"conditions": [cond]}}
+
+
+class FakeKindApi:
+    """What the kind lifecycle reads besides pods: /readyz and the default ServiceAccount (pytest-kubernetes' ready
+    check, through the real kubectl), nodes, namespaces (list, delete), DaemonSets, Deployments, StatefulSets and
+    Jobs by name. `workloads[path]` is a list of bodies served in turn (the last one stays): a rollout in steps."""
+
+    def __init__(self, server: HTTPServer) -> None:
+        self.nodes: list[dict[str, Any]] = [node("indmlops-control-plane", True), node("indmlops-worker", True)]
+        self.nodes_after_cni: list[dict[str, Any]] | None = None  # nodes once `cni_marker` exists
+        self.cni_marker: Path | None = None  # the stub kubectl touches it when it applies a CNI manifest
+        self.namespaces: set[str] = {"default", "kube-system"}
+        self.workloads: dict[str, list[dict[str, Any]]] = {}
+        self.deleted_namespaces: list[str] = []
+        self.requests: list[str] = []
+        server.expect_request("/readyz").respond_with_data("[+]ping ok\nreadyz check passed\n")
+        server.expect_request("/api").respond_with_json({"kind": "APIVersions", "versions": ["v1"]})
+        server.expect_request("/apis").respond_with_json({"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
+        server.expect_request("/api/v1").respond_with_json({"kind": "APIResourceList", "groupVersion": "v1",
+                                                            "resources": [{"name": "serviceaccounts",
+                                                                           "singularName": "serviceaccount",
+                                                                           "namespaced": True,
+                                                                           "kind": "ServiceAccount",
+                                                                           "shortNames": ["sa"], "verbs": ["get"]}]})
+        server.expect_request("/api/v1/namespaces/default/serviceaccounts/default").respond_with_json(
+            {"kind": "ServiceAccount", "apiVersion": "v1",
+             "metadata": {"name": "default", "namespace": "default", "creationTimestamp": "2026-11-26T12:00:00Z"}})
+        server.expect_request(re.compile(r"^/(api/v1/nodes|api/v1/namespaces(/[^/]+)?|apis/.*)$")) \
+            .respond_with_handler(self._handle)
+
+    def set_workloads(self, bodies: list[dict[str, Any]]) -> None:
+        for b in bodies:
+            m = b["metadata"]
+            group = "batch/v1" if b["kind"] == "Job" else "apps/v1"
+            plural = {"Deployment": "deployments", "StatefulSet": "statefulsets", "Job": "jobs",
+                      "DaemonSet": "daemonsets"}[b["kind"]]
+            self.workloads.setdefault(f"/apis/{group}/namespaces/{m['namespace']}/{plural}/{m['name']}", []).append(b)
+
+    def _handle(self, request: Request) -> Response:
+        path = request.path
+        self.requests.append(f"{request.method} {path}")
+        if path == "/api/v1/nodes":
+            if self.cni_marker is not None and self.cni_marker.exists() and self.nodes_after_cni is not None:
+                self.nodes = self.nodes_after_cni
+            return ok({"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": self.nodes})
+        if path == "/api/v1/namespaces":
+            return ok({"kind": "NamespaceList", "apiVersion": "v1", "metadata": {},
+                       "items": [{"metadata": {"name": n}} for n in sorted(self.namespaces)]})
+        if path.startswith("/api/v1/namespaces/") and request.method == "DELETE":
+            name = path.rsplit("/", 1)[1]
+            self.deleted_namespaces.append(name)
+            self.namespaces.discard(name)
+            return ok({"kind": "Status", "apiVersion": "v1", "status": "Success"})
+        served = self.workloads.get(path)
+        if not served:
+            return status(404, "NotFound", f"{path} not found")
+        return ok(served.pop(0) if len(served) > 1 else served[0])
