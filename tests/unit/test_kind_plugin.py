@@ -1,0 +1,69 @@
+"""`pytest --target kind` end to end through the plugin (pytester subprocess): the lifecycle's progress shows live,
+tests get the kind target, and the cluster the session created is deleted at the end; failures exit with the reason."""
+
+from __future__ import annotations
+
+import pytest
+from kind_fake import make_stubs
+from kube_fake import FakeCluster, FakeKindApi, workload, write_kubeconfig
+
+from indmlops.checks.manifests import load
+from indmlops.targets import kube_deploy
+from indmlops.targets.kind_cluster import KIND_OVERLAY, project_images
+
+pytest_plugins = ["pytester"]
+
+OBJECTS = load(KIND_OVERLAY).objects
+
+
+@pytest.fixture
+def project(pytester, httpserver, tmp_path, monkeypatch):
+    FakeCluster(httpserver)
+    FakeKindApi(httpserver).set_workloads([workload(o.body) for o in OBJECTS if o.kind in kube_deploy.WORKLOAD_KINDS])
+    kc = write_kubeconfig(tmp_path / "fake.kubeconfig", httpserver.url_for("/").rstrip("/"))
+    stubs = make_stubs(tmp_path, kc.read_text(), images=[im.source for im in project_images(OBJECTS)])
+    monkeypatch.setenv("PATH", f"{stubs.bin}:/usr/bin:/bin")
+    monkeypatch.delenv("KIND_EXPERIMENTAL_PROVIDER", raising=False)
+    # kubectl apply cannot run against the fake API (no OpenAPI): the stub records it instead.
+    pytester.makeconftest(f'import indmlops.targets.kind_cluster as k\nk.kubectl_binary = lambda: {stubs.kubectl!r}\n'
+                          'pytest_plugins = ["indmlops.pytest_plugin"]\n')
+    pytester.makepyfile(test_x="def test_on_kind(target):\n    assert target.name == 'kind'\n")
+    pytester.stubs = stubs
+    pytester.kubeconfig = tmp_path / "user.kubeconfig"
+    return pytester
+
+
+def test_target_kind_creates_deploys_runs_and_deletes_the_cluster(project):
+    result = project.runpytest_subprocess("--target", "kind", "--kubeconfig", str(project.kubeconfig),
+                                          "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["indmlops kind: created cluster indmlops (docker, context kind-indmlops) in *",
+                                 "indmlops kind: loaded indmlops-mlflow:3.17.2 (from localhost/indmlops-mlflow:3.17.2)*",
+                                 "indmlops kind: it-core/postgres ready in * s (1/1 ready, 1 updated, 1 total)",
+                                 "indmlops kind: all ready in *",
+                                 "*indmlops kind: deleted cluster indmlops (created by this session)*"])
+    assert [x for x in project.stubs.log() if x.startswith("kind delete cluster")]
+
+
+def test_keep_cluster_from_the_environment_leaves_it(project, monkeypatch):
+    monkeypatch.setenv("INDMLOPS_KEEP_CLUSTER", "1")
+    result = project.runpytest_subprocess("--target", "kind", "--kubeconfig", str(project.kubeconfig),
+                                          "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*indmlops kind: kept cluster indmlops (--keep-cluster)*"])
+    assert not [x for x in project.stubs.log() if x.startswith("kind delete")]
+
+
+def test_set_up_failure_exits_the_session_with_the_reason(project):
+    project.stubs.knob("images", "")
+    result = project.runpytest_subprocess("--target", "kind", "--kubeconfig", str(project.kubeconfig),
+                                          "-p", "no:cacheprovider")
+    assert result.ret == 3
+    result.stdout.fnmatch_lines(["*the kind target could not be set up: image localhost/indmlops-*:* is not built*"
+                                 "`indmlops images build *`*"])
+
+
+def test_context_other_than_kinds_is_a_usage_error(project):
+    result = project.runpytest_subprocess("--target", "kind", "--context", "prod", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["*--context 'prod' with --target kind: kind's cluster has context 'kind-indmlops'*"])
+    result.assert_outcomes(errors=1)
