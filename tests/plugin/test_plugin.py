@@ -44,17 +44,30 @@ def test_cli_beats_environment(project, monkeypatch):
     result.stdout.fnmatch_lines(["*profile=quick (CLI)*", "*PROFILE quick local*"])
 
 
-def test_kind_target_defaults_to_kinds_context_and_stops_clearly_without_a_cluster(project, tmp_path):
+def test_kind_target_stops_clearly_without_kind(project, tmp_path, monkeypatch):
+    """--target kind runs the lifecycle (tests/unit/test_kind_*.py); without kind it says how to get it."""
+    project.makepyfile(test_t="""
+        def test_uses_target(target):
+            pass
+    """)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no kind here
+    result = project.runpytest_subprocess("--target", "kind", "--kubeconfig", str(tmp_path / "kc"), "test_t.py")
+    assert result.ret == 3
+    result.stdout.fnmatch_lines(["*target=kind (CLI)*", "*Kubernetes context kind-indmlops of kubeconfig*",
+                                 "*the kind target could not be set up: kind is not installed*kind-linux-amd64*"])
+
+
+def test_kubeconfig_target_at_kinds_context_stops_clearly_without_a_cluster(project, tmp_path):
     project.makepyfile(test_t="""
         def test_uses_target(target):
             pass
     """)
     missing = tmp_path / "no-kubeconfig"
-    result = project.runpytest_subprocess("--target", "kind", "--kubeconfig", str(missing), "test_t.py")
+    result = project.runpytest_subprocess("--target", "kubeconfig", "--context", "kind-indmlops",
+                                          "--kubeconfig", str(missing), "test_t.py")
     assert result.ret == 3
-    result.stdout.fnmatch_lines(["*target=kind (CLI)*", "*Kubernetes context kind-indmlops of kubeconfig*",
-                                 f"*the kind target could not be reached: no cluster at context 'kind-indmlops' "
-                                 f"in kubeconfig {missing}*kind create cluster*"])
+    result.stdout.fnmatch_lines([f"*the kubeconfig target could not be reached: no cluster at context "
+                                 f"'kind-indmlops' in kubeconfig {missing}*kind create cluster*"])
 
 
 def _fake_kind(httpserver, tmp_path):
@@ -75,25 +88,27 @@ current-context: other
     return kubeconfig
 
 
-def test_kind_target_reaches_the_cluster_of_its_kubeconfig(project, httpserver, tmp_path):
-    """The `target` fixture on --target kind is a KubernetesTarget at context kind-indmlops (a fake API here)."""
+def test_kubeconfig_target_reaches_the_cluster_of_its_kubeconfig(project, httpserver, tmp_path):
+    """The `target` fixture on --target kubeconfig is a KubernetesTarget at the context given (a fake API here)."""
     kubeconfig = _fake_kind(httpserver, tmp_path)
     project.makepyfile(test_t="""
         def test_uses_target(target):
             print("TARGET", type(target).__name__, target.name, target.identity("mlflow"))
     """)
-    result = project.runpytest_subprocess("-s", "--target", "kind", "--kubeconfig", str(kubeconfig), "test_t.py")
+    result = project.runpytest_subprocess("-s", "--target", "kubeconfig", "--context", "kind-indmlops",
+                                          "--kubeconfig", str(kubeconfig), "test_t.py")
     assert result.ret == 0, result.stdout.str()
-    result.stdout.fnmatch_lines(["*TARGET KubernetesTarget kind uid-a*"])
+    result.stdout.fnmatch_lines(["*TARGET KubernetesTarget kubeconfig uid-a*"])
 
 
-def test_failure_on_kind_keeps_pod_evidence_and_the_command_to_reproduce(project, httpserver, tmp_path):
+def test_failure_on_kubernetes_keeps_pod_evidence_and_the_command_to_reproduce(project, httpserver, tmp_path):
     kubeconfig = _fake_kind(httpserver, tmp_path)
     project.makepyfile(test_t="""
         def test_fails(target):
             assert target.identity("mlflow") == "another-uid"
     """)
-    result = project.runpytest_subprocess("--target", "kind", "--kubeconfig", str(kubeconfig), "test_t.py")
+    result = project.runpytest_subprocess("--target", "kubeconfig", "--context", "kind-indmlops",
+                                          "--kubeconfig", str(kubeconfig), "test_t.py")
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*indmlops evidence*", "*kept under reports*test_t.py_test_fails*"])
     out = next((project.path / "reports").glob("*test_t.py_test_fails"))
@@ -101,7 +116,7 @@ def test_failure_on_kind_keeps_pod_evidence_and_the_command_to_reproduce(project
     assert (out / "events.it-core.txt").read_text().startswith("unavailable: list events in namespace it-core")
     reproduce = (out / "reproduce.sh").read_text()
     assert "kubectl --context kind-indmlops get pods,events -A -o wide" in reproduce
-    assert f"test_t.py::test_fails --target kind --kubeconfig {kubeconfig} --context kind-indmlops" in reproduce
+    assert f"test_t.py::test_fails --target kubeconfig --kubeconfig {kubeconfig} --context kind-indmlops" in reproduce
 
 
 def test_kubeconfig_target_uses_the_given_context_and_needs_no_cluster_for_tests_without_target(project, tmp_path):
