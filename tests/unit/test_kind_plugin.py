@@ -59,8 +59,8 @@ def test_set_up_failure_exits_the_session_with_the_reason(project):
     result = project.runpytest_subprocess("--target", "kind", "--kubeconfig", str(project.kubeconfig),
                                           "-p", "no:cacheprovider")
     assert result.ret == 3
-    result.stdout.fnmatch_lines(["*the kind target could not be set up: image localhost/indmlops-*:* is not built*"
-                                 "`indmlops images build *`*"])
+    result.stdout.fnmatch_lines([("*the kind target could not be set up: image localhost/indmlops-*:* is not built*"
+                                  "`indmlops images build *`*")])
 
 
 def test_context_other_than_kinds_is_a_usage_error(project):
