@@ -162,8 +162,10 @@ def target(pytestconfig: pytest.Config):
         from indmlops.targets.kubernetes import KubernetesTarget
 
         kubeconfig, context = kube_location(pytestconfig)
+        extra = {"probe_image": option(pytestconfig, "probe_image")} if option(pytestconfig, "probe_image") else {}
         try:
-            kube = KubernetesTarget(name, kubeconfig=kubeconfig, context=context)
+            kube = KubernetesTarget(name, kubeconfig=kubeconfig, context=context, progress=_live_printer(pytestconfig,
+                                    "indmlops kube"), **extra)
         except IndMLOpsError as exc:
             pytest.exit(f"the {name} target could not be reached: {exc}", returncode=3)
         yield kube
@@ -184,14 +186,7 @@ def _local_target(pytestconfig: pytest.Config):
     stack = LocalStack(_state_dir(pytestconfig), ports)
     started = False
     if not stack.running():
-        reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-        capman = pytestconfig.pluginmanager.get_plugin("capturemanager")
-
-        def progress(msg: str) -> None:
-            if reporter and capman:
-                with capman.global_and_fixture_disabled():  # show progress live, not in a test's capture
-                    reporter.write_line(f"indmlops up: {msg}")
-
+        progress = _live_printer(pytestconfig, "indmlops up")
         t0 = time.monotonic()
         try:
             stack.up(progress=progress)
@@ -212,6 +207,19 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
         return (yield)
     except NotSupportedByTarget as exc:
         pytest.skip(f"{exc} (choose a target that supports it with --target)")
+
+
+def _live_printer(config: pytest.Config, prefix: str):
+    """A progress callback that prints past pytest's capture, so long waits show what they wait for."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capman = config.pluginmanager.get_plugin("capturemanager")
+
+    def progress(msg: str) -> None:
+        if reporter and capman:
+            with capman.global_and_fixture_disabled():
+                reporter.write_line(f"{prefix}: {msg}")
+
+    return progress
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
