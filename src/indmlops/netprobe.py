@@ -73,8 +73,8 @@ def dns_query(name: str = "kubernetes.default.svc.cluster.local", ident: int = 0
     return header + qname + struct.pack(">HH", 1, 1)  # type A, class IN
 
 
-def probe_udp(host: str, port: int, timeout: float) -> tuple[bool | None, str]:
-    if port != 53:
+def probe_udp(host: str, port: int, timeout: float, dns_ports: tuple[int, ...] = (53,)) -> tuple[bool | None, str]:
+    if port not in dns_ports:
         return None, "error (UDP is judged on port 53 only: other ports have no reply to wait for)"
     s = socket.socket(_family(host), socket.SOCK_DGRAM)
     s.settimeout(timeout)

@@ -5,10 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from indmlops.checks.isolation import DEFAULT_EXTERNALS, Intent, computed_matrix, expected_cells, pods
+from indmlops.checks.isolation import (
+    DEFAULT_EXTERNALS,
+    Intent,
+    computed_matrix,
+    expected_cells,
+    pods,
+)
 from indmlops.checks.manifests import Manifests
 from indmlops.checks.netpol import Cell, Pod
 from indmlops.targets.base import Peer, ProbeRequest, ProbeResult, Target
@@ -47,9 +54,9 @@ class LiveMatrix:
         width = max([len(str(c.cell)) for c in rows] + [4])
         head = f"  {'cell':<{width}}  intent  static  observed  outcome (probed address)"
         lines = [head] + [
-            f"{'*' if c.differs else ' '} {str(c.cell):<{width}}  {MARK[c.intent] if c.intent is not None else '-':<6}"
+            f"{'*' if c.differs else ' '} {c.cell!s:<{width}}  {MARK[c.intent] if c.intent is not None else '-':<6}"
             f"  {MARK[c.static]:<6}  {MARK[c.observed]:<8}  {c.outcome} ({c.address or 'no address'})" for c in rows]
-        lines += [f"  {str(cell):<{width}}  not probed: {why}" for cell, why in self.unprobed if not only_differing]
+        lines += [f"  {cell!s:<{width}}  not probed: {why}" for cell, why in self.unprobed if not only_differing]
         return "\n".join(lines)
 
     def csv(self) -> str:
@@ -65,8 +72,15 @@ class LiveMatrix:
         return out.getvalue()
 
 
-def _peer(pod: Pod) -> Peer:
-    return Peer(pod.id, pod.namespace, tuple(sorted((str(k), str(v)) for k, v in pod.labels.items())), pod.ip)
+def _pairs(labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((str(k), str(v)) for k, v in labels.items()))
+
+
+def _peer(pod: Pod, intent: Intent | None) -> Peer:
+    """Probed as the whole pod template (policies may select on any label); found by the intent's labels for it
+    (a deployed version label may differ from the manifests'), else by the template's."""
+    named = intent.workloads.get(pod.id) if intent else None
+    return Peer(pod.id, pod.namespace, _pairs(pod.labels), pod.ip, _pairs(named.labels) if named else ())
 
 
 def _documentation_address(ip: str | None) -> bool:
@@ -83,15 +97,16 @@ def plan(m: Manifests, intent: Intent | None) -> tuple[dict[Cell, bool], list[Pr
     workload_pods, _ = pods(m, intent)
     externals = [w.pod() for w in intent.workloads.values() if w.external] if intent else \
         [w.pod() for w in DEFAULT_EXTERNALS]
-    peers = {p.id: _peer(p) for p in [*workload_pods, *externals]}
+    peers = {p.id: _peer(p, intent) for p in [*workload_pods, *externals]}
     requests: list[ProbeRequest] = []
     cell_of: dict[ProbeRequest, Cell] = {}
     unprobed: list[tuple[Cell, str]] = []
     for cell in sorted(static, key=str):
         dst = peers[cell.dst]
         if _documentation_address(dst.ip):
-            unprobed.append((cell, f"{dst.ip} is a documentation address (RFC 5737) with no host behind it, so a "
-                                   f"timeout would prove nothing; give {cell.dst} a real ip in the intent to probe it"))
+            why = (f"{dst.ip} is a documentation address (RFC 5737) with no host behind it, so a timeout would "
+                   f"prove nothing; give {cell.dst} a real ip in the isolation intent to probe it")
+            unprobed.append((cell, why))
             continue
         req = ProbeRequest(peers[cell.src], dst, cell.port, cell.protocol)
         requests.append(req)

@@ -49,6 +49,7 @@ class Peer:
     namespace: str
     labels: tuple[tuple[str, str], ...] = ()
     ip: str | None = None
+    selector: tuple[tuple[str, str], ...] = ()  # how to find its running pods (default: all of `labels`)
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,7 @@ class ProbePods:
         """A destination's IP: its own `ip`, or the pod IP of a running pod of the workload (not a probe pod)."""
         if peer.ip:
             return peer.ip, ""
-        selector = _selector(peer.labels)
+        selector = _selector(peer.selector or peer.labels)
         found, _ = self.api.list_pods(peer.namespace, selector)
         running = [p for p in found if p.status and p.status.phase == "Running" and p.status.pod_ip
                    and not pods.terminating(p) and PROBE_LABEL not in (p.metadata.labels or {})]
