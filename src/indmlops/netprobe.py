@@ -49,13 +49,14 @@ def _family(host: str) -> int:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def probe_tcp(host: str, port: int, timeout: float) -> tuple[bool | None, str]:
-    s = socket.socket(_family(host), socket.SOCK_STREAM)
+def _attempt(kind: int, host: str, port: int, timeout: float, exchange) -> tuple[bool | None, str]:
+    """Open a socket of `kind` to host:port, run `exchange` on it, and classify what the network did."""
+    s = socket.socket(_family(host), kind)
     s.settimeout(timeout)
     try:
         s.connect((host, port))
-        return True, "connected"
-    except ConnectionRefusedError:
+        return exchange(s)
+    except ConnectionRefusedError:  # a TCP reset or an ICMP port unreachable: the packet got to the host
         return True, "refused"
     except TimeoutError:
         return False, "timeout"
@@ -67,6 +68,10 @@ def probe_tcp(host: str, port: int, timeout: float) -> tuple[bool | None, str]:
         s.close()
 
 
+def probe_tcp(host: str, port: int, timeout: float) -> tuple[bool | None, str]:
+    return _attempt(socket.SOCK_STREAM, host, port, timeout, lambda _s: (True, "connected"))
+
+
 def dns_query(name: str = "kubernetes.default.svc.cluster.local", ident: int = 0x1d1d) -> bytes:
     header = struct.pack(">HHHHHH", ident, 0x0100, 1, 0, 0, 0)  # recursion desired, one question
     qname = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
@@ -76,26 +81,16 @@ def dns_query(name: str = "kubernetes.default.svc.cluster.local", ident: int = 0
 def probe_udp(host: str, port: int, timeout: float, dns_ports: tuple[int, ...] = (53,)) -> tuple[bool | None, str]:
     if port not in dns_ports:
         return None, "error (UDP is judged on port 53 only: other ports have no reply to wait for)"
-    s = socket.socket(_family(host), socket.SOCK_DGRAM)
-    s.settimeout(timeout)
-    try:
-        s.connect((host, port))
+
+    def ask(s: socket.socket) -> tuple[bool | None, str]:
         query = dns_query()
         s.send(query)
         reply = s.recv(4096)
         if reply[:2] == query[:2]:
             return True, "dns-reply"
         return None, f"error (a reply that is not our DNS answer: {reply[:12].hex()})"
-    except ConnectionRefusedError:
-        return True, "refused"  # ICMP port unreachable from the destination host: the packet got there
-    except TimeoutError:
-        return False, "timeout"
-    except OSError as exc:
-        if exc.errno in DENIED_ERRNOS:
-            return False, f"unreachable ({errno.errorcode.get(exc.errno or 0, exc.errno)})"
-        return None, f"error ({exc})"
-    finally:
-        s.close()
+
+    return _attempt(socket.SOCK_DGRAM, host, port, timeout, ask)
 
 
 def probe_one(target: str, timeout: float, until_blocked: float = 0.0) -> dict[str, object]:
