@@ -14,17 +14,15 @@ from typing import Any
 from kubernetes import client
 
 from indmlops import __version__
-from indmlops.errors import ImageNotLoaded, IsolationNotEnforced, KubernetesError
+from indmlops.errors import ImageNotLoaded, KubernetesError
 from indmlops.netprobe import MARKER
 from indmlops.targets import kube_pods as pods
-from indmlops.targets.base import EnforcementEvidence, Peer, ProbeRequest, ProbeResult
+from indmlops.targets.base import Peer, ProbeRequest, ProbeResult
 from indmlops.targets.kube_api import KubeApi
 
 PROBE_IMAGE = f"indmlops-probe:{__version__}"  # built by scripts/build-images.sh, loaded like the other images
 PROBE_LABEL = "indmlops.io/probe"  # value: the run id; never a label any NetworkPolicy of ours selects on
 SCRATCH_LABEL = "indmlops.io/scratch"  # namespaces the probes created and remove again
-CANARY_NAMESPACE = "indmlops-canary"
-CANARY_PORT = 8080
 # A probe pod is scheduled, started and done in a few seconds on kind; 90 s covers a cold node (image already
 # loaded: nothing is pulled) and is what a stuck pod costs before its state is reported.
 POD_BUDGET = 90.0
@@ -74,7 +72,9 @@ def namespace_spec(name: str) -> dict[str, Any]:
 
 
 @dataclass
-class _Run:
+class Run:
+    """One probe pod: where it runs, what it tries (`args`), and the requests those arguments stand for."""
+
     pod: str
     namespace: str
     requests: list[ProbeRequest]
@@ -116,9 +116,9 @@ class ProbePods:
             reqs = [requests[i] for i in idx]
             addrs = [str(addresses[r.destination][0]) for r in reqs]
             args = ["probe", "--timeout", f"{timeout:g}"] + [target_arg(a, r) for a, r in zip(addrs, reqs)]
-            runs.append((idx, _Run(f"indmlops-probe-{run_id}-{n}-{_slug(source.name, 30)}", source.namespace,
+            runs.append((idx, Run(f"indmlops-probe-{run_id}-{n}-{_slug(source.name, 30)}", source.namespace,
                                    reqs, addrs, args)))
-        observed = self._run_pods([(r, dict(r.requests[0].source.labels)) for _, r in runs], run_id)
+        observed = self.run_pods([(r, dict(r.requests[0].source.labels)) for _, r in runs], run_id)
         for idx, run in runs:
             found, failure = observed[run.pod]
             for i, req, addr, arg in zip(idx, run.requests, run.addresses, run.args[3:]):
@@ -160,19 +160,19 @@ class ProbePods:
                 f"probe --timeout {timeout:g} {target_arg(address, req)}")
 
     # --- running pods to completion ----------------------------------------------------------------------------
-    def _ensure_namespace(self, name: str) -> None:
+    def ensure_namespace(self, name: str) -> None:
         if name in self._created_namespaces or self.api.namespace_exists(name):
             return
         self.api.create_namespace(namespace_spec(name))
         self._created_namespaces.append(name)
 
-    def _run_pods(self, runs: list[tuple[_Run, dict[str, str]]], run_id: str) -> dict[str, tuple[dict, str]]:
+    def run_pods(self, runs: list[tuple[Run, dict[str, str]]], run_id: str) -> dict[str, tuple[dict, str]]:
         """Create every pod at once (one owner ConfigMap per namespace), wait until each has finished, read what it
         printed. pod name → (target argument → observation, why there is none)."""
         owners: dict[str, tuple[str, str]] = {}
         try:
             for run, labels in runs:
-                self._ensure_namespace(run.namespace)
+                self.ensure_namespace(run.namespace)
                 if run.namespace not in owners:
                     name = f"indmlops-probe-{run_id}"
                     uid = self.api.create_config_map(run.namespace, {
@@ -190,7 +190,7 @@ class ProbePods:
                 except KubernetesError as exc:  # cleanup must not hide the result; say what is left behind
                     self.progress(f"could not delete ConfigMap {ns}/{name} (its probe pods stay): {exc}")
 
-    def _collect(self, runs: list[_Run], run_id: str) -> dict[str, tuple[dict, str]]:
+    def _collect(self, runs: list[Run], run_id: str) -> dict[str, tuple[dict, str]]:
         t0 = time.monotonic()
         pending = {r.pod: r for r in runs}
         done: dict[str, client.V1Pod] = {}
@@ -213,13 +213,13 @@ class ProbePods:
                 break
             if time.monotonic() - t0 > POD_BUDGET:
                 raise KubernetesError("probe pods did not finish within "
-                                      f"{POD_BUDGET:.0f} s: " + " | ".join(self._stuck(r, last.get(r.pod))
+                                      f"{POD_BUDGET:.0f} s: " + " | ".join(self.stuck(r, last.get(r.pod))
                                                                           for r in pending.values()))
             time.sleep(POLL)
         self.progress(f"{len(runs)} probe pod(s) finished in {time.monotonic() - t0:.1f} s")
         return {r.pod: self._observations(r, done[r.pod]) for r in runs}
 
-    def _stuck(self, run: _Run, pod: client.V1Pod | None) -> str:
+    def stuck(self, run: Run, pod: client.V1Pod | None) -> str:
         if pod is None:
             return f"pod {run.namespace}/{run.pod} never appeared"
         try:
@@ -229,7 +229,7 @@ class ProbePods:
         return (f"{pods.describe(pod)}; events: {events}; reproduce with "
                 f"`{self.kubectl} -n {run.namespace} describe pod {run.pod}`")
 
-    def _observations(self, run: _Run, pod: client.V1Pod) -> tuple[dict, str]:
+    def _observations(self, run: Run, pod: client.V1Pod) -> tuple[dict, str]:
         try:
             log = self.api.pod_log(run.namespace, run.pod, "probe", 400)
         except KubernetesError as exc:
@@ -242,74 +242,6 @@ class ProbePods:
             return {str(r["target"]): r for r in results}, ""
         except (ValueError, KeyError, TypeError) as exc:
             return {}, f"unreadable result line of {run.namespace}/{run.pod} ({exc}): {lines[-1][:200]!r}"
-
-    # --- the enforcement canary --------------------------------------------------------------------------------
-    def canary(self, timeout: float) -> EnforcementEvidence:
-        """A listener in a scratch namespace must be reachable before a deny-all ingress policy there, and denied
-        within `timeout` s after it. Reachable after → IsolationNotEnforced. Not reachable before → the probes
-        themselves cannot tell allowed from denied here: KubernetesError."""
-        run_id = uuid.uuid4().hex[:6]
-        ns = f"{CANARY_NAMESPACE}-{run_id}"  # one per run: a deleted namespace stays Terminating for a while
-        try:
-            return self._canary(ns, run_id, timeout)
-        finally:
-            self.cleanup()
-
-    def _canary(self, ns: str, run_id: str, timeout: float) -> EnforcementEvidence:
-        self._ensure_namespace(ns)
-        listener = f"indmlops-canary-listener-{run_id}"
-        uid = self.api.create_config_map(ns, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
-            "name": f"indmlops-canary-{run_id}"}, "data": {"purpose": "owner of the canary's pods"}})
-        self.api.create_pod(ns, pod_spec(listener, ns, {"indmlops.io/canary": "listener"}, self.image,
-                                         ["listen", str(CANARY_PORT)], (f"indmlops-canary-{run_id}", uid)))
-        address = self._wait_running(ns, listener)
-        peer = Peer("canary/listener", ns, (("indmlops.io/canary", "listener"),), address)
-        req = ProbeRequest(Peer("canary/client", ns, (("indmlops.io/canary", "client"),)), peer, CANARY_PORT)
-        before = self._canary_probe(req, address, run_id + "a", ["--timeout", "2"])
-        if before.get("reachable") is not True:
-            raise KubernetesError(
-                f"the enforcement canary's client could not reach its listener {ns}/{listener} at "
-                f"{address}:{CANARY_PORT} before any NetworkPolicy existed ({before.get('outcome')}): probe pods "
-                f"cannot tell allowed from denied on this cluster; reproduce with "
-                f"`{self.reproduce(req, address, 2)}`")
-        self.api.create_network_policy(ns, {
-            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": {"name": "indmlops-canary-deny-all"},
-            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}})
-        after = self._canary_probe(req, address, run_id + "b", ["--timeout", "2", "--until-blocked", f"{timeout:g}"])
-        if after.get("reachable") is not False:
-            raise IsolationNotEnforced(
-                f"NetworkPolicy is not enforced on this cluster: {ns}/{listener} ({address}:{CANARY_PORT}) was still "
-                f"reachable ({after.get('outcome')}, {after.get('attempts')} attempts over {after.get('seconds')} s) "
-                f"after NetworkPolicy {ns}/indmlops-canary-deny-all denied all ingress to it. Its CNI ignores "
-                "NetworkPolicy, so every isolation observation would be meaningless: run on a CNI that enforces it "
-                "(the kind cluster of manifests/overlays/kind installs Calico: manifests/README.md 'Why Calico on "
-                "kind'), or pass --allow-unenforced to skip the live isolation suite")
-        return EnforcementEvidence(f"{before['outcome']} after {before['ms']} ms with no policy",
-                                   f"{after['outcome']} after the deny-all policy", float(after.get("seconds", 0)))
-
-    def _canary_probe(self, req: ProbeRequest, address: str, run_id: str, flags: list[str]) -> dict:
-        run = _Run(f"indmlops-canary-client-{run_id}", req.source.namespace, [req], [address],
-                   ["probe", *flags, target_arg(address, req)])
-        found, failure = self._run_pods([(run, dict(req.source.labels))], run_id)[run.pod]
-        return found.get(run.args[-1]) or {"reachable": None, "outcome": failure or "no observation"}
-
-    def _wait_running(self, ns: str, name: str) -> str:
-        t0 = time.monotonic()
-        last = None
-        while time.monotonic() - t0 < POD_BUDGET:
-            found = [p for p in self.api.list_pods(ns, "indmlops.io/canary=listener")[0] if p.metadata.name == name]
-            if found:
-                last = found[0]
-                failure = pods.pull_failure(last)
-                if failure is not None:
-                    raise ImageNotLoaded(f"canary listener {ns}/{name}", time.monotonic() - t0, pods.describe(last),
-                                         failure[0])
-                if last.status and last.status.phase == "Running" and last.status.pod_ip:
-                    return str(last.status.pod_ip)
-            time.sleep(POLL)
-        raise KubernetesError(f"the enforcement canary's listener did not run within {POD_BUDGET:.0f} s: "
-                              + self._stuck(_Run(name, ns, [], [], []), last))
 
     def cleanup(self) -> None:
         """Delete the scratch namespaces this object created (their pods and policies go with them)."""

@@ -31,6 +31,7 @@ from indmlops.targets.base import (
     ReadyEvidence,
 )
 from indmlops.targets.kube_api import KubeApi
+from indmlops.targets.kube_canary import canary
 from indmlops.targets.kube_components import (
     COMPONENTS,
     POSTGRES_DATABASE,
@@ -262,7 +263,7 @@ class KubernetesTarget:
         return self._probes().probe(requests, timeout)
 
     def enforcement_canary(self, timeout: float) -> EnforcementEvidence:
-        return self._probes().canary(timeout)
+        return canary(self._probes(), timeout)
 
     def evidence(self, tail_lines: int = 200) -> dict[str, str]:
         """File name → text for a failed test's reports/<test id>/: each component's pod state and log tail, and
