@@ -53,7 +53,7 @@ def suite(pytester):
     pytester.makeconftest(CONFTEST)
     pytester.makeini("[pytest]\nmarkers =\n    isolation: isolation\n")
     iso = pytester.mkpydir("isolation")
-    for name in ("conftest.py", "test_isolation_live.py"):
+    for name in ("conftest.py", "test_live_isolation.py"):
         (iso / name).write_text((SUITE / name).read_text())
     return pytester
 
