@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the project's container images (images/<name>/Dockerfile: simulator, inference, mlflow) without an
+# Build the project's container images (images/<name>/Dockerfile: simulator, inference, mlflow, probe) without an
 # image registry. `indmlops images build` runs this script; it needs nothing but bash and a container engine.
 #
 #   scripts/build-images.sh [--engine docker|podman] [--base IMAGE | --rebuild-base] [--tag TAG]
@@ -24,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_IMAGES=(simulator inference mlflow)
+ALL_IMAGES=(simulator inference mlflow probe)
 engine=${INDMLOPS_ENGINE:-}
 base=""
 rebuild_base=0

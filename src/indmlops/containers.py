@@ -19,7 +19,7 @@ from indmlops.errors import IndMLOpsError
 from indmlops.local.layout import REPO_ROOT
 
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-images.sh"
-IMAGES = ("simulator", "inference", "mlflow")
+IMAGES = ("simulator", "inference", "mlflow", "probe")
 DEFAULT_TAG = "dev"
 
 # Debian's Podman 4.3 runs containers here only with runc and explicit limits: crun, and the default

@@ -67,6 +67,10 @@ class NotSupportedByTarget(IndMLOpsError):
         super().__init__(f"{operation} is not supported by the {target} target: {reason}")
 
 
+class IsolationNotEnforced(IndMLOpsError):
+    """The cluster's network does not enforce NetworkPolicy: every isolation observation would be meaningless."""
+
+
 class KubernetesError(IndMLOpsError):
     """The Kubernetes target could not do what a check asked; the message says where and how to reproduce."""
 

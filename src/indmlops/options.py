@@ -46,6 +46,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "https://raw.githubusercontent.com/projectcalico/calico/v3.30.0/manifests/calico.yaml"),
     Option("reports_dir", "where JUnit XML, the HTML report and failure evidence go", "reports", kind="path"),
     Option("state_dir", "local target state directory (default: .indmlops/ in the repo)", None, kind="path"),
+    Option("allow_unenforced", "skip the live isolation suite, instead of failing it, when the cluster's network "
+           "does not enforce NetworkPolicy (the enforcement canary)", False, kind="bool"),
+    Option("probe_image", "image of the isolation probe pods on a Kubernetes target (default: "
+           "indmlops-probe:<project version>, built by scripts/build-images.sh)"),
 )}
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}

@@ -166,7 +166,7 @@ def target(pytestconfig: pytest.Config):
 
         kubeconfig, context = kube_location(pytestconfig)
         try:
-            kube = KubernetesTarget(name, kubeconfig=kubeconfig, context=context)
+            kube = KubernetesTarget(name, kubeconfig=kubeconfig, context=context, **_kube_options(pytestconfig))
         except IndMLOpsError as exc:
             pytest.exit(f"the {name} target could not be reached: {exc}", returncode=3)
         yield kube
@@ -175,20 +175,21 @@ def target(pytestconfig: pytest.Config):
     yield from _local_target(pytestconfig)
 
 
+def _kube_options(config: pytest.Config) -> dict:
+    """KubernetesTarget's keyword arguments from the options: the probe image, and progress shown live."""
+    out: dict = {"progress": _live_printer(config, "indmlops kube")}
+    if option(config, "probe_image"):
+        out["probe_image"] = option(config, "probe_image")
+    return out
+
+
 def _kind_target(pytestconfig: pytest.Config):
     """--target kind: create or reuse the kind cluster, CNI, images, manifests in the seed's order (progress shown
     live); at the end remove what this session created unless --keep-cluster."""
     from indmlops.targets.kind_cluster import KindCluster, kind_kubeconfig
     from indmlops.targets.kubernetes import KIND_CONTEXT, KubernetesTarget
 
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    capman = pytestconfig.pluginmanager.get_plugin("capturemanager")
-
-    def progress(msg: str) -> None:
-        if reporter and capman:
-            with capman.global_and_fixture_disabled():  # show progress live, not in a test's capture
-                reporter.write_line(f"indmlops kind: {msg}")
-
+    progress = _live_printer(pytestconfig, "indmlops kind")
     kubeconfig, context = kube_location(pytestconfig)
     if context != KIND_CONTEXT:
         raise pytest.UsageError(f"--context {context!r} with --target kind: kind's cluster has context "
@@ -201,7 +202,8 @@ def _kind_target(pytestconfig: pytest.Config):
         pytest.exit(f"the kind target could not be set up: {exc}", returncode=3)
     try:
         cluster.up()
-        kube = KubernetesTarget("kind", kubeconfig=str(cluster.kubeconfig), context=cluster.context)
+        kube = KubernetesTarget("kind", kubeconfig=str(cluster.kubeconfig), context=cluster.context,
+                                **_kube_options(pytestconfig))
     except BaseException as exc:
         try:
             cluster.down(keep=keep)
@@ -228,14 +230,7 @@ def _local_target(pytestconfig: pytest.Config):
     stack = LocalStack(_state_dir(pytestconfig), ports)
     started = False
     if not stack.running():
-        reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-        capman = pytestconfig.pluginmanager.get_plugin("capturemanager")
-
-        def progress(msg: str) -> None:
-            if reporter and capman:
-                with capman.global_and_fixture_disabled():  # show progress live, not in a test's capture
-                    reporter.write_line(f"indmlops up: {msg}")
-
+        progress = _live_printer(pytestconfig, "indmlops up")
         t0 = time.monotonic()
         try:
             stack.up(progress=progress)
@@ -256,6 +251,19 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
         return (yield)
     except NotSupportedByTarget as exc:
         pytest.skip(f"{exc} (choose a target that supports it with --target)")
+
+
+def _live_printer(config: pytest.Config, prefix: str):
+    """A progress callback that prints past pytest's capture, so long waits show what they wait for."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capman = config.pluginmanager.get_plugin("capturemanager")
+
+    def progress(msg: str) -> None:
+        if reporter and capman:
+            with capman.global_and_fixture_disabled():
+                reporter.write_line(f"{prefix}: {msg}")
+
+    return progress
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from indmlops import intent as fixtures
-from indmlops.checks.isolation import Intent, load_intent
-from indmlops.checks.manifests import ManifestError, Manifests, load_cached
+from indmlops.checks.manifests import ManifestError, load_cached
 from indmlops.checks.static_rules import StaticPolicy, cases
 from indmlops.local.layout import REPO_ROOT
 from indmlops.pytest_plugin import manifests_dir, resolved_options
-
-PROJECT_MANIFESTS = REPO_ROOT / "manifests"
-INTENT_FILE = REPO_ROOT / "fixtures" / "isolation" / "intent.yaml"
-
-
-def intent_applies(path: Path) -> bool:
-    """The isolation intent describes the project's own manifests; foreign ones are judged without it."""
-    return path == PROJECT_MANIFESTS or PROJECT_MANIFESTS in path.parents
 
 
 def _policy() -> StaticPolicy:
@@ -42,15 +31,5 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def static_manifests(pytestconfig: pytest.Config) -> Manifests:
-    return load_cached(manifests_dir(pytestconfig))
-
-
-@pytest.fixture(scope="session")
 def static_policy() -> StaticPolicy:
     return _policy()
-
-
-@pytest.fixture(scope="session")
-def isolation_intent(pytestconfig: pytest.Config) -> Intent | None:
-    return load_intent(INTENT_FILE) if intent_applies(manifests_dir(pytestconfig)) else None

@@ -231,3 +231,25 @@ def test_broken_dockerfile_fails_the_build_naming_the_step(engine, images_built,
     assert "FAILED: images/simulator/Dockerfile" in res.failing_step, res.output[-2000:]
     # Podman names the step ("STEP 2/9: RUN echo ..."), BuildKit the process ("/bin/sh -c echo ...").
     assert "echo deliberately-broken-step && exit 3" in res.failing_step, res.failing_step
+
+
+def test_probe_image_reports_a_broker_a_closed_port_and_its_own_listener(target, engine, images_built,
+                                                                          containers_started):
+    """What the live isolation suite asks of it in a pod: read-only, no capabilities, one machine line per run."""
+    from indmlops import netprobe
+
+    mqtt = target.endpoint("mosquitto")
+    closed, listening = free_port(), free_port()
+    listener = containers_started("probe", ["listen", str(listening), "--host", "127.0.0.1"])
+    wait_until(lambda: (netprobe.probe_tcp("127.0.0.1", listening, 0.5) == (True, "connected"), "not accepting"),
+               30, f"probe image listening on 127.0.0.1:{listening}", listener)
+    ref = containers.image_ref("probe")
+    argv = [*containers.run_argv(engine), "--rm", "--network", "host", "--read-only", "--cap-drop", "ALL", ref,
+            "probe", "--timeout", "1", f"127.0.0.1:{mqtt.port}", f"127.0.0.1:{closed}", f"127.0.0.1:{listening}"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"{' '.join(argv)}: exit {proc.returncode}: {proc.stderr.strip()}"
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(netprobe.MARKER)), None)
+    assert line, f"no {netprobe.MARKER.strip()} line in: {proc.stdout!r}"
+    results = json.loads(line[len(netprobe.MARKER):])["results"]
+    assert [(r["reachable"], r["outcome"]) for r in results] == [(True, "connected"), (True, "refused"),
+                                                                 (True, "connected")], proc.stdout

@@ -2,6 +2,7 @@
 
 import json
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from packaging.specifiers import SpecifierSet
 from indmlops.checks.images import ENTRYPOINTS, RULES, check_dockerfile, parse
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGES = ["inference", "simulator", "mlflow"]
+PYTHON_APP_IMAGES = ["inference", "simulator", "mlflow"]  # a venv built with pip in the builder stage
+IMAGES = [*PYTHON_APP_IMAGES, "probe"]  # probe: one standard-library script, nothing installed
 
 
 def dockerfile(image: str) -> tuple[str, str]:
@@ -63,6 +65,19 @@ def test_default_command_and_labels(image, cmd):
     assert [i.args for i in final if i.keyword == "COPY"] == ["--from=builder /opt/venv /opt/venv"]
 
 
+def test_probe_image_ships_one_standard_library_script_and_installs_nothing():
+    _, text = dockerfile("probe")
+    final = final_stage(text)
+    assert [json.loads(i.args) for i in final if i.keyword == "ENTRYPOINT"] == [["indmlops-netprobe"]]
+    assert [i.args for i in final if i.keyword == "USER"] == ["10001"]
+    assert [i.args for i in final if i.keyword == "COPY"] == [
+        "--from=builder /opt/netprobe/indmlops-netprobe /usr/local/bin/indmlops-netprobe"]
+    assert "pip" not in text and not [i for i in final if i.keyword == "RUN"]
+    source = (REPO / "src" / "indmlops" / "netprobe.py").read_text()
+    imported = set(re.findall(r"(?m)^(?:from|import) ([a-z_]+)", source)) - {"__future__"}
+    assert imported and imported <= sys.stdlib_module_names, imported - sys.stdlib_module_names
+
+
 def test_only_the_inference_image_installs_onnxruntime_and_exposes_8088():
     _, inference = dockerfile("inference")
     _, simulator = dockerfile("simulator")
@@ -93,7 +108,7 @@ def pyproject_requirements() -> dict[str, str]:
     return out
 
 
-@pytest.mark.parametrize("image", IMAGES, ids=[f"image/{i}" for i in IMAGES])
+@pytest.mark.parametrize("image", PYTHON_APP_IMAGES, ids=[f"image/{i}" for i in PYTHON_APP_IMAGES])
 def test_image_requirements_are_pinned_as_in_pyproject(image):
     """An image installs what pyproject.toml pins, at the same version (or an exact pin inside pyproject's range):
     the images and the local stack run the same code. mlflow-skinny (inference) is MLflow's client half and must
@@ -154,6 +169,8 @@ def test_check_catches_a_broken_dockerfile(image, mutation):
     mutate, rules = MUTATIONS[mutation]
     broken = mutate(text)
     assert broken != text, f"mutation {mutation} did not change {name}"
+    if image == "probe" and mutation == "single-stage":
+        rules = "multi-stage"  # its builder installs nothing, so no pip lands in the final stage
     problems = check_dockerfile(name, broken, entrypoint=ENTRYPOINTS.get(image, "indmlops"))
     assert problems, f"{mutation}: no violation reported"
     assert all(p.startswith(f"{name}: [") for p in problems), problems

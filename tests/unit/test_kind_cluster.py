@@ -37,6 +37,20 @@ def cluster(httpserver) -> FakeCluster:
     return FakeCluster(httpserver)  # pods and events of it-core, ot-edge, governance
 
 
+@pytest.fixture(autouse=True)
+def quick_polls(monkeypatch):
+    """The fake answers at once: poll it every 50 ms, not every second (pytest-kubernetes' ready check sleeps 1 s
+    per try; our readiness waits poll every second)."""
+    import time
+
+    import pytest_kubernetes.providers.base as pk_base
+
+    from indmlops.targets import kube_deploy
+
+    monkeypatch.setattr(pk_base, "sleep", lambda s: time.sleep(min(s, 0.05)))
+    monkeypatch.setattr(kube_deploy, "POLL", 0.05)
+
+
 @pytest.fixture
 def api(httpserver, cluster) -> FakeKindApi:
     fake = FakeKindApi(httpserver)

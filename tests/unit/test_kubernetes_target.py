@@ -284,11 +284,9 @@ def test_missing_secret_is_named_with_how_to_apply(kube):
         kube.credentials("grafana")
 
 
-def test_unknown_component_and_live_probe_are_explicit(kube):
+def test_unknown_component_and_absent_endpoint_are_explicit(kube):
     with pytest.raises(UnknownComponent, match="unknown component 'mqtt'"):
         kube.kill("mqtt")
-    with pytest.raises(NotSupportedByTarget, match="live isolation probing is not supported by the kind target"):
-        kube.probe("ot-edge", "mlflow-svc.it-core.svc", 5000)
     with pytest.raises(NotSupportedByTarget, match="endpoint 'simulator'"):
         kube.endpoint("simulator")
 

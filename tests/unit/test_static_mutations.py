@@ -130,11 +130,19 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
     "namespace-without-pod-security": (
         lambda m: m.find("Namespace/it-core").meta["labels"].pop("pod-security.kubernetes.io/enforce"),
         {"Namespace/it-core:pod-security"}),
+    # What an unquoted `version: 2025-10-20` renders to: the schemas accept any string, the API does not.
+    "label-value-invalid": (lambda m: pod_spec_labels(m, JUPYTER).update({"app.kubernetes.io/version":
+                                                                            "2025-10-20T00:00:00Z"}),
+                            {f"{JUPYTER}:labels"}),
     "schema-typo": (lambda m: container(m, INFERENCE)["ports"][0].update(containerport=8088),
                     {f"{INFERENCE}:schema/{v}" for v in ("1.34", "1.35", "1.36", "1.37")}),
     "project-image-without-dockerfile": (lambda m: container(m, INFERENCE).update(image="indmlops-edge:0.1.0"),
                                          {"Image/indmlops-edge:0.1.0:project-image"}),
 }
+
+
+def pod_spec_labels(m, ref):
+    return m.find(ref).body["spec"]["template"]["metadata"]["labels"]
 
 
 def test_shipped_manifests_pass_every_static_check(shipped, policy, intent):

@@ -77,7 +77,7 @@ def _words(args: str) -> list[str]:
 
 
 # The program each image's ENTRYPOINT must run; images not listed run the project's own CLI.
-ENTRYPOINTS = {"mlflow": "mlflow"}
+ENTRYPOINTS = {"mlflow": "mlflow", "probe": "indmlops-netprobe"}
 
 
 def check_dockerfile(name: str, text: str, *, entrypoint: str = "indmlops") -> list[str]:

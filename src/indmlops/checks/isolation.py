@@ -143,7 +143,7 @@ def check_isolation(m: Manifests, intent: Intent | None) -> tuple[dict[Cell, boo
 
 
 def check_intent_services(m: Manifests, intent: Intent) -> list[str]:
-    """Each `service` the intent names (the live suite probes through it) exists in the destination's namespace,
+    """Each `service` the intent names exists in the destination's namespace,
     selects the destination's pods and forwards a port to the allowed one."""
     out = []
     for a in intent.allow:

@@ -160,3 +160,48 @@ def check_project_image(image: str, prefix: str, images_dir: Path) -> list[str]:
         return [f"no {dockerfile} builds it; expected every project image to have its Dockerfile in images/"]
     return check_dockerfile(f"images/{name}/Dockerfile", dockerfile.read_text(),
                             entrypoint=ENTRYPOINTS.get(name, "indmlops"))
+
+
+# Label syntax (k8s.io/apimachinery validation): a value is ≤ 63 characters of [A-Za-z0-9._-] that begins and ends
+# alphanumeric (or empty); a key is an optional DNS-subdomain prefix and '/', then a name like a value, non-empty.
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _label_problems(where: str, labels: Any) -> list[str]:
+    out = []
+    for key, value in (labels or {}).items() if isinstance(labels, dict) else []:
+        prefix, _, name = str(key).rpartition("/")
+        if not (len(name) <= 63 and _LABEL_NAME.match(name)) or (prefix and not (
+                len(prefix) <= 253 and _DNS_SUBDOMAIN.match(prefix))):
+            out.append(f"{where}: label key {key!r} is not a valid label key")
+        text = str(value)
+        if not isinstance(value, str):
+            out.append(f"{where}: label {key} has the non-string value {value!r} (quote it in the YAML)")
+        elif text and not (len(text) <= 63 and _LABEL_NAME.match(text)):
+            out.append(f"{where}: label {key}={text!r} is not a valid label value (≤ 63 characters of A-Z a-z 0-9 "
+                       "- _ . beginning and ending alphanumeric; an unquoted YAML date renders as "
+                       "'2025-10-20T00:00:00Z': quote it)")
+    return out
+
+
+def check_labels(obj: Obj) -> list[str]:
+    """Every label map of the object (metadata, pod template, selectors) has keys and values the API accepts: the
+    schemas only say 'string', so an invalid one passes them and fails only at `kubectl apply`."""
+    out: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                here = f"{path}.{k}" if path else str(k)
+                if k in ("labels", "matchLabels") or (k == "selector" and obj.kind in ("Service", "ReplicationController")
+                                                      and path == "spec" and isinstance(v, dict)):
+                    out.extend(_label_problems(here, v))
+                else:
+                    walk(v, here)
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, f"{path}[{i}]")
+
+    walk(obj.body, "")
+    return out

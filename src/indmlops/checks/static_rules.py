@@ -15,6 +15,7 @@ from indmlops.checks.manifests import Manifests
 # Rule ids, as they appear in test ids (`Deployment/it-core/mlflow:probes`) and findings.
 RULES = {
     "schema": "valid against the Kubernetes JSON schema of each version (strict: no unknown fields)",
+    "labels": "every label key and value (metadata, pod template, selectors) is one the API accepts",
     "pinned-images": "every image has an exact tag or digest (no :latest, no floating tag)",
     "probes": "every long-running container has a readiness and a liveness probe on a declared port",
     "resources": "every container requests and limits cpu and memory",
@@ -73,6 +74,7 @@ def cases(m: Manifests, policy: StaticPolicy) -> list[Case]:
     for o in m.objects:
         for v in policy.kubernetes_versions:
             out.append(Case("schema", o.ref, o.source, v))
+        out.append(Case("labels", o.ref, o.source))
     for w in m.workloads():
         out += [Case(r, w.ref, w.source) for r in WORKLOAD_RULES]
         if wrules.stateful_path(w, policy.stateful_images):
@@ -120,6 +122,7 @@ def run(case: Case, m: Manifests, policy: StaticPolicy, intent: Intent | None) -
         jobs = [j for d in docs for j in d["scrape_configs"] if str(j.get("job_name")) == job_name]
         return orules.check_scrape_job(obj, jobs[0], m) if jobs else [f"job {job_name!r} not found in {key}"]
     checks = {
+        "labels": lambda: orules.check_labels(obj),
         "pinned-images": lambda: wrules.check_pinned_images(obj),
         "probes": lambda: wrules.check_probes(obj),
         "resources": lambda: wrules.check_resources(obj),

@@ -40,6 +40,50 @@ class ReadyEvidence:
     detail: str
 
 
+@dataclass(frozen=True)
+class Peer:
+    """One end of a probed flow: a workload by namespace and pod labels, or an address outside the cluster (`ip`).
+    A source is probed *as* this workload (a pod carrying its labels, so NetworkPolicies select it)."""
+
+    name: str
+    namespace: str
+    labels: tuple[tuple[str, str], ...] = ()
+    ip: str | None = None
+    selector: tuple[tuple[str, str], ...] = ()  # how to find its running pods (default: all of `labels`)
+
+
+@dataclass(frozen=True)
+class ProbeRequest:
+    source: Peer
+    destination: Peer
+    port: int
+    protocol: str = "TCP"
+
+    def __str__(self) -> str:
+        return f"{self.source.name} -> {self.destination.name}:{self.port}/{self.protocol}"
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one attempt showed: reachable True (connected or refused), False (timeout/unreachable: denied), None
+    (unknown: the probe could not tell, `outcome` says why). `reproduce` is a command that repeats it by hand."""
+
+    request: ProbeRequest
+    reachable: bool | None
+    outcome: str
+    reproduce: str
+    address: str = ""  # the destination address probed (a pod IP), for the report
+
+
+@dataclass(frozen=True)
+class EnforcementEvidence:
+    """The enforcement canary's findings: a listener reachable before a deny-all policy and denied after it."""
+
+    before: str
+    after: str
+    seconds_to_deny: float
+
+
 @runtime_checkable
 class Target(Protocol):
     name: str
@@ -64,6 +108,14 @@ class Target(Protocol):
         NotSupportedByTarget."""
         ...
 
-    def probe(self, source_namespace: str, destination: str, port: int) -> bool: ...
+    def probe(self, requests: list[ProbeRequest], timeout: float) -> list[ProbeResult]:
+        """Try each flow from a pod that carries the source's labels in the source's namespace, all at once; one
+        result per request, in order. Targets that cannot enforce isolation raise NotSupportedByTarget."""
+        ...
+
+    def enforcement_canary(self, timeout: float) -> EnforcementEvidence:
+        """Prove the network enforces NetworkPolicy: a listener in a scratch namespace is reachable, then a
+        deny-all policy there must make it unreachable within `timeout` s, else IsolationNotEnforced."""
+        ...
 
     def versions(self) -> dict[str, str]: ...

@@ -11,7 +11,13 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from indmlops.errors import ApiUnauthorized, ApiUnreachable, KubernetesError, NoClusterAtContext, RbacForbidden
+from indmlops.errors import (
+    ApiUnauthorized,
+    ApiUnreachable,
+    KubernetesError,
+    NoClusterAtContext,
+    RbacForbidden,
+)
 
 T = TypeVar("T")
 
@@ -42,6 +48,7 @@ class KubeApi:
         self.host = cfg.host
         self.api_client = client.ApiClient(cfg)
         self.core = client.CoreV1Api(self.api_client)
+        self.networking = client.NetworkingV1Api(self.api_client)
 
     def close(self) -> None:
         self.api_client.close()
@@ -62,8 +69,10 @@ class KubeApi:
             return ApiUnauthorized(self.context, self.host, action)
         if exc.status == 403:
             return RbacForbidden(self.context, verb, resource, namespace, _api_message(exc))
-        return KubernetesError(f"{action} failed at {self.host} (context {self.context!r}): HTTP {exc.status} "
-                               f"{exc.reason}: {_api_message(exc)}")
+        err = KubernetesError(f"{action} failed at {self.host} (context {self.context!r}): HTTP {exc.status} "
+                              f"{exc.reason}: {_api_message(exc)}")
+        err.status = exc.status  # type: ignore[attr-defined]
+        return err
 
     # --- the calls -------------------------------------------------------------------------------------------
     def list_pods(self, namespace: str, selector: str) -> tuple[list[client.V1Pod], str]:
@@ -90,6 +99,39 @@ class KubeApi:
     def pod_log(self, namespace: str, pod: str, container: str, tail_lines: int) -> str:
         return str(self._call("get", "pods/log", namespace, self.core.read_namespaced_pod_log, pod, namespace,
                               container=container, tail_lines=tail_lines))
+
+    # --- what probe pods need: scratch namespaces, owner ConfigMaps, pods, a NetworkPolicy --------------------
+    def namespace_exists(self, name: str) -> bool:
+        try:
+            self._call("get", "namespaces", name, self.core.read_namespace, name)
+        except KubernetesError as exc:
+            if getattr(exc, "status", None) == 404:
+                return False
+            raise
+        return True
+
+    def create_namespace(self, body: dict[str, Any]) -> None:
+        name = body["metadata"]["name"]
+        self._call("create", "namespaces", name, self.core.create_namespace, body)
+
+    def delete_namespace(self, name: str) -> None:
+        self._call("delete", "namespaces", name, self.core.delete_namespace, name)
+
+    def create_config_map(self, namespace: str, body: dict[str, Any]) -> str:
+        """Create it and return its uid (probe pods name it as their controller)."""
+        res = self._call("create", "configmaps", namespace, self.core.create_namespaced_config_map, namespace, body)
+        return str(res.metadata.uid)
+
+    def delete_config_map(self, namespace: str, name: str) -> None:
+        self._call("delete", "configmaps", namespace, self.core.delete_namespaced_config_map, name, namespace,
+                   propagation_policy="Background")
+
+    def create_pod(self, namespace: str, body: dict[str, Any]) -> None:
+        self._call("create", "pods", namespace, self.core.create_namespaced_pod, namespace, body)
+
+    def create_network_policy(self, namespace: str, body: dict[str, Any]) -> None:
+        self._call("create", "networkpolicies", namespace, self.networking.create_namespaced_network_policy,
+                   namespace, body)
 
     def watch_pods(self, namespace: str, selector: str, resource_version: str,
                    seconds: int) -> Iterator[tuple[str, client.V1Pod]]:

@@ -4,19 +4,43 @@ from __future__ import annotations
 
 import base64
 import re
+import shlex
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 from kubernetes import client
 
-from indmlops.errors import ImageNotLoaded, IndMLOpsError, KubernetesError, NotReady, NotSupportedByTarget, \
-    PortForwardFailed, UnknownComponent
+from indmlops.errors import (
+    ImageNotLoaded,
+    IndMLOpsError,
+    KubernetesError,
+    NotReady,
+    NotSupportedByTarget,
+    PortForwardFailed,
+    UnknownComponent,
+)
 from indmlops.probes import Endpoint, ProbeFailed
 from indmlops.targets import kube_pods as pods
-from indmlops.targets.base import Credentials, KillEvidence, ReadyEvidence
+from indmlops.targets.base import (
+    Credentials,
+    EnforcementEvidence,
+    KillEvidence,
+    ProbeRequest,
+    ProbeResult,
+    ReadyEvidence,
+)
 from indmlops.targets.kube_api import KubeApi
-from indmlops.targets.kube_components import COMPONENTS, POSTGRES_DATABASE, S3_BUCKET, S3_REGION, SECRETS, \
-    KubeComponent
+from indmlops.targets.kube_canary import canary
+from indmlops.targets.kube_components import (
+    COMPONENTS,
+    POSTGRES_DATABASE,
+    S3_BUCKET,
+    S3_REGION,
+    SECRETS,
+    KubeComponent,
+)
+from indmlops.targets.kube_probe import PROBE_IMAGE, ProbePods
 from indmlops.targets.kube_readiness import protocol_ready
 from indmlops.targets.portforward import PortForwards
 
@@ -31,8 +55,11 @@ class KubernetesTarget:
     this target replaced, so a kill always shows as one restart (as on the local target)."""
 
     def __init__(self, name: str = "kubeconfig", *, kubeconfig: str | None = None, context: str | None = None,
-                 kubectl: str | None = None, api: KubeApi | None = None, protocol_probes: bool = True) -> None:
+                 kubectl: str | None = None, api: KubeApi | None = None, protocol_probes: bool = True,
+                 probe_image: str = PROBE_IMAGE, progress: Callable[[str], None] | None = None) -> None:
         self.name = name
+        self.probe_image = probe_image
+        self.progress = progress or (lambda _msg: None)
         self.protocol_probes = protocol_probes
         self.api = api or KubeApi(kubeconfig, context)
         self.forwards = PortForwards(self.api.kubeconfig_arg, self.api.context, kubectl)
@@ -226,12 +253,17 @@ class KubernetesTarget:
         c = self._component(component)
         return sum(pods.restart_count(p) for p in self._live(c)) + self._replaced.get(component, 0)
 
-    def probe(self, source_namespace: str, destination: str, port: int) -> bool:
-        raise NotSupportedByTarget(
-            self.name, "live isolation probing",
-            "probe pods are not implemented yet on the Kubernetes target (issue 8, follow-up); "
-            "the static isolation matrix still runs",
-        )
+    def _probes(self) -> ProbePods:
+        flags = (f" --kubeconfig {shlex.quote(self.api.kubeconfig_arg)}" if self.api.kubeconfig_arg else "")
+        return ProbePods(self.api, self.probe_image, f"kubectl{flags} --context {shlex.quote(self.api.context)}",
+                         self.progress)
+
+    def probe(self, requests: list[ProbeRequest], timeout: float) -> list[ProbeResult]:
+        """Each source's flows from one probe pod carrying its labels in its namespace (targets/kube_probe.py)."""
+        return self._probes().probe(requests, timeout)
+
+    def enforcement_canary(self, timeout: float) -> EnforcementEvidence:
+        return canary(self._probes(), timeout)
 
     def evidence(self, tail_lines: int = 200) -> dict[str, str]:
         """File name → text for a failed test's reports/<test id>/: each component's pod state and log tail, and

@@ -8,10 +8,21 @@ import subprocess
 import time
 from pathlib import Path
 
-from indmlops.errors import IndMLOpsError, NotReady, NotSupportedByTarget, UnknownComponent
+from indmlops.errors import (
+    IndMLOpsError,
+    NotReady,
+    NotSupportedByTarget,
+    UnknownComponent,
+)
 from indmlops.local import services as svc
 from indmlops.local.layout import StackConfig
 from indmlops.local.stack import LocalStack, tail
+from indmlops.targets.base import EnforcementEvidence, ProbeRequest, ProbeResult
+
+# Why the live isolation suite skips here, in its skip message.
+LOCAL_ISOLATION = ("every local service is a process on 127.0.0.1 in one network namespace, so there is no "
+                   "NetworkPolicy to observe; run suites/isolation with --target kind (a cluster whose CNI enforces "
+                   "NetworkPolicy). The static isolation matrix (suites/static) still judges the policies here")
 from indmlops.probes import Endpoint, ProbeFailed
 from indmlops.targets.base import Credentials, KillEvidence, ReadyEvidence
 
@@ -131,12 +142,11 @@ class LocalTarget:
             "a replacement pod mounts the same PersistentVolumeClaim is checked by the Kubernetes target",
         )
 
-    def probe(self, source_namespace: str, destination: str, port: int) -> bool:
-        raise NotSupportedByTarget(
-            self.name, "live isolation probing",
-            "every local service shares one loopback network, so namespace isolation cannot be enforced; "
-            "run the isolation suite with --target kind (the static isolation matrix still runs)",
-        )
+    def probe(self, requests: list[ProbeRequest], timeout: float) -> list[ProbeResult]:
+        raise NotSupportedByTarget(self.name, "live isolation probing", LOCAL_ISOLATION)
+
+    def enforcement_canary(self, timeout: float) -> EnforcementEvidence:
+        raise NotSupportedByTarget(self.name, "the NetworkPolicy enforcement canary", LOCAL_ISOLATION)
 
     def versions(self) -> dict[str, str]:
         """Versions of the services under test, as each binary reports itself."""
