@@ -65,7 +65,8 @@ def test_chaos_run_command_exits_nonzero_when_recovery_fails_and_zero_when_it_ho
     chaos = str(Path(sys.executable).parent / "chaos")
     for stack, expected in ((healthy, 0), (broken, 1)):
         journal = tmp_path / f"journal-{expected}.json"
-        out = subprocess.run([chaos, "run", "--rollback-strategy", "always", "--journal-path", str(journal),
+        out = subprocess.run([chaos, "--log-file", str(tmp_path / "chaostoolkit.log"), "run",
+                              "--rollback-strategy", "always", "--journal-path", str(journal),
                               str(experiment)], env=dict(os.environ, INDMLOPS_STATE_DIR=str(stack.layout.state_dir)),
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == expected, f"exit {out.returncode}, expected {expected}\n{out.stdout}{out.stderr}"
