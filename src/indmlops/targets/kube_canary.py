@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
-from indmlops.errors import ImageNotLoaded, IsolationNotEnforced, KubernetesError
-from indmlops.targets import kube_pods as pods
+from indmlops.errors import IsolationNotEnforced, KubernetesError
 from indmlops.targets.base import EnforcementEvidence, Peer, ProbeRequest
-from indmlops.targets.kube_probe import (
-    POD_BUDGET,
-    POLL,
-    ProbePods,
-    Run,
-    pod_spec,
-    target_arg,
-)
+from indmlops.targets.kube_probe import ProbePods, Run, pod_spec, running_with_ip, target_arg
 
 CANARY_NAMESPACE = "indmlops-canary"
 CANARY_PORT = 8080
@@ -36,11 +27,12 @@ def canary(probes: ProbePods, timeout: float) -> EnforcementEvidence:
 def _canary(probes: ProbePods, ns: str, run_id: str, timeout: float) -> EnforcementEvidence:
     probes.ensure_namespace(ns)
     listener = f"indmlops-canary-listener-{run_id}"
-    uid = probes.api.create_config_map(ns, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
-        "name": f"indmlops-canary-{run_id}"}, "data": {"purpose": "owner of the canary's pods"}})
+    owner = probes.owner(ns, f"indmlops-canary-{run_id}", "owner of the canary's pods")
     probes.api.create_pod(ns, pod_spec(listener, ns, {"indmlops.io/canary": "listener"}, probes.image,
-                                     ["listen", str(CANARY_PORT)], (f"indmlops-canary-{run_id}", uid)))
-    address = _wait_running(probes, ns, listener)
+                                     ["listen", str(CANARY_PORT)], owner))
+    pod = probes.wait_pods([Run(listener, ns, [], [], [])], "indmlops.io/canary=listener", running_with_ip,
+                           "canary listener", "the enforcement canary's listener did not run")[listener]
+    address = str(pod.status.pod_ip)
     peer = Peer("canary/listener", ns, (("indmlops.io/canary", "listener"),), address)
     req = ProbeRequest(Peer("canary/client", ns, (("indmlops.io/canary", "client"),)), peer, CANARY_PORT)
     before = _canary_probe(probes, req, address, run_id + "a", ["--timeout", "2"])
@@ -71,23 +63,5 @@ def _canary_probe(probes: ProbePods, req: ProbeRequest, address: str, run_id: st
     run = Run(f"indmlops-canary-client-{run_id}", req.source.namespace, [req], [address],
                ["probe", *flags, target_arg(address, req)])
     found, failure = probes.run_pods([(run, dict(req.source.labels))], run_id)[run.pod]
-    return found.get(run.args[-1]) or {"reachable": None, "outcome": failure or "no observation"}
-
-
-def _wait_running(probes: ProbePods, ns: str, name: str) -> str:
-    t0 = time.monotonic()
-    last = None
-    while time.monotonic() - t0 < POD_BUDGET:
-        found = [p for p in probes.api.list_pods(ns, "indmlops.io/canary=listener")[0] if p.metadata.name == name]
-        if found:
-            last = found[0]
-            failure = pods.pull_failure(last)
-            if failure is not None:
-                raise ImageNotLoaded(f"canary listener {ns}/{name}", time.monotonic() - t0, pods.describe(last),
-                                     failure[0])
-            if last.status and last.status.phase == "Running" and last.status.pod_ip:
-                return str(last.status.pod_ip)
-        time.sleep(POLL)
-    raise KubernetesError(f"the enforcement canary's listener did not run within {POD_BUDGET:.0f} s: "
-                          + probes.stuck(Run(name, ns, [], [], []), last))
+    return found.get(target_arg(address, req)) or {"reachable": None, "outcome": failure or "no observation"}
 

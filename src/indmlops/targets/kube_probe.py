@@ -71,6 +71,14 @@ def namespace_spec(name: str) -> dict[str, Any]:
         SCRATCH_LABEL: "true", "pod-security.kubernetes.io/enforce": "restricted"}}}
 
 
+def finished(pod: client.V1Pod) -> bool:
+    return bool(pod.status and pod.status.phase in ("Succeeded", "Failed"))
+
+
+def running_with_ip(pod: client.V1Pod) -> bool:
+    return bool(pod.status and pod.status.phase == "Running" and pod.status.pod_ip)
+
+
 @dataclass
 class Run:
     """One probe pod: where it runs, what it tries (`args`), and the requests those arguments stand for."""
@@ -121,8 +129,8 @@ class ProbePods:
         observed = self.run_pods([(r, dict(r.requests[0].source.labels)) for _, r in runs], run_id)
         for idx, run in runs:
             found, failure = observed[run.pod]
-            for i, req, addr, arg in zip(idx, run.requests, run.addresses, run.args[3:]):
-                hit = found.get(arg)
+            for i, req, addr in zip(idx, run.requests, run.addresses):
+                hit = found.get(target_arg(addr, req))
                 rep = self.reproduce(req, addr, timeout)
                 if hit is None:
                     results[i] = ProbeResult(req, None, f"no observation ({failure or 'target missing in output'})",
@@ -174,11 +182,8 @@ class ProbePods:
             for run, labels in runs:
                 self.ensure_namespace(run.namespace)
                 if run.namespace not in owners:
-                    name = f"indmlops-probe-{run_id}"
-                    uid = self.api.create_config_map(run.namespace, {
-                        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {
-                            PROBE_LABEL: run_id}}, "data": {"purpose": "owner of this run's probe pods"}})
-                    owners[run.namespace] = (name, uid)
+                    owners[run.namespace] = self.owner(run.namespace, f"indmlops-probe-{run_id}",
+                                                       "owner of this run's probe pods", {PROBE_LABEL: run_id})
                 self.api.create_pod(run.namespace, pod_spec(run.pod, run.namespace, dict(labels, **{
                     PROBE_LABEL: run_id}), self.image, run.args, owners[run.namespace]))
             self.progress(f"{len(runs)} probe pod(s) created ({', '.join(sorted(owners))}); waiting for them to finish")
@@ -190,34 +195,47 @@ class ProbePods:
                 except KubernetesError as exc:  # cleanup must not hide the result; say what is left behind
                     self.progress(f"could not delete ConfigMap {ns}/{name} (its probe pods stay): {exc}")
 
+    def owner(self, namespace: str, name: str, purpose: str, labels: dict[str, str] | None = None) -> tuple[str, str]:
+        """A ConfigMap to name as the controller of pods (see pod_spec): (name, uid)."""
+        uid = self.api.create_config_map(namespace, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+            "name": name, "labels": labels or {}}, "data": {"purpose": purpose}})
+        return name, uid
+
     def _collect(self, runs: list[Run], run_id: str) -> dict[str, tuple[dict, str]]:
         t0 = time.monotonic()
+        done = self.wait_pods(runs, f"{PROBE_LABEL}={run_id}", finished, "probe pod", "probe pods did not finish")
+        self.progress(f"{len(runs)} probe pod(s) finished in {time.monotonic() - t0:.1f} s")
+        return {r.pod: self._observations(r, done[r.pod]) for r in runs}
+
+    def wait_pods(self, runs: list[Run], selector: str, done: Callable[[client.V1Pod], bool], what: str,
+                  expired: str) -> dict[str, client.V1Pod]:
+        """Poll the pods of `runs` (found by `selector`) until `done` holds for each: pod name → pod. A pod that
+        cannot get its image fails at once; after POD_BUDGET s, `expired` and each waiting pod's state and events."""
+        t0 = time.monotonic()
         pending = {r.pod: r for r in runs}
-        done: dict[str, client.V1Pod] = {}
+        out: dict[str, client.V1Pod] = {}
         last: dict[str, client.V1Pod] = {}
         while pending:
             for ns in sorted({r.namespace for r in pending.values()}):
-                for p in self.api.list_pods(ns, f"{PROBE_LABEL}={run_id}")[0]:
+                for p in self.api.list_pods(ns, selector)[0]:
                     name = p.metadata.name
                     if name not in pending:
                         continue
                     last[name] = p
                     failure = pods.pull_failure(p)
                     if failure is not None:
-                        raise ImageNotLoaded(f"probe pod {ns}/{name}", time.monotonic() - t0,
+                        raise ImageNotLoaded(f"{what} {ns}/{name}", time.monotonic() - t0,
                                              f"{pods.describe(p)} ({failure[1]})", failure[0])
-                    if p.status and p.status.phase in ("Succeeded", "Failed"):
-                        done[name] = p
+                    if done(p):
+                        out[name] = p
                         del pending[name]
             if not pending:
                 break
             if time.monotonic() - t0 > POD_BUDGET:
-                raise KubernetesError("probe pods did not finish within "
-                                      f"{POD_BUDGET:.0f} s: " + " | ".join(self.stuck(r, last.get(r.pod))
-                                                                          for r in pending.values()))
+                raise KubernetesError(f"{expired} within {POD_BUDGET:.0f} s: " + " | ".join(
+                    self.stuck(r, last.get(r.pod)) for r in pending.values()))
             time.sleep(POLL)
-        self.progress(f"{len(runs)} probe pod(s) finished in {time.monotonic() - t0:.1f} s")
-        return {r.pod: self._observations(r, done[r.pod]) for r in runs}
+        return out
 
     def stuck(self, run: Run, pod: client.V1Pod | None) -> str:
         if pod is None:
