@@ -74,6 +74,8 @@ class IsolationNotEnforced(IndMLOpsError):
 class KubernetesError(IndMLOpsError):
     """The Kubernetes target could not do what a check asked; the message says where and how to reproduce."""
 
+    status: int | None = None  # the API's HTTP status, when the API answered with an error
+
 
 class NoClusterAtContext(KubernetesError):
     def __init__(self, context: str, kubeconfig: str, detail: str, available: list[str]) -> None:

@@ -295,15 +295,16 @@ def keep_evidence(item: pytest.Item) -> Path:
     name = option(config, "target")
     if name != "local":
         kubeconfig, context = kube_location(config)
-        flags = (f" --kubeconfig {shlex.quote(kubeconfig)}" if kubeconfig else "") + \
-            (f" --context {shlex.quote(context)}" if context else "")
+        from indmlops.targets.kube_api import location_flags
+
+        flags = location_flags(kubeconfig, context)
         kube = getattr(item, "funcargs", {}).get("target")
         if hasattr(kube, "evidence"):
             for fname, text in kube.evidence().items():
                 (out / fname).write_text(text + "\n")
         (out / "reproduce.sh").write_text(
             f"#!/bin/sh\n# Re-run this test alone against the same cluster, and show what ran there.\n"
-            f"kubectl{' --context ' + shlex.quote(context) if context else ''} get pods,events -A -o wide\n"
+            f"kubectl{location_flags(None, context)} get pods,events -A -o wide\n"
             f"cd {shlex.quote(str(config.rootpath))} && {shlex.quote(sys.executable)} -m pytest "
             f"{shlex.quote(item.nodeid)} --target {name}{flags}\n"
         )

@@ -9,12 +9,7 @@ import pytest
 from kube_fake import CONTEXT, write_kubeconfig
 from kube_probe_fake import FakeProbeCluster
 
-from indmlops.errors import (
-    ImageNotLoaded,
-    IsolationNotEnforced,
-    KubernetesError,
-    RbacForbidden,
-)
+from indmlops.errors import ImageNotLoaded, IsolationNotEnforced, KubernetesError, RbacForbidden
 from indmlops.targets import kube_probe
 from indmlops.targets.base import Peer, ProbeRequest
 from indmlops.targets.kubernetes import KubernetesTarget

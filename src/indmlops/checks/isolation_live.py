@@ -9,13 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from indmlops.checks.isolation import (
-    DEFAULT_EXTERNALS,
-    Intent,
-    computed_matrix,
-    expected_cells,
-    pods,
-)
+from indmlops.checks.isolation import DEFAULT_EXTERNALS, Intent, computed_matrix, expected_cells, pods
 from indmlops.checks.manifests import Manifests
 from indmlops.checks.netpol import Cell, Pod
 from indmlops.targets.base import Peer, ProbeRequest, ProbeResult, Target
@@ -38,6 +32,10 @@ class LiveCell:
     reproduce: str
 
     @property
+    def intent_mark(self) -> str:
+        return MARK[self.intent] if self.intent is not None else "-"
+
+    @property
     def differs(self) -> bool:
         return self.observed is None or self.observed != self.static or (
             self.intent is not None and self.observed != self.intent)
@@ -54,7 +52,7 @@ class LiveMatrix:
         width = max([len(str(c.cell)) for c in rows] + [4])
         head = f"  {'cell':<{width}}  intent  static  observed  outcome (probed address)"
         lines = [head] + [
-            f"{'*' if c.differs else ' '} {c.cell!s:<{width}}  {MARK[c.intent] if c.intent is not None else '-':<6}"
+            f"{'*' if c.differs else ' '} {c.cell!s:<{width}}  {c.intent_mark:<6}"
             f"  {MARK[c.static]:<6}  {MARK[c.observed]:<8}  {c.outcome} ({c.address or 'no address'})" for c in rows]
         lines += [f"  {cell!s:<{width}}  not probed: {why}" for cell, why in self.unprobed if not only_differing]
         return "\n".join(lines)
@@ -164,7 +162,7 @@ def write_report(live: LiveMatrix, directory: Path, header: str) -> Path:
     differing = [c for c in live.cells if c.differs]
     script = ["#!/bin/sh", "# Repeat each probe whose observation differs from the intent or the static matrix.",
               "# Destination addresses are pod IPs at probe time: a replaced pod has a new one.", "set -x"]
-    script += [f"# {c.cell}: intent {MARK[c.intent] if c.intent is not None else '-'}, static {MARK[c.static]}, "
+    script += [f"# {c.cell}: intent {c.intent_mark}, static {MARK[c.static]}, "
                f"observed {MARK[c.observed]}\n{c.reproduce}" for c in differing]
     (directory / "reproduce.sh").write_text("\n".join(script) + "\n")
     return directory

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,19 +12,20 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from indmlops.errors import (
-    ApiUnauthorized,
-    ApiUnreachable,
-    KubernetesError,
-    NoClusterAtContext,
-    RbacForbidden,
-)
+from indmlops.errors import ApiUnauthorized, ApiUnreachable, KubernetesError, NoClusterAtContext, RbacForbidden
 
 T = TypeVar("T")
 
 # A check must learn in seconds that the API is gone: 1 retry and 10 s per request (a watch adds its own window).
 REQUEST_TIMEOUT = 10.0
 RETRIES = 1
+
+
+def location_flags(kubeconfig: str | None, context: str | None) -> str:
+    """' --kubeconfig K --context C' (each only when given), quoted for a printed command: kubectl and this suite's
+    pytest options spell them alike."""
+    return (f" --kubeconfig {shlex.quote(kubeconfig)}" if kubeconfig else "") + \
+        (f" --context {shlex.quote(context)}" if context else "")
 
 
 def default_kubeconfig() -> str:
@@ -71,7 +73,7 @@ class KubeApi:
             return RbacForbidden(self.context, verb, resource, namespace, _api_message(exc))
         err = KubernetesError(f"{action} failed at {self.host} (context {self.context!r}): HTTP {exc.status} "
                               f"{exc.reason}: {_api_message(exc)}")
-        err.status = exc.status  # type: ignore[attr-defined]
+        err.status = exc.status
         return err
 
     # --- the calls -------------------------------------------------------------------------------------------
@@ -105,7 +107,7 @@ class KubeApi:
         try:
             self._call("get", "namespaces", name, self.core.read_namespace, name)
         except KubernetesError as exc:
-            if getattr(exc, "status", None) == 404:
+            if exc.status == 404:
                 return False
             raise
         return True

@@ -4,42 +4,22 @@ from __future__ import annotations
 
 import base64
 import re
-import shlex
 import time
 from collections.abc import Callable
 from dataclasses import replace
 
 from kubernetes import client
 
-from indmlops.errors import (
-    ImageNotLoaded,
-    IndMLOpsError,
-    KubernetesError,
-    NotReady,
-    NotSupportedByTarget,
-    PortForwardFailed,
-    UnknownComponent,
-)
+from indmlops.errors import ImageNotLoaded, IndMLOpsError, KubernetesError, NotReady, NotSupportedByTarget, \
+    PortForwardFailed, UnknownComponent
 from indmlops.probes import Endpoint, ProbeFailed
 from indmlops.targets import kube_pods as pods
-from indmlops.targets.base import (
-    Credentials,
-    EnforcementEvidence,
-    KillEvidence,
-    ProbeRequest,
-    ProbeResult,
-    ReadyEvidence,
-)
-from indmlops.targets.kube_api import KubeApi
+from indmlops.targets.base import Credentials, EnforcementEvidence, KillEvidence, ProbeRequest, ProbeResult, \
+    ReadyEvidence
+from indmlops.targets.kube_api import KubeApi, location_flags
 from indmlops.targets.kube_canary import canary
-from indmlops.targets.kube_components import (
-    COMPONENTS,
-    POSTGRES_DATABASE,
-    S3_BUCKET,
-    S3_REGION,
-    SECRETS,
-    KubeComponent,
-)
+from indmlops.targets.kube_components import COMPONENTS, POSTGRES_DATABASE, S3_BUCKET, S3_REGION, SECRETS, \
+    KubeComponent
 from indmlops.targets.kube_probe import PROBE_IMAGE, ProbePods
 from indmlops.targets.kube_readiness import protocol_ready
 from indmlops.targets.portforward import PortForwards
@@ -254,9 +234,8 @@ class KubernetesTarget:
         return sum(pods.restart_count(p) for p in self._live(c)) + self._replaced.get(component, 0)
 
     def _probes(self) -> ProbePods:
-        flags = (f" --kubeconfig {shlex.quote(self.api.kubeconfig_arg)}" if self.api.kubeconfig_arg else "")
-        return ProbePods(self.api, self.probe_image, f"kubectl{flags} --context {shlex.quote(self.api.context)}",
-                         self.progress)
+        flags = location_flags(self.api.kubeconfig_arg, self.api.context)
+        return ProbePods(self.api, self.probe_image, f"kubectl{flags}", self.progress)
 
     def probe(self, requests: list[ProbeRequest], timeout: float) -> list[ProbeResult]:
         """Each source's flows from one probe pod carrying its labels in its namespace (targets/kube_probe.py)."""

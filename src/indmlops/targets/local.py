@@ -8,12 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from indmlops.errors import (
-    IndMLOpsError,
-    NotReady,
-    NotSupportedByTarget,
-    UnknownComponent,
-)
+from indmlops.errors import IndMLOpsError, NotReady, NotSupportedByTarget, UnknownComponent
 from indmlops.local import services as svc
 from indmlops.local.layout import StackConfig
 from indmlops.local.stack import LocalStack, tail
