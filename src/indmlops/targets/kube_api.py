@@ -116,8 +116,16 @@ class KubeApi:
         name = body["metadata"]["name"]
         self._call("create", "namespaces", name, self.core.create_namespace, body)
 
-    def delete_namespace(self, name: str) -> None:
-        self._call("delete", "namespaces", name, self.core.delete_namespace, name)
+    def delete_namespace(self, name: str, *, missing_ok: bool = False) -> None:
+        try:
+            self._call("delete", "namespaces", name, self.core.delete_namespace, name)
+        except KubernetesError as exc:
+            if not (missing_ok and exc.status == 404):
+                raise
+
+    def list_namespaces(self) -> set[str]:
+        res = self._call("list", "namespaces", "(cluster)", self.core.list_namespace)
+        return {str(n.metadata.name) for n in res.items or []}
 
     def create_config_map(self, namespace: str, body: dict[str, Any]) -> str:
         """Create it and return its uid (probe pods name it as their controller)."""

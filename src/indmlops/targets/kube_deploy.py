@@ -170,37 +170,26 @@ def wait_workload(api: KubeApi, obj: Obj, timeout: float) -> str:
             if failure is not None and failure[0].split("/")[-1].startswith("indmlops-"):
                 raise ImageNotLoaded(f"{ns}/{obj.name}", time.monotonic() - t0, pods.describe(pod), failure[0])
         if time.monotonic() - t0 >= timeout:
-            raise NotReady(f"{ns}/{obj.name}", timeout, f"{where} {state}; {_least_ready(api, ns, found)}"
+            raise NotReady(f"{ns}/{obj.name}", timeout, f"{where} {state}; {_least_ready(api, found)}"
                                                         f"; reproduce with `kubectl -n {ns} describe "
                                                         f"{obj.kind.lower()}/{obj.name}`")
         time.sleep(POLL)
 
 
-def _least_ready(api: KubeApi, ns: str, found: list[client.V1Pod]) -> str:
+def _least_ready(api: KubeApi, found: list[client.V1Pod]) -> str:
     live = [p for p in found if not pods.terminating(p)] or found
     if not live:
         return "no pod yet"
     pod = min(live, key=lambda p: (pods.ready(p), str(p.metadata.creation_timestamp or "")))
-    try:
-        events = pods.describe_events(api.pod_events(ns, pod.metadata.name))
-    except KubernetesError as exc:  # the state is the finding; events are a courtesy
-        events = f"unavailable ({exc})"
-    return f"{pods.describe(pod)}; events: {events}"
-
-
-def namespaces(api: KubeApi) -> set[str]:
-    core = client.CoreV1Api(api.api_client)
-    res = api._call("list", "namespaces", "(cluster)", core.list_namespace)
-    return {str(n.metadata.name) for n in res.items or []}
+    return pods.state_with_events(api, pod)
 
 
 def delete_namespaces(api: KubeApi, names: list[str], progress: Progress, timeout: float = 180.0) -> None:
     """Delete and wait until gone: a session right after must not meet them Terminating."""
-    core = client.CoreV1Api(api.api_client)
     t0 = time.monotonic()
     for name in names:
-        api._call("delete", "namespaces", name, _or_none(core.delete_namespace), name)
-    while (left := sorted(set(names) & namespaces(api))) and time.monotonic() - t0 < timeout:
+        api.delete_namespace(name, missing_ok=True)
+    while (left := sorted(set(names) & api.list_namespaces())) and time.monotonic() - t0 < timeout:
         time.sleep(POLL)
     if left:
         raise IndMLOpsError(f"namespaces {', '.join(left)} still terminating after {timeout:.0f} s; check with "

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from kubernetes import client
+
+from indmlops.errors import KubernetesError
 
 # Waiting reasons that mean the node cannot get the image. On kind the project's images are loaded with
 # `kind load` and pulled IfNotPresent, so none of these heals by waiting.
@@ -79,3 +83,13 @@ def describe_events(events: list[client.CoreV1Event], limit: int = 8, *, per_lin
         return "\n".join(f"{e.last_timestamp or e.event_time or ''} {e.type} {e.reason} "
                          f"{e.involved_object.kind}/{e.involved_object.name}: {e.message}" for e in events)
     return "; ".join(f"{e.type} {e.reason}: {e.message}" for e in events)
+
+
+def state_with_events(api: Any, pod: client.V1Pod) -> str:
+    """'<describe(pod)>; events: <its newest events>', the last observed state of a pod being waited for. `api` is a
+    KubeApi. Events are a courtesy: when they cannot be read, the text says why in their place."""
+    try:
+        events = describe_events(api.pod_events(pod.metadata.namespace, pod.metadata.name))
+    except KubernetesError as exc:
+        events = f"events unavailable ({exc})"
+    return f"{describe(pod)}; events: {events}"

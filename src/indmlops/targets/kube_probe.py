@@ -240,11 +240,7 @@ class ProbePods:
     def stuck(self, run: Run, pod: client.V1Pod | None) -> str:
         if pod is None:
             return f"pod {run.namespace}/{run.pod} never appeared"
-        try:
-            events = pods.describe_events(self.api.pod_events(run.namespace, run.pod))
-        except KubernetesError as exc:
-            events = f"events unavailable ({exc})"
-        return (f"{pods.describe(pod)}; events: {events}; reproduce with "
+        return (f"{pods.state_with_events(self.api, pod)}; reproduce with "
                 f"`{self.kubectl} -n {run.namespace} describe pod {run.pod}`")
 
     def _observations(self, run: Run, pod: client.V1Pod) -> tuple[dict, str]:

@@ -222,11 +222,7 @@ class KubernetesTarget:
         if pod is None:
             return (f"no replacement pod for {c.where} appeared; check the controller with "
                     f"`kubectl -n {c.namespace} get deploy,sts,rs -l {c.selector}`")
-        try:
-            events = pods.describe_events(self.api.pod_events(c.namespace, pod.metadata.name))
-        except KubernetesError as exc:  # the state is the finding; events are a courtesy
-            events = f"events unavailable ({exc})"
-        return (f"{pods.describe(pod)}; events: {events}; reproduce with "
+        return (f"{pods.state_with_events(self.api, pod)}; reproduce with "
                 f"`kubectl -n {c.namespace} describe pod {pod.metadata.name}`")
 
     def restarts(self, component: str) -> int:
