@@ -4,11 +4,12 @@ fake `kubectl port-forward`."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,23 @@ def write_kubeconfig(path: Path, server: str, context: str = CONTEXT) -> Path:
         "contexts": [{"name": context, "context": {"cluster": "fake", "user": "fake"}}],
     }))
     return path
+
+
+def server_kubeconfig(server: HTTPServer, tmp_path: Path, name: str = "kubeconfig") -> Path:
+    """A kubeconfig whose context CONTEXT points at the fake API server."""
+    return write_kubeconfig(tmp_path / name, server.url_for("/").rstrip("/"))
+
+
+@contextlib.contextmanager
+def target_at(server: HTTPServer, tmp_path: Path, **kwargs: Any) -> Iterator[Any]:
+    """A KubernetesTarget("kind") on the fake API server at context CONTEXT, closed afterwards."""
+    from indmlops.targets.kubernetes import KubernetesTarget
+
+    t = KubernetesTarget("kind", kubeconfig=str(server_kubeconfig(server, tmp_path)), context=CONTEXT, **kwargs)
+    try:
+        yield t
+    finally:
+        t.close()
 
 
 def pod(name: str, uid: str, *, app: str = "mlflow", namespace: str = "it-core", ready: bool = True,

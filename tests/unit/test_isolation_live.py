@@ -7,14 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kube_fake import CONTEXT, write_kubeconfig
+from kube_fake import target_at
 from kube_probe_fake import FakeProbeCluster
 
 from indmlops.checks import isolation_live
 from indmlops.checks.isolation import computed_matrix, load_intent, pods
 from indmlops.checks.manifests import load_cached
 from indmlops.checks.netpol import Cell
-from indmlops.targets.kubernetes import KubernetesTarget
 
 REPO = Path(__file__).resolve().parents[2]
 INTENT = load_intent(REPO / "fixtures" / "isolation" / "intent.yaml")
@@ -71,10 +70,8 @@ def cluster(httpserver, static, manifests):
 
 @pytest.fixture
 def kube(cluster, httpserver, tmp_path):
-    cfg = write_kubeconfig(tmp_path / "kubeconfig", httpserver.url_for("/").rstrip("/"))
-    t = KubernetesTarget("kind", kubeconfig=str(cfg), context=CONTEXT, protocol_probes=False)
-    yield t
-    t.close()
+    with target_at(httpserver, tmp_path, protocol_probes=False) as t:
+        yield t
 
 
 def test_cluster_enforcing_the_policies_matches_intent_and_static(kube, cluster, manifests, static):

@@ -11,8 +11,8 @@ from kube_fake import (
     FakeKindApi,
     node,
     pod,
+    server_kubeconfig,
     workload,
-    write_kubeconfig,
 )
 
 from indmlops.checks.manifests import load
@@ -61,7 +61,7 @@ def api(httpserver, cluster) -> FakeKindApi:
 @pytest.fixture
 def stubs(httpserver, tmp_path, monkeypatch):
     """docker answers, every project image is built, no cluster yet."""
-    kc = write_kubeconfig(tmp_path / "fake.kubeconfig", httpserver.url_for("/").rstrip("/"))
+    kc = server_kubeconfig(httpserver, tmp_path, "fake.kubeconfig")
     s = make_stubs(tmp_path, kc.read_text(), images=BUILT)
     monkeypatch.setenv("PATH", f"{s.bin}:/usr/bin:/bin")
     monkeypatch.delenv("KIND_EXPERIMENTAL_PROVIDER", raising=False)
@@ -137,7 +137,7 @@ def test_docker_images_are_tagged_as_the_manifests_name_them_and_loaded(api, stu
 
 def test_podman_images_go_in_as_archives_under_qualified_names_with_kinds_podman_provider(api, httpserver,
                                                                                            tmp_path, monkeypatch):
-    kc = write_kubeconfig(tmp_path / "fake.kubeconfig", httpserver.url_for("/").rstrip("/"))
+    kc = server_kubeconfig(httpserver, tmp_path, "fake.kubeconfig")
     s = make_stubs(tmp_path, kc.read_text(), engines=("podman",), images=BUILT)
     monkeypatch.setenv("PATH", f"{s.bin}:/usr/bin:/bin")
     monkeypatch.setenv("KIND_EXPERIMENTAL_PROVIDER", "podman")

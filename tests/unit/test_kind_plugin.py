@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from kind_fake import make_stubs
-from kube_fake import FakeCluster, FakeKindApi, workload, write_kubeconfig
+from kube_fake import FakeCluster, FakeKindApi, server_kubeconfig, workload
 
 from indmlops.checks.manifests import load
 from indmlops.targets import kube_deploy
@@ -20,7 +20,7 @@ OBJECTS = load(KIND_OVERLAY).objects
 def project(pytester, httpserver, tmp_path, monkeypatch):
     FakeCluster(httpserver)
     FakeKindApi(httpserver).set_workloads([workload(o.body) for o in OBJECTS if o.kind in kube_deploy.WORKLOAD_KINDS])
-    kc = write_kubeconfig(tmp_path / "fake.kubeconfig", httpserver.url_for("/").rstrip("/"))
+    kc = server_kubeconfig(httpserver, tmp_path, "fake.kubeconfig")
     stubs = make_stubs(tmp_path, kc.read_text(), images=[im.source for im in project_images(OBJECTS)])
     monkeypatch.setenv("PATH", f"{stubs.bin}:/usr/bin:/bin")
     monkeypatch.delenv("KIND_EXPERIMENTAL_PROVIDER", raising=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from kube_fake import CONTEXT, FakeCluster, fake_kubectl, pod, status, write_kubeconfig
+from kube_fake import CONTEXT, FakeCluster, fake_kubectl, pod, server_kubeconfig, status
 
 from indmlops.errors import PortForwardFailed
 from indmlops.targets import portforward
@@ -20,7 +20,7 @@ def cluster(httpserver) -> FakeCluster:
 
 @pytest.fixture
 def kubeconfig(httpserver, tmp_path) -> str:
-    return str(write_kubeconfig(tmp_path / "kubeconfig", httpserver.url_for("/").rstrip("/")))
+    return str(server_kubeconfig(httpserver, tmp_path))
 
 
 def test_endpoint_opens_one_forward_per_service_and_reuses_it(cluster, kubeconfig, tmp_path):

@@ -6,13 +6,12 @@ import json
 import shlex
 
 import pytest
-from kube_fake import CONTEXT, write_kubeconfig
+from kube_fake import CONTEXT, target_at
 from kube_probe_fake import FakeProbeCluster
 
 from indmlops.errors import ImageNotLoaded, IsolationNotEnforced, KubernetesError, RbacForbidden
 from indmlops.targets import kube_probe
 from indmlops.targets.base import Peer, ProbeRequest
-from indmlops.targets.kubernetes import KubernetesTarget
 
 MLFLOW = Peer("it-core/mlflow", "it-core", (("app.kubernetes.io/name", "mlflow"),))
 POSTGRES = Peer("it-core/postgres", "it-core", (("app.kubernetes.io/name", "postgres"),))
@@ -44,12 +43,10 @@ def fake(httpserver):
 
 @pytest.fixture
 def kube(fake, httpserver, tmp_path):
-    cfg = write_kubeconfig(tmp_path / "kubeconfig", httpserver.url_for("/").rstrip("/"))
     lines: list[str] = []
-    t = KubernetesTarget("kind", kubeconfig=str(cfg), context=CONTEXT, protocol_probes=False, progress=lines.append)
-    t.progress_lines = lines  # type: ignore[attr-defined]
-    yield t
-    t.close()
+    with target_at(httpserver, tmp_path, protocol_probes=False, progress=lines.append) as t:
+        t.progress_lines = lines
+        yield t
 
 
 def test_probe_runs_as_the_source_workload_and_reports_each_flow(kube, fake):

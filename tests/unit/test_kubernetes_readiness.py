@@ -5,12 +5,11 @@ The fake kubectl "forwards" to the fake API server's own port, which then plays 
 from __future__ import annotations
 
 import pytest
-from kube_fake import CONTEXT, FakeCluster, fake_kubectl, pod, write_kubeconfig
+from kube_fake import FakeCluster, fake_kubectl, pod, target_at
 
 from indmlops.errors import NotReady
 from indmlops.targets.kube_components import COMPONENTS
 from indmlops.targets.kube_readiness import HTTP_READY
-from indmlops.targets.kubernetes import KubernetesTarget
 
 
 @pytest.fixture
@@ -20,10 +19,8 @@ def kube(httpserver, tmp_path):
         "ot-edge": [pod("simulator-a", "uid-s", app="simulator", namespace="ot-edge")],
     })
     kubectl, _ = fake_kubectl(tmp_path, port=httpserver.port)
-    cfg = write_kubeconfig(tmp_path / "kubeconfig", httpserver.url_for("/").rstrip("/"))
-    t = KubernetesTarget("kind", kubeconfig=str(cfg), context=CONTEXT, kubectl=kubectl)
-    yield t
-    t.close()
+    with target_at(httpserver, tmp_path, kubectl=kubectl) as t:
+        yield t
 
 
 def test_ready_pod_that_answers_its_protocol_is_ready(kube, httpserver):

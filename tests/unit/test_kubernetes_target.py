@@ -6,7 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from kube_fake import CONTEXT, FakeCluster, pod, status, write_kubeconfig
+from kube_fake import CONTEXT, FakeCluster, pod, status, target_at, write_kubeconfig
 
 from indmlops.checks.manifests import load_cached
 from indmlops.errors import (ApiUnauthorized, ApiUnreachable, ImageNotLoaded, IndMLOpsError, KubernetesError,
@@ -25,11 +25,9 @@ def cluster(httpserver) -> FakeCluster:
 
 @pytest.fixture
 def kube(cluster, httpserver, tmp_path):
-    cfg = write_kubeconfig(tmp_path / "kubeconfig", httpserver.url_for("/").rstrip("/"))
     # Pod-level behaviour here; protocol readiness through port-forwards: test_kubernetes_readiness.py.
-    t = KubernetesTarget("kind", kubeconfig=str(cfg), context=CONTEXT, protocol_probes=False)
-    yield t
-    t.close()
+    with target_at(httpserver, tmp_path, protocol_probes=False) as t:
+        yield t
 
 
 @pytest.fixture
