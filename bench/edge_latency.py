@@ -9,9 +9,15 @@ reference simulator publishes QoS1 readings (`indmlops simulate` in its own proc
 and a receiver (monitor role) times publish → prediction from the reading's `ts_ns` (same clock). The ratio
 inference/relay is what the model, features and JSON cost on top of the broker (goal ≤ 1.5×).
 
-Broker durability part. The shipped broker saves its database every `autosave_interval` changes; with QoS1
-subscribers every delivered message is a change. For several intervals: what the relay sustains at the highest
-rate, and how many acknowledged QoS1 readings queued for an offline persistent session a SIGKILL loses.
+Broker durability part (the stack option `broker_autosave`, Mosquitto's `autosave_interval` with
+`autosave_on_changes`: the database is saved every N changes, and with QoS1 subscribers every delivered message
+is a change). For each setting, `--runs` times in interleaved order (the machine is shared: one slow minute
+hits every setting alike), on a fresh private broker: the relay's end-to-end p50/p99 at a fixed rate, the
+throughput it sustains (readings delivered end to end per second when offered far more), and `--kills` SIGKILLs,
+each right after the last PUBACK of 2000 QoS1 readings queued for an offline persistent session, counting the
+acknowledged readings the restarted broker no longer has. Medians, min–max, and ratios against the first
+setting (the baseline, measured in the same run). `--curve-only` runs just this part: it needs only the local
+stack's broker configuration (`indmlops up mosquitto`), no model.
 
 HTTP part. The same readings as requests: our `POST /predict` (raw reading) against `mlflow models serve
 --env-manager local` `POST /invocations` (the reading's feature vector), closed loop, same client, same run
@@ -19,6 +25,8 @@ HTTP part. The same readings as requests: our `POST /predict` (raw reading) agai
 
     .venv/bin/python bench/edge_latency.py [--rates 500,2000] [--seconds 10] [--autosave 1,100,1000]
     (needs a running local stack with a registered model: .venv/bin/indmlops up)
+    .venv/bin/python bench/edge_latency.py --curve-only --autosave 1,10,100,1000 --runs 3 --kills 3
+    (needs the stack's broker configuration only: .venv/bin/indmlops up mosquitto)
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import statistics
 import signal
 import socket
 import subprocess
@@ -190,12 +199,15 @@ class Row:
     p95_ms: float
     p99_ms: float
     responder_cores: float
+    delivered: float = 0.0  # readings whose prediction arrived, per second from the first publish to the last arrival
 
 
 class Receiver:
     def __init__(self, ep: Endpoint, password: str) -> None:
         self.lat_ns: dict[str, int] = {}
         self.duplicates = 0
+        self.last_ns = 0
+        self.first_ts_ns = 0  # the earliest reading's publish time
         self.client = probes.mqtt_connect(ep, "monitor", password)
         self.client.on_message = self._on
         probes.mqtt_subscribe(self.client, "factory/+/+/prediction", qos=1)
@@ -207,6 +219,8 @@ class Receiver:
             self.duplicates += 1
         else:
             self.lat_ns[doc["id"]] = now - doc["ts_ns"]
+            self.last_ns = now
+            self.first_ts_ns = min(self.first_ts_ns or doc["ts_ns"], doc["ts_ns"])
 
     def close(self) -> None:
         probes.mqtt_close(self.client)
@@ -216,7 +230,7 @@ def run_mqtt(kind: str, broker: Broker, creds: dict[str, str], tracking_uri: str
              seconds: float) -> Row:
     with responder(kind, broker, creds["inference"], tracking_uri) as (proc, _):
         receiver = Receiver(broker.ep, creds["monitor"])
-        cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+        cpu0, t0, wall0 = cpu_seconds(proc.pid), time.monotonic(), time.time_ns()
         sim = subprocess.run(INDMLOPS + ["simulate", "--mqtt", broker.hostport, "--password-env", "BENCH_SIM_PASSWORD",
                                          "--rate", str(rate), "--duration", str(seconds), "--qos", "1",
                                          "--lines", str(LINES), "--machines", str(MACHINES), "--seed", "11"],
@@ -233,27 +247,31 @@ def run_mqtt(kind: str, broker: Broker, creds: dict[str, str], tracking_uri: str
         receiver.close()
     lat = sorted(receiver.lat_ns.values())
     ms = [x / 1e6 for x in lat]  # every reading, warm-up included
+    # The simulator process starts (imports) before it publishes: time from the first reading's ts_ns instead.
+    first_ns = receiver.first_ts_ns or wall0
+    span = (receiver.last_ns - first_ns) / 1e9 if receiver.last_ns else 0.0
     return Row(kind, rate, published / sim_seconds, published, len(lat), receiver.duplicates,
-               percentile(ms, 50), percentile(ms, 95), percentile(ms, 99), cores)
+               percentile(ms, 50), percentile(ms, 95), percentile(ms, 99), cores, len(lat) / span if span else 0.0)
 
 
-def kill_loss(broker: Broker, creds: dict[str, str], n: int = 2000) -> int:
-    """Queue n acknowledged QoS1 readings for an offline persistent session, SIGKILL the broker, restart it,
-    resume the session: how many never arrive."""
-    sub = probes.mqtt_connect(broker.ep, "inference", creds["inference"], client_id="indmlops-bench-offline",
-                              clean_session=False)
+def kill_loss(broker: Broker, creds: dict[str, str], n: int = 2000, kill_no: int = 0) -> int:
+    """Queue n acknowledged QoS1 readings for an offline persistent session, SIGKILL the broker right after the
+    last PUBACK, restart it, resume the session: how many never arrive. Each kill has its own session and seed,
+    so nothing restored from an earlier kill's database is counted; the session is forgotten afterwards."""
+    client_id = f"indmlops-bench-offline-{kill_no}"
+    sub = probes.mqtt_connect(broker.ep, "inference", creds["inference"], client_id=client_id, clean_session=False)
     probes.mqtt_subscribe(sub, "factory/+/+/telemetry", qos=1)
     probes.mqtt_close(sub)
     sim = subprocess.run(INDMLOPS + ["simulate", "--mqtt", broker.hostport, "--password-env", "BENCH_SIM_PASSWORD",
-                                     "--rate", "0", "--count", str(n), "--qos", "1", "--seed", "5"],
+                                     "--rate", "0", "--count", str(n), "--qos", "1", "--seed", str(5 + kill_no)],
                          env=dict(os.environ, BENCH_SIM_PASSWORD=creds["simulator"]), capture_output=True, text=True)
-    if sim.returncode != 0:
-        raise SystemExit(f"simulator failed: {sim.stdout[-300:]}")
+    if sim.returncode != 0:  # exit 1: not every reading was acknowledged, so loss could not be attributed
+        raise SystemExit(f"simulator failed: {sim.stdout[-300:]}{sim.stderr[-300:]}")
     broker.kill()
     broker.start("monitor", creds["monitor"])
     got: set[str] = set()
     # Resuming the session delivers the queue right after CONNACK: on_message must be set before connecting.
-    sub = probes.mqtt_connect(broker.ep, "inference", creds["inference"], client_id="indmlops-bench-offline",
+    sub = probes.mqtt_connect(broker.ep, "inference", creds["inference"], client_id=client_id,
                               clean_session=False, on_message=lambda _c, _u, m: got.add(json.loads(m.payload)["id"]))
     quiet_since, last = time.monotonic(), -1
     while time.monotonic() - quiet_since < 1.0:  # until nothing new arrives for 1 s
@@ -261,7 +279,61 @@ def kill_loss(broker: Broker, creds: dict[str, str], n: int = 2000) -> int:
             quiet_since, last = time.monotonic(), len(got)
         time.sleep(0.05)
     probes.mqtt_close(sub)
+    probes.forget_session(broker.ep, "inference", creds["inference"], client_id)
     return n - len(got)
+
+
+@dataclass
+class CurvePoint:
+    autosave: int
+    delivered: list[float]   # msg/s sustained, one per run
+    p50_ms: list[float]      # at the fixed rate, one per run
+    p99_ms: list[float]
+    lost: list[int]          # acknowledged readings lost, one per kill
+
+
+def _spread(xs: list[float], fmt: str) -> str:
+    return f"{statistics.median(xs):{fmt}} ({min(xs):{fmt}}–{max(xs):{fmt}})"
+
+
+def durability_curve(stack_conf: Path, creds: dict[str, str], settings: list[int], *, runs: int, kills: int,
+                     fixed_rate: float, offered_rate: float, seconds: float, queued: int) -> list[CurvePoint]:
+    points = {n: CurvePoint(n, [], [], [], []) for n in settings}
+    print(f"\nbroker durability: throughput vs loss ({runs} runs per setting, interleaved; {kills} SIGKILLs per "
+          f"run, each right after the last PUBACK of {queued} QoS1 readings queued for an offline session)")
+    print(f"{'run':>4}{'autosave':>9}{'msg/s':>8}{'p50 ms':>8}{'p99 ms':>8}  lost per kill")
+    for run in range(1, runs + 1):
+        for n in settings:
+            broker = Broker(stack_conf, n)
+            try:
+                broker.start("monitor", creds["monitor"])
+                fixed = run_mqtt("relay", broker, creds, "", fixed_rate, seconds)
+                top = run_mqtt("relay", broker, creds, "", offered_rate, seconds)
+                lost = [kill_loss(broker, creds, queued, kill_no=k) for k in range(kills)]
+            finally:
+                broker.close()
+            pt = points[n]
+            pt.delivered.append(top.delivered)
+            pt.p50_ms.append(fixed.p50_ms)
+            pt.p99_ms.append(fixed.p99_ms)
+            pt.lost.extend(lost)
+            missing = fixed.published - fixed.received
+            print(f"{run:>4}{n:>9}{top.delivered:>8.0f}{fixed.p50_ms:>8.2f}{fixed.p99_ms:>8.2f}  {lost}"
+                  + (f"  ({missing} readings of the fixed-rate run unrelayed)" if missing else ""), flush=True)
+    base = points[settings[0]]
+    print(f"\nsummary: median (min–max); ratios of medians against autosave {settings[0]} (baseline, same run); "
+          f"p50/p99 at {fixed_rate:.0f} readings/s, msg/s = readings relayed end to end when {offered_rate:.0f}/s "
+          f"are offered")
+    print(f"{'autosave':>9}  {'msg/s':<20}{'p50 ms':<20}{'p99 ms':<20}{'lost per SIGKILL':<22}"
+          f"{'msg/s ×':>8}{'p50 ×':>7}{'p99 ×':>7}")
+    for n in settings:
+        pt = points[n]
+        print(f"{n:>9}  {_spread(pt.delivered, '.0f'):<20}{_spread(pt.p50_ms, '.2f'):<20}{_spread(pt.p99_ms, '.1f'):<20}"
+              f"{_spread([float(x) for x in pt.lost], '.0f') + f' n={len(pt.lost)}':<22}"
+              f"{statistics.median(pt.delivered) / statistics.median(base.delivered):>8.2f}"
+              f"{statistics.median(pt.p50_ms) / statistics.median(base.p50_ms):>7.2f}"
+              f"{statistics.median(pt.p99_ms) / statistics.median(base.p99_ms):>7.2f}")
+    return list(points.values())
 
 
 # -- HTTP ------------------------------------------------------------------------------------------------------
@@ -338,7 +410,17 @@ def main() -> int:
     ap.add_argument("--rates", default="500,2000", help="publish rates, msg/s (comma-separated)")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of each MQTT run")
     ap.add_argument("--autosave", default="1,10,100,1000",
-                    help="autosave_interval values for the broker durability part ('' to skip)")
+                    help="broker_autosave settings (autosave_interval, changes) for the durability part, the first "
+                         "is the baseline of the ratios ('' to skip)")
+    ap.add_argument("--curve-only", action="store_true",
+                    help="only the broker durability part (needs `indmlops up mosquitto`, no model)")
+    ap.add_argument("--runs", type=int, default=3, help="durability part: runs per setting (shared machine: ≥ 3)")
+    ap.add_argument("--kills", type=int, default=3, help="durability part: SIGKILLs per setting and run")
+    ap.add_argument("--fixed-rate", type=float, default=200.0,
+                    help="durability part: readings/s for the p50/p99 (every setting must carry it)")
+    ap.add_argument("--offered-rate", type=float, default=5000.0,
+                    help="durability part: readings/s offered to measure the sustained throughput")
+    ap.add_argument("--queued", type=int, default=2000, help="durability part: readings queued before each kill")
     ap.add_argument("--broker-autosave", type=int,
                     help="autosave_interval for the latency part (default: the value the stack ships)")
     ap.add_argument("--http-seconds", type=float, default=5.0)
@@ -349,6 +431,12 @@ def main() -> int:
     target = LocalTarget(default_state_dir())
     stack_conf = target.stack.layout.conf / "mosquitto"
     creds = {r: target.credentials("mosquitto", r).password for r in ("simulator", "inference", "monitor")}
+    if args.autosave:
+        durability_curve(stack_conf, creds, [int(x) for x in args.autosave.split(",")], runs=args.runs,
+                         kills=args.kills, fixed_rate=args.fixed_rate, offered_rate=args.offered_rate,
+                         seconds=args.seconds, queued=args.queued)
+    if args.curve_only:
+        return 0
     tracking_uri = target.endpoint("mlflow").url
     shipped = int(next(line.split()[1] for line in (stack_conf / "mosquitto.conf").read_text().splitlines()
                        if line.startswith("autosave_interval")))
@@ -375,21 +463,6 @@ def main() -> int:
     for rate in rates:
         a, b = rows[rate, "inference"], rows[rate, "relay"]
         print(f"  {rate:>6.0f} msg/s: p50 {a.p50_ms / b.p50_ms:.2f}×, p99 {a.p99_ms / b.p99_ms:.2f}×")
-
-    if args.autosave:
-        top = max(rates)
-        print(f"\nbroker durability trade-off (relay at {top:.0f} msg/s; SIGKILL with 2000 acknowledged QoS1 "
-              f"readings queued for an offline session):")
-        print(f"{'autosave_interval':>18}{'achieved':>10}{'p50 ms':>8}{'p99 ms':>8}{'lost on kill':>14}")
-        for n in (int(x) for x in args.autosave.split(",")):
-            broker = Broker(stack_conf, n)
-            try:
-                broker.start("monitor", creds["monitor"])
-                r = run_mqtt("relay", broker, creds, tracking_uri, top, args.seconds)
-                lost = kill_loss(broker, creds)
-            finally:
-                broker.close()
-            print(f"{n:>18}{r.achieved:>10.0f}{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}{lost:>9} / 2000")
 
     ours_b, theirs_b = http_bodies()
     print(f"\nHTTP, closed loop, {args.concurrency} client processes, {args.http_seconds:.0f} s each:")
