@@ -24,6 +24,25 @@ def _ports(args: argparse.Namespace) -> dict[str, int] | None:
     return ports_from_environment(cli_overrides=args.port)
 
 
+def _broker_autosave(args: argparse.Namespace) -> int | None:
+    """--broker-autosave, else INDMLOPS_BROKER_AUTOSAVE (the plugin's resolution, errors naming the source);
+    None when neither is set: a running stack keeps its setting."""
+    from indmlops.options import OptionError, resolve
+
+    try:
+        res = resolve("broker_autosave", cli=args.broker_autosave)
+    except OptionError as exc:
+        raise IndMLOpsError(str(exc)) from None
+    return None if res.source == "default" else res.value
+
+
+def _status_text(stack: LocalStack) -> str:
+    rows = stack.status()
+    autosave = stack.config().broker_autosave
+    return (format_status(rows) + f"\nbroker_autosave {autosave}: mosquitto saves its database every {autosave} "
+            f"change(s) (stack.json; `indmlops up --broker-autosave N` changes it)")
+
+
 def _hostport(text: str, flag: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit():
@@ -227,12 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     state_dir = args.state_dir or default_state_dir()
     try:
         if args.cmd == "up":
-            stack = LocalStack(state_dir, _ports(args))
+            stack = LocalStack(state_dir, _ports(args), broker_autosave=_broker_autosave(args))
             t0 = time.monotonic()
             print(f"indmlops up: state in {stack.layout.state_dir}", file=sys.stderr)
             stack.up(args.services or None, progress=_progress, timeout=args.timeout)
             print(f"indmlops up: all ready in {time.monotonic() - t0:.1f} s", file=sys.stderr)
-            print(format_status(stack.status()))
+            print(_status_text(stack))
         elif args.cmd == "train":
             return _train(args, state_dir)
         elif args.cmd == "serve":
@@ -253,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             stopped = stack.down(progress=_progress)
             print("indmlops down: stopped" if stopped else f"indmlops down: nothing running in {stack.layout.state_dir}")
         else:
-            print(format_status(LocalStack(state_dir).status()))
+            print(_status_text(LocalStack(state_dir)))
     except IndMLOpsError as exc:
         print(f"indmlops {args.cmd}: error: {exc}", file=sys.stderr)
         return 2 if args.cmd != "status" else 3

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from indmlops.broker import DEFAULT_BROKER_AUTOSAVE
+
 
 class OptionError(ValueError):
     pass
@@ -17,7 +19,7 @@ class Option:
     help: str
     default: Any = None
     choices: tuple[str, ...] | None = None
-    kind: str = "str"  # str | bool | path
+    kind: str = "str"  # str | bool | path | count (a whole number ≥ 1)
 
     @property
     def cli(self) -> str:
@@ -48,6 +50,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("state_dir", "local target state directory (default: .indmlops/ in the repo)", None, kind="path"),
     Option("allow_unenforced", "skip the live isolation suite, instead of failing it, when the cluster's network "
            "does not enforce NetworkPolicy (the enforcement canary)", False, kind="bool"),
+    Option("broker_autosave", "the broker saves its database every N changes (Mosquitto's autosave_interval): "
+           "1 after every change, larger N trades acknowledged readings lost per SIGKILL for throughput (README, "
+           "\"broker durability\"); the local stack applies it, on Kubernetes use manifests/components/",
+           DEFAULT_BROKER_AUTOSAVE, kind="count"),
     Option("probe_image", "image of the isolation probe pods on a Kubernetes target (default: "
            "indmlops-probe:<project version>, built by scripts/build-images.sh)"),
 )}
@@ -72,6 +78,11 @@ def _convert(opt: Option, raw: Any, where: str) -> Any:
         if text in _FALSE:
             return False
         raise OptionError(f"{opt.cli} {raw!r} from {where}: expected one of true, false (or 1, 0, yes, no)")
+    if opt.kind == "count":
+        text = str(raw).strip()
+        if not text.isdigit() or int(text) < 1:
+            raise OptionError(f"{opt.cli} {raw!r} from {where}: expected a whole number ≥ 1")
+        return int(text)
     text = str(raw)
     if opt.choices and text not in opt.choices:
         raise OptionError(f"{opt.cli} {text!r} from {where}: expected one of {', '.join(opt.choices)}")

@@ -87,7 +87,8 @@ def manifests_dir(config: pytest.Config) -> Path:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     opts = resolved_options(config)
     lines = ["indmlops: " + ", ".join(f"{n}={r.value} ({r.source})" for n, r in opts.items()
-                                      if n in ("target", "profile", "reports_dir", "keep_stack", "keep_cluster"))]
+                                      if n in ("target", "profile", "reports_dir", "keep_stack", "keep_cluster",
+                                               "broker_autosave"))]
     lines.append(f"indmlops manifests: {manifests_dir(config)} ({opts['manifests'].source}; static suite)")
     if opts["target"].value != "local":
         kubeconfig, context = kube_location(config)
@@ -107,6 +108,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.append(f"indmlops endpoints: local stack not running yet in {stack.layout.state_dir} "
                      "(the `target` fixture starts it when a test needs it)")
     return lines
+        lines.append(f"indmlops broker: broker_autosave={t.cfg.broker_autosave} (the running stack's, stack.json)")
 
 
 # MLflow's client retries a failing request 7 times with exponential backoff (minutes in all). A check must
@@ -227,7 +229,14 @@ def _local_target(pytestconfig: pytest.Config):
         ports = ports_from_environment()
     except IndMLOpsError as exc:
         raise pytest.UsageError(str(exc)) from None
-    stack = LocalStack(_state_dir(pytestconfig), ports)
+    autosave = resolved_options(pytestconfig)["broker_autosave"]
+    wanted = None if autosave.source == "default" else autosave.value
+    stack = LocalStack(_state_dir(pytestconfig), ports, broker_autosave=wanted)
+    if wanted and stack.running() and stack.config().broker_autosave != wanted:
+        # The session leaves a stack it did not start as it found it: it will not restart its broker.
+        raise pytest.UsageError(
+            f"--broker-autosave {wanted} from {autosave.source}: the running stack in {stack.layout.state_dir} has "
+            f"broker_autosave {stack.config().broker_autosave}; run `indmlops up --broker-autosave {wanted}` first")
     started = False
     if not stack.running():
         progress = _live_printer(pytestconfig, "indmlops up")

@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from indmlops.broker import DEFAULT_BROKER_AUTOSAVE
 from indmlops.errors import IndMLOpsError, StateDirError
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -165,23 +166,26 @@ class Layout:
 
 @dataclass
 class StackConfig:
-    """What `up` decided: ports and credentials, persisted so status, targets and tests read the same."""
+    """What `up` decided: ports, credentials and the broker's durability setting, persisted so status, targets
+    and tests read the same."""
 
     state_dir: Path
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     credentials: dict[str, dict[str, str]] = field(default_factory=dict)
+    broker_autosave: int = DEFAULT_BROKER_AUTOSAVE
 
     @property
     def layout(self) -> Layout:
         return Layout(self.state_dir)
 
     @classmethod
-    def create(cls, state_dir: Path, ports: dict[str, int]) -> "StackConfig":
+    def create(cls, state_dir: Path, ports: dict[str, int],
+               broker_autosave: int = DEFAULT_BROKER_AUTOSAVE) -> "StackConfig":
         """A config for `state_dir`, keeping credentials from an earlier run so data stays readable."""
         layout = Layout(state_dir)
         previous = cls.load(state_dir) if layout.stack_file.exists() else None
         creds = previous.credentials if previous else new_credentials()
-        return cls(state_dir=layout.state_dir, ports=ports, credentials=creds)
+        return cls(state_dir=layout.state_dir, ports=ports, credentials=creds, broker_autosave=broker_autosave)
 
     @classmethod
     def load(cls, state_dir: Path) -> "StackConfig":
@@ -194,12 +198,15 @@ class StackConfig:
             ) from None
         except json.JSONDecodeError as exc:
             raise IndMLOpsError(f"{layout.stack_file} is not valid JSON ({exc}): remove it and run `indmlops up`") from exc
-        return cls(state_dir=layout.state_dir, ports=raw["ports"], credentials=raw["credentials"])
+        # A stack.json written before the option existed ran the then hard-wired value, the default.
+        return cls(state_dir=layout.state_dir, ports=raw["ports"], credentials=raw["credentials"],
+                   broker_autosave=int(raw.get("broker_autosave", DEFAULT_BROKER_AUTOSAVE)))
 
     def save(self) -> None:
         path = self.layout.stack_file
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"ports": self.ports, "credentials": self.credentials}, indent=2))
+        tmp.write_text(json.dumps({"ports": self.ports, "credentials": self.credentials,
+                                   "broker_autosave": self.broker_autosave}, indent=2))
         tmp.chmod(0o600)
         tmp.replace(path)
 

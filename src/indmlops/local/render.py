@@ -9,19 +9,24 @@ from pathlib import Path
 
 import yaml
 
+from indmlops.broker import DEFAULT_BROKER_AUTOSAVE
 from indmlops.local.layout import CONFIG_DIR, HOST, StackConfig
 
 
 def mosquitto_conf(cfg: StackConfig) -> str:
     lay = cfg.layout
     return mosquitto_conf_text(port=cfg.ports["mosquitto"], conf_dir=lay.conf / "mosquitto",
-                               data_dir=lay.data / "mosquitto")
+                               data_dir=lay.data / "mosquitto", autosave_changes=cfg.broker_autosave)
 
 
-def mosquitto_conf_text(*, port: int, conf_dir: Path, data_dir: Path, autosave_changes: int = 1,
-                        host: str = HOST, password_file: Path | None = None) -> str:
+def mosquitto_conf_text(*, port: int, conf_dir: Path, data_dir: Path,
+                        autosave_changes: int = DEFAULT_BROKER_AUTOSAVE, host: str = HOST,
+                        password_file: Path | None = None) -> str:
     """The broker's configuration, one text for the local target, bench/edge_latency.py (which varies
-    `autosave_changes` to measure the durability/throughput trade-off) and Kubernetes (`indmlops kube-config`)."""
+    `autosave_changes` to measure the durability/throughput trade-off) and Kubernetes (`indmlops kube-config`,
+    the base and manifests/components/broker-*)."""
+    if autosave_changes < 1:
+        raise ValueError(f"autosave_changes {autosave_changes}: Mosquitto needs a whole number of changes ≥ 1")
     return f"""# Rendered by indmlops; edit config/mosquitto/ or the renderer, not this file.
 per_listener_settings false
 listener {port} {host}
@@ -29,9 +34,10 @@ allow_anonymous false
 password_file {password_file or conf_dir / 'passwd'}
 acl_file {conf_dir / 'acl.conf'}
 
-# Durability: save the in-memory database after every change (autosave_interval counts changes when
-# autosave_on_changes is true), so a SIGKILL loses at most what arrived since the last write. This is as
-# far as Mosquitto 2.0 allows; SIGTERM always writes the database on exit.
+# Durability (the stack option broker_autosave): save the in-memory database after every
+# autosave_interval changes (autosave_on_changes true; there is no timed save besides), so a SIGKILL loses
+# what changed since the last write: at 1 at most the last message or so, the most Mosquitto 2.0 allows.
+# SIGTERM always writes the database on exit. Loss per SIGKILL by setting: fixtures/slo.yaml.
 persistence true
 persistence_location {data_dir}/
 persistence_file mosquitto.db

@@ -146,19 +146,24 @@ def _mosquitto_bootstrap(cfg: StackConfig) -> str:
     db = cfg.layout.data / "mosquitto" / "mosquitto.db"
     before = db.stat().st_mtime_ns if db.exists() else 0
     client = probes.mqtt_connect(endpoint(cfg, "mosquitto"), "probe", cfg.credentials["mosquitto"]["probe_password"])
+    # The broker saves after broker_autosave changes and never on a timer; one retained QoS1 message is one
+    # change (measured: 9 did not save at 10, 10 did), so that many of them must produce a write.
     try:
-        info = client.publish("indmlops/probe/persistence", f"written {time.time():.3f}", qos=1, retain=True)
-        info.wait_for_publish(timeout=5)
+        infos = [client.publish("indmlops/probe/persistence", f"written {time.time():.3f} #{i}", qos=1, retain=True)
+                 for i in range(cfg.broker_autosave)]
+        for info in infos:
+            info.wait_for_publish(timeout=5)
     finally:
         probes.mqtt_close(client)
-    # autosave_on_changes with interval 1 writes on the next housekeeping pass (~1 s); allow 10 s.
+    # The save happens on the next housekeeping pass (~1 s); allow 10 s.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if db.exists() and db.stat().st_mtime_ns > before and db.stat().st_size > 0:
             return f"persistence written to {db}"
         time.sleep(0.2)
     raise IndMLOpsError(
-        f"mosquitto accepted a retained QoS1 message but did not write its persistence file {db} within 10 s: "
+        f"mosquitto accepted {cfg.broker_autosave} retained QoS1 message(s) (broker_autosave {cfg.broker_autosave}) "
+        f"but did not write its persistence file {db} within 10 s: "
         f"check that the broker's user can write {db.parent} (see {cfg.layout.log('mosquitto')})"
     )
 

