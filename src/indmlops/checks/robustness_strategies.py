@@ -228,7 +228,7 @@ def raw_bytes() -> st.SearchStrategy[Body]:
     blobs = st.one_of(st.binary(max_size=512), st.sampled_from([b"", b"null", b"[]", b"1e400", b"NaN", b'"x"',
                                                                 b"\xff\xfe", b"{", b"{}" * 9000, b"\x00" * 100]),
                       st.binary(min_size=MAX_PAYLOAD_BYTES - 8, max_size=MAX_PAYLOAD_BYTES + 64))
-    return blobs.map(lambda b: Body(b, f"{len(b)} raw bytes", Expect(False, why="not a reading")))
+    return blobs.map(lambda b: Body(b, f"{len(b)} raw bytes", _sized(b, Expect(False, why="not a reading"))))
 
 
 def hostile_body(base: dict[str, Any], *, channel: str) -> st.SearchStrategy[Body]:
