@@ -194,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port", action="append", metavar="NAME=PORT",
                     help="override a port, e.g. --port mosquitto=11883 (also INDMLOPS_PORTS, INDMLOPS_PORT_OFFSET)")
     up.add_argument("--timeout", type=float, default=None, help="per-service readiness timeout in seconds")
+    up.add_argument("--broker-autosave", metavar="N", default=None,
+                    help="the broker saves its database every N changes (also INDMLOPS_BROKER_AUTOSAVE; default: a "
+                         "running stack's setting, else 1); a changed value restarts only mosquitto")
     sim = sub.add_parser("simulate", help="publish simulated machine telemetry over MQTT (or print it)")
     sim.add_argument("--lines", type=int, default=1, help="production lines (default 1)")
     sim.add_argument("--machines", type=int, default=4, help="machines per line (default 4)")

@@ -104,11 +104,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         t = LocalTarget(stack.layout.state_dir)
         lines.append("indmlops endpoints: " + ", ".join(f"{c}={t.endpoint(c)}" for c in t.components()))
         lines.append("indmlops versions: " + "; ".join(f"{k}: {v}" for k, v in t.versions().items()))
+        lines.append(f"indmlops broker: broker_autosave={t.cfg.broker_autosave} (the running stack's, stack.json)")
     else:
         lines.append(f"indmlops endpoints: local stack not running yet in {stack.layout.state_dir} "
                      "(the `target` fixture starts it when a test needs it)")
     return lines
-        lines.append(f"indmlops broker: broker_autosave={t.cfg.broker_autosave} (the running stack's, stack.json)")
 
 
 # MLflow's client retries a failing request 7 times with exponential backoff (minutes in all). A check must
