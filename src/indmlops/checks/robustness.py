@@ -266,7 +266,7 @@ def mqtt_hostile_handled(edge: Edge, messages: list[tuple[str, Body]]) -> list[s
             edge_alive(edge, after=[])
             alive = "the edge is still alive"
         except AssertionError as exc:
-            alive = f"and then: {str(exc).split(': ', 1)[-1].splitlines()[0]}"
+            alive = f"and then: {exc}"
         raise edge.fail([p for p, _ in bad], f"{first}{more}; {alive}")
     edge_alive(edge, after=payloads)
     return verdicts
