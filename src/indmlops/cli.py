@@ -112,7 +112,7 @@ def _serve(args: argparse.Namespace, state_dir: Path) -> int:
         svc = InferenceService(mqtt=_mqtt_endpoint(args, state_dir), username=args.username,
                                password=_mqtt_password(args, state_dir), tracking_uri=_tracking_uri(args, state_dir),
                                http_host=host, http_port=port, watch_interval=args.watch_interval,
-                               client_id=args.client_id)
+                               client_id=args.client_id, stall_after=args.stall_after)
     except OSError as exc:
         raise IndMLOpsError(f"cannot listen on {args.http}: {exc.strerror}") from None
     stop = threading.Event()
@@ -121,7 +121,7 @@ def _serve(args: argparse.Namespace, state_dir: Path) -> int:
     svc.start()
     print(f"inference: HTTP on http://{host}:{port}, MQTT {svc.mqtt_ep}, model {svc.model_name}@{svc.alias}",
           flush=True)
-    stop.wait()
+    svc.watchdog(stop)
     svc.stop(forget_session=args.forget_session)
     return 0
 
@@ -231,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="MQTT client id of the persistent session (default indmlops-inference)")
     sv.add_argument("--forget-session", action="store_true",
                     help="end the persistent session on exit (for throwaway instances: the broker stops queueing)")
+    sv.add_argument("--stall-after", type=float, default=20.0,
+                    help="seconds one reading may be in handling before the service counts itself stuck: /healthz "
+                         "answers 503 and the process exits (code 70) for its supervisor to restart it")
     im = sub.add_parser("images", help="container images: build the simulator, inference and MLflow images")
     im_sub = im.add_subparsers(dest="images_cmd", required=True)
     imb = im_sub.add_parser("build", help="build with Docker (an engine answers) or Podman, on a local Debian "

@@ -12,15 +12,23 @@ FEATURE_NAMES = list(SIGNALS) + [f"d_{s}" for s in SIGNALS]
 
 
 class FeatureState:
-    """Per-machine memory of the last reading; `vector()` is O(1) and allocation-light."""
+    """Per-machine memory of the last reading; `vector()` is O(1) and allocation-light.
 
-    def __init__(self) -> None:
+    At most `max_machines` machines are remembered (the least recently seen is forgotten first): machine names come
+    from the input, and a stream of invented ones must not grow the service's memory without bound. 10,000 machines
+    × ~400 B ≈ 4 MB."""
+
+    def __init__(self, max_machines: int = 10_000) -> None:
         self._last: dict[str, list[float]] = {}
+        self.max_machines = max_machines
 
     def vector(self, machine_key: str, features: dict[str, float]) -> list[float]:
         values = [float(features[s]) for s in SIGNALS]
-        prev = self._last.get(machine_key)
-        self._last[machine_key] = values
+        last = self._last
+        prev = last.pop(machine_key, None)  # re-inserted below: the dict's order is least recently seen first
+        if prev is None and len(last) >= self.max_machines:
+            del last[next(iter(last))]
+        last[machine_key] = values
         # The first reading of a machine has no history: a delta of 0 would look like a stuck sensor, so use
         # a typical noise-sized change instead (the per-signal noise standard deviation).
         deltas = [v - p for v, p in zip(values, prev)] if prev else [0.5, 0.1, 0.3, 0.05]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from indmlops.inference.parse import ERROR_KINDS, MAX_PAYLOAD_BYTES, BadPayload, parse_reading
+from indmlops.inference.parse import ERROR_KINDS, MAX_PAYLOAD_BYTES, BadPayload, identifier_problem, parse_reading
 from indmlops.simulator import Plant
 
 VALID = next(Plant(seed=3).readings())
@@ -70,6 +70,18 @@ CASES = {
     "non_finite/inf": mutated(features__vibration_rms_mm_s=math.inf),
     "non_finite/1e999": json.dumps(VALID).replace(str(VALID["features"]["pressure_bar"]), "1e999").encode(),
     "too_large": mutated(padding="x" * MAX_PAYLOAD_BYTES),
+    "out_of_range/seq-negative": mutated(seq=-1),
+    "out_of_range/ts_ns-beyond-int64": mutated(ts_ns=2**63),
+    "out_of_range/feature-huge-int": mutated(features__temperature_c=10**400),
+    "out_of_range/feature-beyond-float32": mutated(features__temperature_c=-3.5e38),
+    "bad_identifier/line-plus": mutated(line="a+b"),
+    "bad_identifier/machine-hash": mutated(machine="#"),
+    "bad_identifier/machine-slash": mutated(machine="m/1"),
+    "bad_identifier/line-empty": mutated(line=""),
+    "bad_identifier/machine-control": mutated(machine="m\u0085"),
+    "bad_identifier/line-surrogate": mutated(line="\ud83d"),
+    "bad_identifier/machine-noncharacter": mutated(machine="m\uffff"),
+    "bad_identifier/id-nul": mutated(id="r\u0000"),
 }
 
 
@@ -78,3 +90,34 @@ def test_malformed_payload_rejected_with_its_kind(case):
     with pytest.raises(BadPayload) as err:
         parse_reading(CASES[case])
     assert err.value.kind == case.split("/")[0]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(max_size=140))
+def test_an_accepted_identifier_makes_a_topic_level_the_broker_accepts(text):
+    """What identifier_problem lets through is a topic level Mosquitto takes; what it refuses, it names."""
+    why = identifier_problem(text)
+    if why is None:
+        topic = f"factory/{text}/m/prediction".encode("utf-8")  # raises on a lone surrogate
+        assert len(topic.split(b"/")) == 4 and b"+" not in topic and b"#" not in topic and b"\x00" not in topic
+        assert all(not (0x7F <= ord(c) <= 0x9F or ord(c) < 0x20) for c in text)
+        assert 0 < len(text) <= 128
+    else:
+        assert isinstance(why, str) and why
+
+
+def test_identifier_rules_name_what_is_wrong():
+    assert identifier_problem("line-1") is None and identifier_problem("Halle 3 · Presse") is None
+    assert "'+'" in identifier_problem("a+b") and "U+0000" in identifier_problem("\x00")
+    assert "surrogate" in identifier_problem("\ud800") and "noncharacter" in identifier_problem("\U0001fffe")
+    assert "129 characters" in identifier_problem("x" * 129)
+
+
+def test_feature_state_forgets_the_least_recently_seen_machine_beyond_its_bound():
+    from indmlops.features import FeatureState
+
+    state = FeatureState(max_machines=3)
+    reading = VALID["features"]
+    for key in ("a", "b", "c", "a", "d"):  # "a" seen again before "d" arrives: "b" is the oldest
+        state.vector(key, reading)
+    assert list(state._last) == ["c", "a", "d"]

@@ -10,8 +10,17 @@ from indmlops.simulator.model import SCHEMA_VERSION, SIGNALS
 
 MAX_PAYLOAD_BYTES = 16 * 1024  # a reading is ~300 B; 16 KiB leaves room for extra fields, not for abuse
 
-ERROR_KINDS = ("too_large", "bad_json", "not_object", "missing_field", "wrong_type", "non_finite",
-               "schema_version")
+# Kinds of a reading that cannot be predicted: the first group is the payload's fault, found by parse_reading; the
+# second is found on the way to a prediction (the topic it came on, the model, the broker, an HTTP request's framing),
+# and `internal` is anything else that went wrong handling that one reading: counted and dead-lettered, never fatal.
+PAYLOAD_KINDS = ("too_large", "bad_json", "not_object", "missing_field", "wrong_type", "non_finite",
+                 "schema_version", "out_of_range", "bad_identifier")
+ERROR_KINDS = PAYLOAD_KINDS + ("topic_mismatch", "bad_request", "predict_failed", "publish_failed", "internal")
+
+# The model takes float32 (ONNX and the scikit-learn pipeline alike): a finite float64 beyond this becomes inf there.
+FLOAT32_MAX = 3.4028234663852886e38
+INT64_MAX = 2**63 - 1
+MAX_IDENTIFIER_CHARS = 128
 
 
 class BadPayload(ValueError):
@@ -34,6 +43,36 @@ class Reading:
 
 def _reject_constant(name: str):
     raise BadPayload("non_finite", f"JSON constant {name} is not a number")
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} chars)"
+
+
+def identifier_problem(value: str) -> str | None:
+    """Why `value` cannot be one level of an MQTT topic (and so cannot name a line, a machine or a reading), or None.
+
+    The rules are the broker's (MQTT 3.1.1 §1.5.3, §4.7; Mosquitto rejects the packet and drops the connection):
+    UTF-8 without U+0000, surrogates or noncharacters, and no control characters (Mosquitto 2.0 refuses
+    U+0001-U+001F and U+007F-U+009F); and what a topic level cannot hold: '/' and the wildcards '+' and '#'.
+    A topic level may be empty for the broker; a machine may not.
+    """
+    if not value:
+        return "empty"
+    if len(value) > MAX_IDENTIFIER_CHARS:
+        return f"{len(value)} characters, at most {MAX_IDENTIFIER_CHARS}"
+    for ch in value:
+        cp = ord(ch)
+        if ch in "/+#":
+            return f"contains {ch!r}, which MQTT reserves in topics"
+        if cp < 0x20 or 0x7F <= cp <= 0x9F:
+            return f"contains the control character U+{cp:04X}"
+        if 0xD800 <= cp <= 0xDFFF:
+            return f"contains the lone surrogate U+{cp:04X} (not UTF-8)"
+        if 0xFDD0 <= cp <= 0xFDEF or (cp & 0xFFFE) == 0xFFFE:
+            return f"contains the noncharacter U+{cp:04X}"
+    return None
 
 
 def parse_reading(payload: bytes | str, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> Reading:
@@ -60,16 +99,26 @@ def parse_reading(payload: bytes | str, *, max_bytes: int = MAX_PAYLOAD_BYTES) -
             raise BadPayload("wrong_type", f"{key} is {type(value).__name__}, expected {kind.__name__}")
     feats = doc["features"]
     values: dict[str, float] = {}
+    for key in ("seq", "ts_ns"):
+        if not 0 <= doc[key] <= INT64_MAX:
+            raise BadPayload("out_of_range", f"{key} = {_short(doc[key])}, expected 0..2**63-1")
     for s in SIGNALS:
         if s not in feats:
             raise BadPayload("missing_field", f"features.{s}")
         v = feats[s]
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             raise BadPayload("wrong_type", f"features.{s} is {type(v).__name__}, expected number")
+        if isinstance(v, int) and abs(v) > FLOAT32_MAX:  # float() of a 400-digit int raises OverflowError
+            raise BadPayload("out_of_range", f"features.{s} = {_short(v)} is beyond float32")
         v = float(v)
         if not math.isfinite(v):
             raise BadPayload("non_finite", f"features.{s} = {v}")
+        if abs(v) > FLOAT32_MAX:
+            raise BadPayload("out_of_range", f"features.{s} = {v:g} is beyond float32, what the model takes")
         values[s] = v
-    if not doc["id"] or len(doc["id"]) > 128:
-        raise BadPayload("wrong_type", "id must be a non-empty string of at most 128 characters")
+    if not doc["id"] or len(doc["id"]) > MAX_IDENTIFIER_CHARS:
+        raise BadPayload("wrong_type", f"id must be a non-empty string of at most {MAX_IDENTIFIER_CHARS} characters")
+    for key in ("id", "line", "machine"):
+        if why := identifier_problem(doc[key]):
+            raise BadPayload("bad_identifier", f"{key} {_short(doc[key])}: {why}")
     return Reading(doc["id"], doc["line"], doc["machine"], doc["seq"], doc["ts_ns"], values)

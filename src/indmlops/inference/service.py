@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import os
 import threading
 import time
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -13,7 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from indmlops import probes
 from indmlops.features import FeatureState
 from indmlops.inference import model as models
-from indmlops.inference.parse import ERROR_KINDS, BadPayload, Reading, parse_reading
+from indmlops.inference.parse import ERROR_KINDS, FLOAT32_MAX, MAX_PAYLOAD_BYTES, BadPayload, Reading, parse_reading
 from indmlops.probes import Endpoint
 from indmlops.simulator.model import SIGNALS
 
@@ -68,7 +72,9 @@ class Drift:
                 self.stats = [(s / self.n, max(1e-9, (q / self.n - (s / self.n) ** 2)) ** 0.5)
                               for s, q in zip(self.sums, self.sq)]
             return self.value
-        z = sum(abs(x - m) / sd for x, (m, sd) in zip(xs, self.stats)) / len(xs)
+        # Capped: one extreme reading (a float32-sized value over a noise-sized sd is ~1e47) would hold the gauge
+        # far above any real drift for thousands of readings; 100 σ already says "far out".
+        z = min(100.0, sum(abs(x - m) / sd for x, (m, sd) in zip(xs, self.stats)) / len(xs))
         self.value += self.alpha * (z - self.value)
         return self.value
 
@@ -76,7 +82,8 @@ class Drift:
 class InferenceService:
     def __init__(self, *, mqtt: Endpoint, username: str, password: str, tracking_uri: str,
                  model_name: str = "edge-anomaly", alias: str = "champion", http_host: str = "127.0.0.1",
-                 http_port: int = 8088, watch_interval: float = 5.0, client_id: str = "indmlops-inference") -> None:
+                 http_port: int = 8088, watch_interval: float = 5.0, client_id: str = "indmlops-inference",
+                 stall_after: float = 20.0) -> None:
         self.mqtt_ep, self.username, self.password = mqtt, username, password
         self.tracking_uri, self.model_name, self.alias = tracking_uri, model_name, alias
         self.watch_interval = watch_interval
@@ -90,6 +97,13 @@ class InferenceService:
         self._subscribed = False  # SUBSCRIBE sent on the current connection
         self._ack_after: dict[int, int] = {}  # our publish mid → the reading's mid to acknowledge when it is held
         self.stopping = threading.Event()
+        # Liveness: the network loop runs in a thread of ours (so its end is seen, with the exception that ended
+        # it), and a reading whose handling has not returned after `stall_after` s means the loop is stuck.
+        self.stall_after = stall_after
+        self._loop_thread: threading.Thread | None = None
+        self.loop_error = ""
+        self._handling_since: float | None = None
+        self.last_received = self.last_handled = 0.0
         self.last_model_error = "not loaded yet"
         self.client = None
         self.http = ThreadingHTTPServer((http_host, http_port), _handler(self))
@@ -147,20 +161,52 @@ class InferenceService:
         self._subscribed = False
 
     def _on_message(self, client, _u, msg) -> None:
+        """Handle one reading. Whatever goes wrong with it stays with it: counted by kind, reported on the errors
+        topic of the topic it came on, and the reading acknowledged (dead-lettered). An exception escaping here
+        would end paho's network loop, and the unacknowledged reading would be redelivered to every restart."""
+        self._handling_since = received_mono = time.monotonic()
+        self.last_received = received_mono
         received = time.perf_counter_ns()
-        parts = msg.topic.split("/")
+        try:
+            self._handle(client, msg, received)
+        except Exception as exc:  # noqa: BLE001 (containment is the point; the kind says where it came from)
+            self._dead_letter(msg, BadPayload("internal", f"{type(exc).__name__}: {str(exc)[:160]}"))
+        finally:
+            self._handling_since = None
+            self.last_handled = time.monotonic()
+
+    def _handle(self, client, msg, received: int) -> None:
+        # The subscription (factory/+/+/telemetry) admits exactly four levels, each accepted by the broker: the
+        # output topics are built from them, never from the payload.
+        _, line, machine, _ = msg.topic.split("/")
         try:
             reading = parse_reading(msg.payload)
+            if (reading.line, reading.machine) != (line, machine):
+                raise BadPayload("topic_mismatch", f"payload names {reading.line!r}/{reading.machine!r}, "
+                                                   f"the topic {line!r}/{machine!r}")
         except BadPayload as exc:
-            self._reject("mqtt", exc, parts, ack_mid=msg.mid)
+            self._dead_letter(msg, exc)
             return
-        out = self.predict(reading, self.state_mqtt, "mqtt", received)
+        try:
+            out = self.predict(reading, self.state_mqtt, "mqtt", received)
+        except Exception as exc:  # noqa: BLE001 (a model may raise anything on an input it was not trained for)
+            self._dead_letter(msg, BadPayload("predict_failed", f"{type(exc).__name__}: {str(exc)[:160]}"))
+            return
+        out["received_ns"] = self._wall_ns(received)
         out["published_ns"] = now = time.time_ns()
-        info = client.publish(f"factory/{reading.line}/{reading.machine}/prediction",
-                              json.dumps(out, separators=(",", ":")), qos=1)
+        try:
+            info = client.publish(f"factory/{line}/{machine}/prediction", json.dumps(out, separators=(",", ":")),
+                                  qos=1)
+        except (ValueError, TypeError) as exc:  # paho refuses a topic or payload it cannot send
+            self._dead_letter(msg, BadPayload("publish_failed", f"{type(exc).__name__}: {str(exc)[:160]}"))
+            return
         self._ack_after[info.mid] = msg.mid
         self.metrics.latency_of["mqtt"].observe((time.perf_counter_ns() - received) / 1e9)
         self.metrics.e2e.observe(max(0, now - reading.ts_ns) / 1e9)
+
+    def _wall_ns(self, perf_ns: int) -> int:
+        """A perf_counter_ns stamp as wall-clock ns (the clock of the reading's ts_ns), for where-the-time-went."""
+        return time.time_ns() - (time.perf_counter_ns() - perf_ns)
 
     def _on_publish(self, client, _u, mid, _rc, _p) -> None:
         """The broker holds our prediction (or error report): only now acknowledge the reading it answers."""
@@ -168,25 +214,39 @@ class InferenceService:
         if reading_mid is not None:
             client.ack(reading_mid, 1)
 
-    def _reject(self, source: str, exc: BadPayload, topic_parts: list[str] | None, ack_mid: int | None = None) -> None:
+    def _count(self, source: str, exc: BadPayload) -> None:
         self.metrics.errors.labels(exc.kind).inc()
         self.metrics.rejected[source].inc()
-        if topic_parts and len(topic_parts) == 4 and self.client is not None:
-            report = {"kind": exc.kind, "detail": exc.detail, "topic": "/".join(topic_parts), "ts_ns": time.time_ns(),
+
+    def _dead_letter(self, msg, exc: BadPayload) -> None:
+        """Count an MQTT reading that gets no prediction, report it on the errors topic of the topic it came on, and
+        acknowledge it once the broker holds that report (at once when there is no report to wait for)."""
+        self._count("mqtt", exc)
+        client = self.client
+        try:
+            parts = msg.topic.split("/")
+            if len(parts) != 4:
+                raise ValueError(f"topic {msg.topic!r} is not factory/<line>/<machine>/telemetry")
+            report = {"kind": exc.kind, "detail": exc.detail, "topic": msg.topic, "ts_ns": time.time_ns(),
                       "service": self.client_id}
-            info = self.client.publish(f"factory/{topic_parts[1]}/{topic_parts[2]}/errors",
-                                       json.dumps(report, separators=(",", ":")), qos=1)
-            if ack_mid is not None:
-                self._ack_after[info.mid] = ack_mid
-        elif ack_mid is not None and self.client is not None:
-            self.client.ack(ack_mid, 1)  # nowhere to report it: the reading is handled once counted
+            info = client.publish(f"factory/{parts[1]}/{parts[2]}/errors",
+                                  json.dumps(report, separators=(",", ":")), qos=1)
+            self._ack_after[info.mid] = msg.mid
+        except Exception as report_exc:  # noqa: BLE001 (nowhere to report it: handled once counted)
+            print(f"inference: a {exc.kind} reading (mid {msg.mid}) not reported: {report_exc!r}", flush=True)
+            with contextlib.suppress(Exception):  # disconnected: the broker redelivers it, and we dead-letter it again
+                client.ack(msg.mid, 1)
 
     # -- prediction ---------------------------------------------------------------------------------------
 
     def predict(self, reading: Reading, state: FeatureState, source: str, received_ns: int) -> dict:
         model = self.model  # one read: a concurrent swap cannot split this prediction across versions
         vector = state.vector(f"{reading.line}/{reading.machine}", reading.features)
+        if not all(abs(x) <= FLOAT32_MAX for x in vector):  # two extreme readings in a row: their change overflows
+            raise BadPayload("out_of_range", "a change since the machine's previous reading is beyond float32")
         label, p_fault = model.predict(vector)
+        if not math.isfinite(p_fault):  # NaN is not JSON: the HMI and every strict consumer would reject the message
+            raise ValueError(f"the model answered p_fault={p_fault} for {reading.id!r}")
         self.metrics.drift.set(self.drift.update(reading.features))
         self.metrics.predicted[source].inc()
         return {"id": reading.id, "line": reading.line, "machine": reading.machine, "seq": reading.seq,
@@ -219,10 +279,43 @@ class InferenceService:
         self.client.on_subscribe = self._on_subscribe
         self.client.reconnect_delay_set(0.2, 5)
         self.client.connect_async(self.mqtt_ep.host, self.mqtt_ep.port, keepalive=30)
-        self.client.loop_start()
+        self._loop_thread = threading.Thread(target=self._loop, name="mqtt-loop", daemon=True)
+        self._loop_thread.start()
         threading.Thread(target=self._watch, name="model-watch", daemon=True).start()
 
+    def _loop(self) -> None:
+        try:
+            self.client.loop_forever(retry_first_connection=True)
+        except BaseException as exc:  # noqa: BLE001 (recorded for liveness; the watchdog ends the process)
+            self.loop_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            traceback.print_exc()
+
+    def liveness(self) -> tuple[bool, str]:
+        """Alive unless the MQTT loop has ended or is stuck in one reading. A broker that is away is not our
+        failure (readiness says so): restarting us would not bring it back."""
+        if self._loop_thread is not None and not self._loop_thread.is_alive() and not self.stopping.is_set():
+            return False, f"the MQTT network loop has ended ({self.loop_error or 'no exception recorded'})"
+        since = self._handling_since
+        if since is not None and (stuck := time.monotonic() - since) > self.stall_after:
+            return False, f"stuck handling one reading for {stuck:.0f} s (limit {self.stall_after:g} s)"
+        return True, "MQTT loop running"
+
+    def watchdog(self, until: threading.Event, interval: float = 1.0) -> None:
+        """Until `until` is set, exit the process when liveness fails, so the supervisor (supervisord, the kubelet)
+        starts a fresh one; exit code 70 (EX_SOFTWARE). Runs in the main thread of `indmlops serve`."""
+        while not until.wait(interval):
+            ok, why = self.liveness()
+            if not ok:
+                print(f"inference: not alive: {why}; exiting so the supervisor restarts the service", flush=True)
+                os._exit(70)
+
     def ready(self) -> tuple[bool, str]:
+        alive, why = self.liveness()
+        if not alive:
+            return False, why
+        since = self._handling_since
+        if since is not None and time.monotonic() - since > 2.0:  # a reading takes ~100 µs: 2 s is a stall
+            return False, f"handling one reading for {time.monotonic() - since:.1f} s"
         if self.model is None:
             return False, f"no model loaded: {self.last_model_error}"
         if not self.mqtt_connected.is_set():
@@ -240,7 +333,8 @@ class InferenceService:
         self.stopping.set()
         if self.client is not None:
             self.client.disconnect()
-            self.client.loop_stop()
+            if self._loop_thread is not None:
+                self._loop_thread.join(5)
         self.http.shutdown()
         self.http.server_close()
         if forget_session:
@@ -257,6 +351,9 @@ def _handler(svc: InferenceService):
         # headers (40 ms on Linux) on every keep-alive request: 92 req/s at p50 44 ms before this line.
         disable_nagle_algorithm = True
 
+        # A client that stops sending mid-request frees its thread after this many seconds.
+        timeout = 10
+
         def log_message(self, *_a) -> None:  # one line per request would dominate the log at load
             pass
 
@@ -272,38 +369,68 @@ def _handler(svc: InferenceService):
 
         def do_GET(self) -> None:
             if self.path == "/healthz":
-                self._json(200, {"ok": True})
+                ok, why = svc.liveness()
+                self._json(200 if ok else 503, {"ok": ok, "detail": why})
             elif self.path == "/readyz":
                 ok, why = svc.ready()
                 self._json(200 if ok else 503, {"ready": ok, "detail": why})
             elif self.path == "/metrics":
                 self._send(200, generate_latest(svc.metrics.registry), CONTENT_TYPE_LATEST)
             else:
-                self._json(404, {"error": "not_found", "detail": self.path})
+                self._json(404, {"error": "not_found", "detail": self.path[:200]})
+
+        def _refuse(self, code: int, exc: BadPayload, *, close: bool = False) -> None:
+            svc._count("http", exc)
+            self.close_connection = self.close_connection or close
+            self._json(code, {"error": exc.kind, "detail": exc.detail})
 
         def do_POST(self) -> None:
             if self.path != "/predict":
-                self._json(404, {"error": "not_found", "detail": self.path})
+                self._json(404, {"error": "not_found", "detail": self.path[:200]})
                 return
             received = time.perf_counter_ns()
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > 16 * 1024:
-                self.rfile.read(min(length, 1 << 20))
-                svc._reject("http", BadPayload("too_large", f"{length} bytes"), None)
-                self._json(413, {"error": "too_large", "detail": f"{length} bytes"})
-                return
-            body = self.rfile.read(length)
             try:
+                body = self._body()
+                if body is None:
+                    return
                 reading = parse_reading(body)
+                if svc.model is None:
+                    self._json(503, {"error": "no_model", "detail": svc.last_model_error})
+                    return
+                try:
+                    out = svc.predict(reading, svc.state_http, "http", received)
+                except BadPayload:
+                    raise
+                except Exception as exc:  # noqa: BLE001 (the model's failure on one input answers that request only)
+                    self._refuse(500, BadPayload("predict_failed", f"{type(exc).__name__}: {str(exc)[:160]}"))
+                    return
             except BadPayload as exc:
-                svc._reject("http", exc, None)
-                self._json(400, {"error": exc.kind, "detail": exc.detail})
+                self._refuse(400, exc)
                 return
-            if svc.model is None:
-                self._json(503, {"error": "no_model", "detail": svc.last_model_error})
+            except (TimeoutError, ConnectionError):
+                raise  # the client went away or stalled: http.server closes the connection
+            except Exception as exc:  # noqa: BLE001 (one request's failure must not drop the connection unanswered)
+                self._refuse(500, BadPayload("internal", f"{type(exc).__name__}: {str(exc)[:160]}"), close=True)
                 return
-            out = svc.predict(reading, svc.state_http, "http", received)
             self._json(200, out)
             svc.metrics.latency_of["http"].observe((time.perf_counter_ns() - received) / 1e9)
+
+        def _body(self) -> bytes | None:
+            """The request body, or None once a refusal was sent. Only Content-Length framing is accepted: a body we
+            cannot delimit leaves the connection unusable, so those refusals close it."""
+            if self.headers.get("Transfer-Encoding"):
+                self._refuse(411, BadPayload("bad_request", "Transfer-Encoding is not accepted: send Content-Length"),
+                             close=True)
+                return None
+            raw = (self.headers.get("Content-Length") or "0").strip()
+            if not raw.isdigit():
+                self._refuse(400, BadPayload("bad_request", f"Content-Length {raw[:40]!r} is not a byte count"),
+                             close=True)
+                return None
+            length = int(raw)
+            if length > MAX_PAYLOAD_BYTES:
+                self._refuse(413, BadPayload("too_large", f"{length} bytes > {MAX_PAYLOAD_BYTES}"), close=True)
+                return None
+            return self.rfile.read(length)
 
     return Handler
