@@ -145,6 +145,14 @@ def profile(pytestconfig: pytest.Config) -> str:
     return option(pytestconfig, "profile")
 
 
+@pytest.fixture(scope="session")
+def broker_autosave(pytestconfig: pytest.Config, target) -> int:
+    """The broker's durability setting under test, for loss bounds (indmlops.broker): the local stack's own
+    (stack.json), else what --broker-autosave says the cluster was deployed with (manifests/components/)."""
+    cfg = getattr(target, "cfg", None)
+    return int(cfg.broker_autosave) if cfg is not None else int(option(pytestconfig, "broker_autosave"))
+
+
 def kube_location(config: pytest.Config) -> tuple[str | None, str | None]:
     """(kubeconfig, context) for a Kubernetes target: --target kind defaults the context to kind's."""
     from indmlops.targets.kubernetes import KIND_CONTEXT

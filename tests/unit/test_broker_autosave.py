@@ -253,3 +253,21 @@ def test_the_chaos_suites_scalar_bound_is_the_table_at_the_default_setting():
     # shipped setting, or a default run would be judged against another setting's loss.
     chaos = intent.load("slo")["chaos"]
     assert chaos["max_lost_acknowledged"]["mosquitto"] == broker.max_lost_acknowledged(broker.DEFAULT_BROKER_AUTOSAVE)
+
+
+def test_broker_autosave_fixture_is_the_local_stacks_setting_else_the_option(pytester, monkeypatch):
+    monkeypatch.setenv("INDMLOPS_BROKER_AUTOSAVE", "10")
+    pytester.makeconftest('''
+        import types, pytest
+        pytest_plugins = ["indmlops.pytest_plugin"]
+
+        @pytest.fixture(scope="session", params=["local", "kube"])
+        def target(request):
+            # A local target carries its stack's config; a Kubernetes target does not know the Secret's value.
+            return types.SimpleNamespace(cfg=types.SimpleNamespace(broker_autosave=100)) if request.param == "local" \\
+                else types.SimpleNamespace()
+    ''')
+    pytester.makepyfile(test_x="def test_x(broker_autosave, target):\n"
+                               "    print('SETTING', 'local' if hasattr(target, 'cfg') else 'kube', broker_autosave)\n")
+    result = pytester.runpytest_subprocess("-s", "-p", "no:randomly")
+    result.stdout.fnmatch_lines(["*SETTING local 100*", "*SETTING kube 10*"])
