@@ -8,12 +8,16 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from indmlops.errors import IndMLOpsError, NotSupportedByTarget
 from indmlops.local.layout import default_state_dir
 from indmlops.options import OPTIONS, OptionError, Resolved, resolve
+
+if TYPE_CHECKING:
+    from indmlops.hostcheck import HostFit
 
 pytest.register_assert_rewrite("indmlops.checks")
 
@@ -291,6 +295,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
+    if report.failed:
+        _record_verdict(item, call, report)
     if report.failed and call.when == "call" and "target" in getattr(item, "fixturenames", ()):
         try:
             where = keep_evidence(item)
@@ -340,3 +346,93 @@ def keep_evidence(item: pytest.Item) -> Path:
         f"{shlex.quote(item.nodeid)} --target local\n"
     )
     return out
+
+
+# Environment verdicts (src/indmlops/hostcheck.py, fixtures/host.yaml): the host's figures before the first latency or
+# chaos test, and every failure labelled `verdict=environment` (the host could not carry the profile) or
+# `verdict=stack`, in JUnit XML (a property) and in a terminal section of its own.
+_HOST_FIT = pytest.StashKey["HostFit"]()
+
+
+@pytest.fixture(scope="session")
+def host_fsync_dir(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Path:
+    """Where the preflight times saves: the local broker's persistence directory (the stack is started for it);
+    on a Kubernetes target, the reports directory (kind's nodes write to this host's disk)."""
+    if option(pytestconfig, "target") == "local":
+        request.getfixturevalue("target")
+        from indmlops.local.layout import Layout
+
+        broker = Layout(_state_dir(pytestconfig)).data / "mosquitto"
+        if broker.is_dir():
+            return broker
+    reports = Path(option(pytestconfig, "reports_dir"))
+    reports.mkdir(parents=True, exist_ok=True)
+    return reports
+
+
+@pytest.fixture(scope="session")
+def host_fit(pytestconfig: pytest.Config, host_fsync_dir: Path) -> "HostFit":
+    """The host measured once per session (~1.5 s) against the session's profile, in reports/environment.json;
+    `host_fit.monitor(name)` watches a run, `host_fit.judge(text, summary)` raises the right verdict."""
+    from indmlops import hostcheck, slo
+
+    prof = slo.profile(option(pytestconfig, "profile"))
+    peak = max(slo.mqtt_users_at(prof.shape, prof.mqtt_users, i / 100, 1.0) for i in range(100)) * prof.rate_per_user
+    try:
+        thresholds = hostcheck.Thresholds.load()
+    except hostcheck.HostFileError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    figures = hostcheck.preflight(fsync_dir=host_fsync_dir)
+    fit = hostcheck.HostFit(figures, hostcheck.Demand(prof.name, prof.rate, peak), thresholds,
+                            Path(option(pytestconfig, "reports_dir")) / "environment.json")
+    pytestconfig.stash[_HOST_FIT] = fit
+    _live_printer(pytestconfig, "indmlops host")(fit.line())
+    return fit
+
+
+def _record_verdict(item: pytest.Item, call: pytest.CallInfo, report: pytest.TestReport) -> None:
+    from indmlops.hostcheck import EnvironmentVerdict
+
+    env = call.excinfo is not None and call.excinfo.errisinstance(EnvironmentVerdict)
+    prop = ("verdict", "environment" if env else "stack")
+    if prop not in item.user_properties:  # the teardown report carries it into JUnit XML
+        item.user_properties.append(prop)
+    if prop not in report.user_properties:
+        report.user_properties.append(prop)
+
+
+def _crash_line(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else str(report.longrepr)
+    return text.splitlines()[0] if text else ""
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Environment verdicts apart from failures of the stack, whenever the host was measured or blamed."""
+    env, stack = [], []
+    for rep in terminalreporter.stats.get("failed", []) + terminalreporter.stats.get("error", []):
+        verdict = dict(getattr(rep, "user_properties", ())).get("verdict")
+        if verdict:
+            (env if verdict == "environment" else stack).append(rep)
+    fit = config.stash.get(_HOST_FIT, None)
+    if fit is None and not env:
+        return
+    tr = terminalreporter
+    tr.write_sep("=", "indmlops verdicts: the host or the stack")
+    if fit is not None:
+        tr.write_line(f"host before the first run: {fit.line()}")
+        for name, run in fit.runs.items():
+            mon = run["monitor"]
+            found = "; ".join(s["text"] for s in run["shortfalls"]) or (
+                "carried it" if mon["samples"] else "not sampled (shorter than the monitor's interval)")
+            tr.write_line(f"host during {name} ({mon['samples']} samples, {mon['seconds']:.0f} s): {found}")
+    tr.write_line(f"environment verdicts (the host, not the stack): {len(env)}")
+    for rep in env:
+        tr.write_line(f"  {rep.nodeid} ({rep.when}): {_crash_line(rep)}")
+    tr.write_line(f"failures of the stack: {len(stack)}")
+    for rep in stack:
+        tr.write_line(f"  {rep.nodeid} ({rep.when}): {_crash_line(rep)}")
+    if fit is not None:
+        fit.verdicts.update({rep.nodeid: "environment" for rep in env} | {rep.nodeid: "stack" for rep in stack})
+        fit.write()
+        tr.write_line(f"figures: {fit.path}")
