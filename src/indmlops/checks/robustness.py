@@ -144,7 +144,7 @@ class Edge:
             self.http.close()
             self.http = requests.Session()  # a dropped keep-alive connection must not fail the next request
             return None, f"{type(exc).__name__}: {str(exc)[:200]}"
-        return resp.status_code, resp.text[:300]
+        return resp.status_code, resp.text  # whole: the error kind is parsed from it; messages cut it
 
     def get(self, path: str) -> tuple[int | None, str]:
         try:
