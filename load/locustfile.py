@@ -7,8 +7,12 @@
 Endpoints and credentials default to the local stack's (`stack.json`); elsewhere give --mqtt HOST:PORT, --host
 http://inference:8088 and the passwords in the environment variables named by --publisher-password-env and
 --subscriber-password-env. Statistics: `mqtt:e2e` (reading's ts_ns → its prediction at our subscriber),
-`mqtt:publish` (QoS1 PUBACK), `http:predict`; readings whose prediction never came are failures of `mqtt:e2e`
-("lost"), a second prediction for one reading is a failure ("duplicate"). The suite (suites/latency) runs this
+`mqtt:publish` (QoS1 PUBACK), `http:predict`. After the load, the matcher drains (waits while predictions keep
+coming, printing progress) and accounts each acknowledged reading with indmlops.delivery: on time, late (more than
+LOSS_GRACE_S after it was published), lost (a later reading of its machine was predicted: it never will be), or
+undrained (the drain ended first: not shown lost). Lost and undrained readings, and a second prediction of one
+reading ("duplicate"), are failures of `mqtt:e2e`. Where the time went is sampled per prediction from its stamps:
+broker → inference (`seg:broker-in`), inference (`seg:inference`), inference → our subscriber (`seg:broker-out`). The suite (suites/latency) runs this
 file through Locust's library API, with the load of a fixtures/slo.yaml profile.
 """
 
@@ -26,11 +30,14 @@ from locust import FastHttpUser, LoadTestShape, User, constant_throughput, event
 from locust.exception import StopUser
 
 from indmlops import probes
+from indmlops.delivery import Accounting, Key, Ledger
 from indmlops.probes import Endpoint
 from indmlops.simulator import Plant
 from indmlops.slo import SHAPES, mqtt_users_at  # pure, shared with the suite's accounting
 
-LOSS_GRACE_S = 5.0  # after the load stops, a reading may still get its prediction within this many seconds
+LATE_AFTER_S = 5.0  # a prediction arriving more than this after its reading was published is late
+DRAIN_BOUND_S = 60.0  # after the load: wait for outstanding predictions at most this long ...
+DRAIN_QUIET_S = 10.0  # ... and stop early when none has come for this long (the edge stopped handling them)
 _user_numbers = count(1)
 
 
@@ -88,9 +95,10 @@ class Matcher:
 
     def __init__(self, environment, settings: dict) -> None:
         self.env = environment
-        self.pending: dict[str, int] = {}  # reading id → ts_ns
-        self.done: set[str] = set()
-        self.published = self.matched = self.duplicates = self.lost = 0
+        self.ledger = Ledger()
+        self.stamps: dict[Key, int] = {}  # published_ns of a reading's first prediction: a redelivery repeats it
+        self.published = self.matched = self.duplicates = 0
+        self.accounting: Accounting | None = None
         self.samples: list[tuple[float, str, float]] = []  # (wall time s, operation, ms): exact, for the suite
         self.client = _client(settings, settings["sub_user"], settings["sub_password"],
                               f"indmlops-load-sub-{os.getpid()}")
@@ -100,33 +108,42 @@ class Matcher:
     def _on_prediction(self, _c, _u, msg) -> None:
         now = time.time_ns()
         try:
-            rid = json.loads(msg.payload)["id"]
+            doc = json.loads(msg.payload)
+            key, ts = (f"{doc['line']}/{doc['machine']}", doc["seq"]), doc["ts_ns"]
         except (ValueError, KeyError, TypeError):
             return  # not a prediction of ours (another publisher's format): nothing to match
-        ts = self.pending.pop(rid, None)
-        if ts is None:
-            if rid in self.done:
-                self.duplicates += 1
-                self.env.events.request.fire(request_type="MQTT", name="mqtt:e2e", response_time=0,
-                                             response_length=0, exception=RuntimeError("duplicate prediction"))
+        first = key not in self.stamps
+        repeat = not first and doc.get("published_ns") == self.stamps[key]  # the broker redelivered one message
+        if not self.ledger.predicted(*key, distinct=not repeat, at=now / 1e9):
             return  # the background simulator's readings and other runs' are not ours
-        self.done.add(rid)
+        if not first:
+            self.duplicates += 1
+            self.env.events.request.fire(request_type="MQTT", name="mqtt:e2e", response_time=0,
+                                         response_length=0, exception=RuntimeError("duplicate prediction"))
+            return
+        self.stamps[key] = doc.get("published_ns")
         self.matched += 1
         ms = (now - ts) / 1e6
-        self.samples.append((now / 1e9, "mqtt:e2e", ms))
+        t = now / 1e9
+        self.samples.append((t, "mqtt:e2e", ms))
+        if isinstance(doc.get("received_ns"), int) and isinstance(doc.get("published_ns"), int):
+            self.samples += [(t, "seg:broker-in", (doc["received_ns"] - ts) / 1e6),
+                             (t, "seg:inference", (doc["published_ns"] - doc["received_ns"]) / 1e6),
+                             (t, "seg:broker-out", (now - doc["published_ns"]) / 1e6)]
         self.env.events.request.fire(request_type="MQTT", name="mqtt:e2e", response_time=ms,
                                      response_length=len(msg.payload), exception=None)
 
     def settle(self) -> None:
-        """After the load: wait for outstanding predictions, then count the rest as lost."""
-        deadline = time.monotonic() + LOSS_GRACE_S
-        while self.pending and time.monotonic() < deadline:
-            gevent.sleep(0.05)
-        for _rid in list(self.pending):
-            self.lost += 1
-            self.env.events.request.fire(request_type="MQTT", name="mqtt:e2e", response_time=LOSS_GRACE_S * 1000,
-                                         response_length=0, exception=RuntimeError("lost: no prediction"))
-        self.pending.clear()
+        """After the load: drain, then account; lost and undrained readings are failures of mqtt:e2e."""
+        drain = self.ledger.drain(bound_s=DRAIN_BOUND_S, quiet_s=DRAIN_QUIET_S, sleep=gevent.sleep,
+                                  progress=lambda line: print(f"loadrun: {line}", flush=True))
+        self.accounting = acc = self.ledger.account(LATE_AFTER_S, drain)
+        print(f"loadrun: {acc.summary()}", flush=True)
+        for why, n in (("lost: a later reading of its machine was predicted", acc.lost),
+                       (f"undrained: no prediction when the drain ended ({drain.detail})", acc.undrained)):
+            for _ in range(n):
+                self.env.events.request.fire(request_type="MQTT", name="mqtt:e2e", response_time=0,
+                                             response_length=0, exception=RuntimeError(why))
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -173,7 +190,8 @@ class EdgeMqttUser(User):
         self.readings = Plant(seed=n, lines=1, machines=1).readings()
         self._wait = constant_throughput(opts.rate_per_user)
         self.window = gevent.lock.Semaphore(opts.max_inflight)
-        self.sent_at: dict[int, int] = {}
+        self.sent_at: dict[int, tuple[int, Key]] = {}  # mid → (ts_ns, ledger key) until acknowledged
+        self.early: set[int] = set()  # mids acknowledged before publish() returned them
         self.client = _client(self.settings, self.settings["pub_user"], self.settings["pub_password"],
                               f"indmlops-load-{os.getpid()}-{n}")
         self.client.on_publish = self._on_publish
@@ -182,9 +200,13 @@ class EdgeMqttUser(User):
         return self._wait(self)
 
     def _on_publish(self, _c, _u, mid, _rc, _p) -> None:
-        t0 = self.sent_at.pop(mid, None)
+        sent = self.sent_at.pop(mid, None)
         self.window.release()
-        if t0 is not None:
+        if sent is None:
+            self.early.add(mid)
+        else:
+            t0, key = sent
+            self.match.ledger.acknowledged(key)
             ms = (time.time_ns() - t0) / 1e6
             self.match.samples.append((time.time(), "mqtt:publish", ms))
             self.environment.events.request.fire(request_type="MQTT", name="mqtt:publish", response_time=ms,
@@ -197,11 +219,15 @@ class EdgeMqttUser(User):
         if not self.window.acquire(timeout=30):
             raise StopUser(f"broker acknowledged nothing for 30 s ({self.settings['mqtt']})")
         reading["ts_ns"] = ts = time.time_ns()
-        self.match.pending[reading["id"]] = ts
+        key = self.match.ledger.published(f"{self.line}/{self.machine}", reading["seq"], at=ts / 1e9)
         self.match.published += 1
         info = self.client.publish(f"factory/{self.line}/{self.machine}/telemetry",
                                    json.dumps(reading, separators=(",", ":")), qos=1)
-        self.sent_at[info.mid] = ts
+        if info.mid in self.early:
+            self.early.discard(info.mid)
+            self.match.ledger.acknowledged(key)
+        else:
+            self.sent_at[info.mid] = (ts, key)
         if info.rc != 0:
             self.window.release()
             self.environment.events.request.fire(request_type="MQTT", name="mqtt:publish", response_time=0,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from indmlops.checks.latency import Row, format_table
+from indmlops.checks.latency import Row, format_table, where_time_went
 from indmlops.loadrun import LoadResult
 from indmlops.slo import percentile
 
@@ -26,7 +26,8 @@ def per_second(result: LoadResult, op: str, t0: float) -> tuple[list[float], dic
 
 def write(result: LoadResult, rows: list[Row], title: str) -> list[Path]:
     out = result.out_dir
-    (out / "verdict.txt").write_text(f"{title}\n\n{format_table(rows)}\n")
+    (out / "verdict.txt").write_text(f"{title}\n\n{format_table(rows)}\n\nwhere the time went: "
+                                     f"{where_time_went(result)}\ndelivery: {result.delivery}\n")
     with open(out / "verdict.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["operation", "measure", "bound", "measured", "ok"])

@@ -32,13 +32,18 @@ class LoadResult:
     samples: list[tuple[float, str, float]]  # (wall time s, operation, ms)
     published: int
     matched: int
-    lost: int
+    lost: int  # acknowledged, never predicted, while a later reading of its machine was (indmlops.delivery)
     duplicates: int
     requested: float
     generator_cpu: float  # cores the generator used during the load (user + sys over wall)
     seconds: float
     failures: dict[str, int]  # operation → failed requests (lost and duplicates included for mqtt:e2e)
     requests: dict[str, int]
+    late: int = 0  # predicted, but more than the locustfile's LATE_AFTER_S after being published
+    undrained: int = 0  # acknowledged, no prediction when the drain ended: not shown lost
+    unacknowledged: int = 0  # published, never acknowledged by the broker
+    acknowledged: int = 0
+    delivery: str = ""  # indmlops.delivery's summary: counts, late delays, examples, how the drain ended
 
     @classmethod
     def read(cls, out_dir: Path) -> "LoadResult":
@@ -48,7 +53,7 @@ class LoadResult:
 
 
 def run(profile: Profile, *, mqtt: str, inference_url: str, publisher: tuple[str, str],
-        subscriber: tuple[str, str], out_dir: Path, run_tag: str = "", timeout_pad: float = 90.0) -> LoadResult:
+        subscriber: tuple[str, str], out_dir: Path, run_tag: str = "", timeout_pad: float = 120.0) -> LoadResult:
     """Apply `profile`'s load to the broker and inference service given; wait, then read the child's result."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "result.json").unlink(missing_ok=True)
@@ -131,13 +136,15 @@ def _child(argv: list[str]) -> int:
     seconds = load["end"] - t0
     requested = requested_readings(opts.shape, opts.mqtt_users, opts.rate_per_user, opts.shape_seconds, seconds)
     entries = runner.stats.entries.values()
-    result = {"samples": m.samples, "published": m.published, "matched": m.matched, "lost": m.lost,
-              "duplicates": m.duplicates, "requested": requested, "generator_cpu": (load["cpu"] - cpu0) / seconds,
+    acc = m.accounting
+    result = {"samples": m.samples, "published": m.published, "matched": m.matched, "lost": acc.lost,
+              "late": acc.late, "undrained": acc.undrained, "unacknowledged": acc.unacknowledged,
+              "acknowledged": acc.acknowledged, "delivery": acc.summary(), "duplicates": m.duplicates, "requested": requested, "generator_cpu": (load["cpu"] - cpu0) / seconds,
               "seconds": seconds, "failures": {e.name: e.num_failures for e in entries},
               "requests": {e.name: e.num_requests for e in entries}}
     (args.out / "result.json").write_text(json.dumps(result))
     print(f"loadrun: {m.published} readings published ({requested:.0f} requested), {m.matched} predicted, "
-          f"{m.lost} lost, {m.duplicates} duplicates; generator {result['generator_cpu']:.2f} cores", flush=True)
+          f"{acc.lost} lost, {acc.undrained} undrained, {m.duplicates} duplicates; generator {result['generator_cpu']:.2f} cores", flush=True)
     return 0
 
 

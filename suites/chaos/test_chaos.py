@@ -41,5 +41,9 @@ def test_experiment_holds_steady_state_and_recovers_when_fault_injected(target, 
     for record in run.records("stop"):
         traffic, faulted = record["output"], record["activity"]["provider"]["arguments"].get("bound_for")
         assert traffic["acknowledged"] > 0, f"the traffic got no reading acknowledged\n{summary}"
-        assert traffic["duplicates"] <= CHAOS["max_duplicates_per_kill"] * len(recoveries), summary
-        assert traffic["lost_acknowledged"] <= CHAOS["max_lost_acknowledged"][faulted], summary
+        assert traffic["lost_acknowledged"] <= CHAOS["max_lost_acknowledged"][faulted], (
+            f"lost: {traffic['summary']}\n{summary}")
+        assert traffic["undrained"] == 0, f"not drained (late or stalled, not shown lost): {traffic['summary']}\n{summary}"
+        assert traffic["duplicates"] <= CHAOS["max_duplicates_per_kill"] * len(recoveries), (
+            f"{traffic['duplicates']} readings predicted twice, at most {CHAOS['max_duplicates_per_kill']} per kill: "
+            f"{traffic['summary']}\n{summary}")

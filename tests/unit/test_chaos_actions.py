@@ -113,11 +113,13 @@ def test_summary_gives_median_and_worst_recovery_and_traffic_totals(tmp_path):
     for i, secs in enumerate((2.0, 4.0, 9.0), start=1):
         journal = {"status": "completed", "run": [
             record("wait_ready", {"component": "inference", "recovery_s": secs}),
-            record("stop", {"published": 100, "acknowledged": 100, "lost_acknowledged": i - 1, "duplicates": 1})]}
+            record("stop", {"published": 100, "acknowledged": 100, "late": 2, "lost_acknowledged": i - 1,
+                            "undrained": i % 2, "duplicates": 1})]}
         (tmp_path / f"kill-inference.{i}.journal.json").write_text(json.dumps(journal))
     text = runner.summarize(tmp_path)
     assert "inference        3      4.00     9.00" in text
-    assert "kill-inference                  3       300     300     3    3" in text
+    assert text.splitlines()[-3].split() == ["kill-inference", "3", "300", "300", "6", "3", "2", "3"], text
+    assert "late  lost undrained  dup" in text
     assert (tmp_path / "summary.txt").read_text() == text
 
 

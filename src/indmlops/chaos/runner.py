@@ -64,7 +64,7 @@ class ChaosRun:
             lines.append(f"  recovered: {rec['component']} {rec['old_identity']} -> {rec['new_identity']} in "
                          f"{rec['recovery_s']:.1f} s (bound {rec['bound_s']:g} s), restarts {rec['restarts']}")
         for tr in self.outputs("stop"):
-            lines.append(f"  traffic: {json.dumps(tr)}")
+            lines.append(f"  traffic: {tr.get('summary') or json.dumps(tr)}")
         lines.append(f"  journal: {self.journal_path}")
         lines.append(f"  reproduce: INDMLOPS_STATE_DIR=<state dir> .venv/bin/chaos run --rollback-strategy always "
                      f"fixtures/chaos/{self.name}.json")
@@ -118,11 +118,13 @@ def summarize(journal_dir: Path) -> str:
     for comp, xs in sorted(recoveries.items()):
         lines.append(f"{comp:<12}{len(xs):>6}{statistics.median(xs):>10.2f}{max(xs):>9.2f}")
     lines += ["", "QoS1 traffic across the faults (readings)",
-              f"{'experiment':<28}{'runs':>5}{'published':>10}{'acked':>8}{'lost':>6}{'dup':>5}"]
+              f"{'experiment':<28}{'runs':>5}{'published':>10}{'acked':>8}{'late':>6}{'lost':>6}{'undrained':>10}"
+              f"{'dup':>5}"]
     for name, ts in sorted(traffic.items()):
         if ts:
             lines.append(f"{name:<28}{len(ts):>5}{sum(t['published'] for t in ts):>10}"
-                         f"{sum(t['acknowledged'] for t in ts):>8}{sum(t['lost_acknowledged'] for t in ts):>6}"
+                         f"{sum(t['acknowledged'] for t in ts):>8}{sum(t.get('late', 0) for t in ts):>6}"
+                         f"{sum(t['lost_acknowledged'] for t in ts):>6}{sum(t.get('undrained', 0) for t in ts):>10}"
                          f"{sum(t['duplicates'] for t in ts):>5}")
     lines += ["", "status: " + ", ".join(f"{n} {'/'.join(sorted(set(s)))} ×{len(s)}" for n, s in sorted(statuses.items()))]
     text = "\n".join(lines) + "\n"

@@ -50,6 +50,8 @@ def verdict(result: LoadResult, profile: Profile) -> list[Row]:
             rows.append(_ratio_row(op, "error ratio", result.failures.get(op, 0), result.requests.get(op, 0),
                                    profile.max_error_ratio))
     rows.append(_ratio_row("delivery", "lost ratio", result.lost, result.published, profile.max_loss_ratio))
+    # Not drained: no prediction yet when the drain ended. Not evidence of loss, but the edge did not finish.
+    rows.append(Row("delivery", "not drained", "= 0", str(result.undrained), result.undrained == 0))
     rows.append(_ratio_row("delivery", "duplicate ratio", result.duplicates, result.published,
                            profile.max_duplicate_ratio))
     rows.append(_ratio_row("delivery", "published / requested", result.published, round(result.requested),
@@ -66,6 +68,21 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join("  ".join(c[i].ljust(widths[i]) for i in range(len(head))).rstrip() for c in cells)
 
 
+SEGMENTS = (("seg:broker-in", "broker → inference"), ("seg:inference", "inference"),
+            ("seg:broker-out", "inference → subscriber"), ("mqtt:publish", "publish → PUBACK"))
+
+
+def where_time_went(result: LoadResult) -> str:
+    """p50/p99 of each leg of mqtt:e2e, from the stamps every prediction carries: which part of the path was slow.
+    The stamps are wall clocks of different processes on one host here; across nodes they need synced clocks."""
+    parts = []
+    for op, name in SEGMENTS:
+        values = [ms for _t, o, ms in result.samples if o == op]
+        if values:
+            parts.append(f"{name} p50 {percentile(values, 50):.1f} ms / p99 {percentile(values, 99):.1f} ms")
+    return "; ".join(parts) if parts else "no per-leg stamps in the predictions (an inference without received_ns)"
+
+
 def assert_rows(rows: list[Row], *, groups: tuple[str, ...], result: LoadResult, profile: Profile) -> None:
     """Fail when a row of `groups` fails; the message holds the whole table and where the evidence is."""
     failed = [r for r in rows if r.group in groups and not r.ok]
@@ -73,6 +90,7 @@ def assert_rows(rows: list[Row], *, groups: tuple[str, ...], result: LoadResult,
         names = ", ".join(f"{r.group} {r.measure} {r.measured} (bound {r.bound})" for r in failed)
         raise AssertionError(
             f"SLO breached under the {profile.name!r} profile (fixtures/slo.yaml): {names}\n\n{format_table(rows)}\n\n"
+            f"where the time went: {where_time_went(result)}\ndelivery: {result.delivery}\n\n"
             f"{result.published} readings published ({result.requested:.0f} requested) at "
             f"{profile.rate:g}/s base rate, shape {profile.shape}, {result.seconds:.1f} s; reports and the command to "
             f"reproduce the load: {result.out_dir}/ (verdict.txt, locust.html, latency.png, reproduce.sh)")
