@@ -490,6 +490,22 @@ class HostFit:
         judge(breach_text, self.figures, monitor_summary, demand=self.demand, thresholds=self.thresholds,
               figures_path=self.path)
 
+    @contextmanager
+    def judging(self, monitor_summary: MonitorSummary | None = None) -> Iterator[None]:
+        """Around a test's asserts: an AssertionError is re-raised as it is (pytest's diff intact) when the host
+        carried the run, and becomes an EnvironmentVerdict when it fell short before or during it."""
+        try:
+            yield
+        except EnvironmentVerdict:
+            raise
+        except AssertionError as exc:
+            found = self.shortfalls + (assess_run(monitor_summary, self.demand, self.thresholds)
+                                       if monitor_summary else [])
+            if not found:
+                raise
+            raise EnvironmentVerdict(self.demand, found, breach_text=str(exc), figures=self.figures,
+                                     monitor=monitor_summary, figures_path=self.path) from exc
+
     def line(self) -> str:
         """One line for the terminal: the figures that matter and the verdict."""
         f = self.figures

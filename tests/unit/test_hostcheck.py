@@ -310,3 +310,25 @@ def test_host_fit_monitor_records_the_block(tmp_path):
         time.sleep(0.15)
     assert mon.summary is not None and "chaos/kill-broker" in fit.runs
     assert fit.runs["chaos/kill-broker"]["monitor"]["samples"] == mon.summary.samples >= 1
+
+
+def test_judging_keeps_the_stacks_assertion_and_converts_on_a_short_host(tmp_path):
+    calm = h.HostFit(figures(), QUICK, h.Thresholds(), tmp_path / "calm.json")
+    original = AssertionError(BREACH)
+    with pytest.raises(AssertionError) as info:
+        with calm.judging(summary()):
+            raise original
+    assert info.value is original
+    with pytest.raises(h.EnvironmentVerdict) as info:
+        with calm.judging(summary(io_pressure_mean=50.0)):
+            raise original
+    assert info.value.__cause__ is original and BREACH in str(info.value)
+    short = h.HostFit(figures(cores=1), QUICK, h.Thresholds(), tmp_path / "short.json")
+    with pytest.raises(h.EnvironmentVerdict, match="1 usable cores"):
+        with short.judging():
+            raise original
+    with short.judging():
+        pass  # no failure, no verdict
+    with pytest.raises(KeyError):
+        with short.judging():
+            raise KeyError("not an assertion: the harness's own error passes through")
