@@ -324,15 +324,15 @@ def durability_curve(stack_conf: Path, creds: dict[str, str], settings: list[int
     print(f"\nsummary: median (min–max); ratios of medians against autosave {settings[0]} (baseline, same run); "
           f"p50/p99 at {fixed_rate:.0f} readings/s, msg/s = readings relayed end to end when {offered_rate:.0f}/s "
           f"are offered")
-    print(f"{'autosave':>9}  {'msg/s':<20}{'p50 ms':<20}{'p99 ms':<20}{'lost per SIGKILL':<22}"
-          f"{'msg/s ×':>8}{'p50 ×':>7}{'p99 ×':>7}")
+    print(f"{'autosave':>9}  {'msg/s':<20}{'p50 ms':<26}{'p99 ms':<26}{'lost per SIGKILL':<22}"
+          f"{'msg/s ×':>8}{'p50 ×':>8}{'p99 ×':>8}")
     for n in settings:
         pt = points[n]
-        print(f"{n:>9}  {_spread(pt.delivered, '.0f'):<20}{_spread(pt.p50_ms, '.2f'):<20}{_spread(pt.p99_ms, '.1f'):<20}"
-              f"{_spread([float(x) for x in pt.lost], '.0f') + f' n={len(pt.lost)}':<22}"
-              f"{statistics.median(pt.delivered) / statistics.median(base.delivered):>8.2f}"
-              f"{statistics.median(pt.p50_ms) / statistics.median(base.p50_ms):>7.2f}"
-              f"{statistics.median(pt.p99_ms) / statistics.median(base.p99_ms):>7.2f}")
+        print(f"{n:>9}  {_spread(pt.delivered, '.0f'):<20}{_spread(pt.p50_ms, '.2f'):<26}"
+              f"{_spread(pt.p99_ms, '.1f'):<26}{_spread([float(x) for x in pt.lost], '.0f') + f' n={len(pt.lost)}':<22}"
+              f"{statistics.median(pt.delivered) / statistics.median(base.delivered):>8.3g}"
+              f"{statistics.median(pt.p50_ms) / statistics.median(base.p50_ms):>8.3g}"
+              f"{statistics.median(pt.p99_ms) / statistics.median(base.p99_ms):>8.3g}")
     return list(points.values())
 
 
