@@ -33,6 +33,9 @@ def conf_lines(text: str) -> dict[str, list[str]]:
     return out
 
 
+PRINT_SETTING = "def test_x(indmlops_options):\n    print('AUTOSAVE', indmlops_options['broker_autosave'])\n"
+
+
 # -- resolution ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("kwargs", "value", "source"), [
@@ -114,7 +117,7 @@ def test_plugin_refuses_a_bad_broker_autosave_as_a_usage_error(pytester, monkeyp
     monkeypatch.delenv("INDMLOPS_BROKER_AUTOSAVE", raising=False)
     pytester.makeconftest('pytest_plugins = ["indmlops.pytest_plugin"]\n')
     pytester.makeini(f"[pytest]\n{ini}\n")
-    pytester.makepyfile(test_x="def test_x(indmlops_options):\n    print('AUTOSAVE', indmlops_options['broker_autosave'])\n")
+    pytester.makepyfile(test_x=PRINT_SETTING)
     result = pytester.runpytest_subprocess(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
@@ -123,7 +126,7 @@ def test_plugin_refuses_a_bad_broker_autosave_as_a_usage_error(pytester, monkeyp
 def test_plugin_reports_the_resolved_setting_and_its_source(pytester, monkeypatch):
     monkeypatch.setenv("INDMLOPS_BROKER_AUTOSAVE", "100")
     pytester.makeconftest('pytest_plugins = ["indmlops.pytest_plugin"]\n')
-    pytester.makepyfile(test_x="def test_x(indmlops_options):\n    print('AUTOSAVE', indmlops_options['broker_autosave'])\n")
+    pytester.makepyfile(test_x=PRINT_SETTING)
     result = pytester.runpytest_subprocess("-s", "--state-dir", str(pytester.path / "no-stack"))
     result.stdout.fnmatch_lines(["indmlops: *broker_autosave=100 (environment INDMLOPS_BROKER_AUTOSAVE)*",
                                  "*AUTOSAVE 100*"])
