@@ -44,17 +44,44 @@ def starved(pid: int, stopped_s: float = 0.3, running_s: float = 0.1):
         os.kill(pid, signal.SIGCONT)
 
 
-def test_latency_verdict_fails_with_lost_readings_when_inference_stopped(target, stopped, short_profile, tmp_path):
+def test_latency_verdict_says_not_drained_not_lost_when_inference_stopped(target, stopped, short_profile, tmp_path):
+    """Nothing predicted at all: no reading can be shown lost (none after it was predicted either), and the verdict
+    says the edge stopped handling them instead of calling them lost."""
     with stopped("inference"):
         result = latency.run_load(target, short_profile, out_dir=tmp_path)
     rows = latency.verdict(result, short_profile)
-    with pytest.raises(AssertionError, match=r"delivery lost ratio 1\.0000") as err:
+    with pytest.raises(AssertionError, match=rf"delivery not drained {result.acknowledged} ") as err:
         latency.assert_rows(rows, groups=("delivery",), result=result, profile=short_profile)
+    assert result.acknowledged > 0 and result.lost == 0, result.delivery
     assert "operation     measure" in str(err.value)  # the whole verdict table is in the message
+    assert "the edge stopped handling them" in str(err.value)
     with pytest.raises(AssertionError, match="mqtt:e2e p50 no samples"):
         latency.assert_rows(rows, groups=("mqtt:e2e",), result=result, profile=short_profile)
     with pytest.raises(AssertionError, match="http:predict error ratio 1.0000"):
         latency.assert_rows(rows, groups=("http:predict",), result=result, profile=short_profile)
+
+
+def test_latency_verdict_fails_with_lost_readings_when_the_edge_session_is_dropped(target, stopped, tmp_path):
+    """A real loss: while inference is down its persistent session is ended (as an expiry or a clean-session restart
+    would), so the broker drops what it queued; inference comes back and predicts the later readings. Those before
+    are lost, and the verdict says lost, proven by the later predictions of the same machines."""
+    from indmlops import probes
+
+    profile = dataclasses.replace(slo.profile("quick"), duration_s=12.0)
+    inf = target.credentials("mosquitto", "inference")
+    out: dict = {}
+    with stopped("inference"):
+        load = threading.Thread(target=lambda: out.update(result=latency.run_load(target, profile, out_dir=tmp_path)))
+        load.start()
+        threading.Event().wait(4)  # the load has started (child start-up ~2 s) and readings queue for inference
+        probes.forget_session(target.endpoint("mosquitto"), inf.username, inf.password, "indmlops-inference")
+    load.join(profile.duration_s + 180)
+    result = out["result"]
+    rows = latency.verdict(result, profile)
+    assert result.lost > 0 and result.matched > 0, result.delivery
+    with pytest.raises(AssertionError, match=r"delivery lost ratio 0\.\d+ \(\d+/\d+\)") as err:
+        latency.assert_rows(rows, groups=("delivery",), result=result, profile=profile)
+    assert f"{result.lost} lost" in str(err.value) and "lost e.g. " in str(err.value)
 
 
 def test_latency_verdict_fails_on_percentiles_when_inference_starved(target, short_profile, tmp_path):
