@@ -14,12 +14,12 @@ COMPONENTS = list(RECOVERY_S)
 @pytest.mark.parametrize("component", COMPONENTS, ids=[f"component/{c}" for c in COMPONENTS])
 def test_component_answers_its_protocol_when_stack_ready(target, component):
     evidence = smoke.component_ready(target, component, timeout=10)
-    assert evidence.identity not in ("", "0")
+    assert evidence.identity not in ("", "0"), f"{component} answered but has no identity (pid/pod uid): {evidence}"
 
 
 def test_mqtt_reading_reaches_inference_role_when_published_by_simulator(target):
     trip = smoke.mqtt_round_trip(target, qos=1)
-    assert trip.seconds < 5
+    assert trip.seconds < 5, f"{trip.what}: {trip.seconds:.2f} s, expected < 5 s ({trip.detail})"
 
 
 def test_mqtt_connection_refused_when_anonymous(target):

@@ -33,7 +33,7 @@ def test_published_readings_arrive_complete_and_in_order(target, qos):
                 received.append((topic, r))
     finally:
         probes.mqtt_close(sub)
-    assert stats.published == 400 and (qos == 0 or stats.acked == 400)
+    assert stats.published == 400 and (qos == 0 or stats.acked == 400), f"expected 400 of 400: {stats.summary()}"
     expected = Plant(seed=99, lines=2, machines=2).readings()
     want = [next(expected) for _ in range(400)]
     assert sorted(r["id"] for _, r in received) == sorted(r["id"] for r in want)
