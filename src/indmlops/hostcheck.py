@@ -67,15 +67,22 @@ class Thresholds:
 @dataclass(frozen=True)
 class Demand:
     """What a profile asks of the host: readings/s at its base level (what the broker's disk must sustain) and at
-    its peak (what the generator must build)."""
+    its peak (what the generator must build), on a broker that saves every `autosave_changes` changes."""
 
     profile: str
     rate: float
     peak_rate: float
+    autosave_changes: int = 1
 
     @property
     def fsync_per_s(self) -> float:
-        return self.rate * CHANGES_PER_READING
+        return self.rate * CHANGES_PER_READING / max(1, self.autosave_changes)
+
+    @property
+    def fsync_arithmetic(self) -> str:
+        if self.autosave_changes <= 1:
+            return f"{self.rate:g} readings/s × {CHANGES_PER_READING} saves"
+        return f"{self.rate:g} readings/s × {CHANGES_PER_READING} changes ÷ a save every {self.autosave_changes}"
 
 
 @dataclass(frozen=True)
@@ -282,8 +289,7 @@ def assess(figures: HostFigures, demand: Demand, thresholds: Thresholds | None =
     if figures.fsync_per_s is not None and figures.fsync_per_s < need:
         out.append(Shortfall("fsync", "before", figures.fsync_per_s, need,
                              f"the broker's disk did {figures.fsync_per_s:.0f} fsync/s (p50 {figures.fsync_p50_ms:.1f} "
-                             f"ms), the profile needs ≥ {need:.0f}/s ({demand.rate:g} readings/s × "
-                             f"{CHANGES_PER_READING} saves)"))
+                             f"ms), the profile needs ≥ {need:.0f}/s ({demand.fsync_arithmetic})"))
     gen_need = demand.peak_rate * t.generator_headroom
     if figures.generator_per_s < gen_need:
         out.append(Shortfall("generator", "before", figures.generator_per_s, gen_need,

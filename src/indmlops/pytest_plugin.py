@@ -371,9 +371,10 @@ def host_fsync_dir(pytestconfig: pytest.Config, request: pytest.FixtureRequest) 
 
 
 @pytest.fixture(scope="session")
-def host_fit(pytestconfig: pytest.Config, host_fsync_dir: Path) -> "HostFit":
-    """The host measured once per session (~1.5 s) against the session's profile, in reports/environment.json;
-    `host_fit.monitor(name)` watches a run, `host_fit.judge(text, summary)` raises the right verdict."""
+def host_fit(pytestconfig: pytest.Config, host_fsync_dir: Path, broker_autosave: int) -> "HostFit":
+    """The host measured once per session (~1.3 s) against the session's profile and the broker's save interval,
+    in reports/environment.json; `host_fit.monitor(name)` watches a run, `host_fit.judging(summary)` around the
+    asserts (or `host_fit.judge(text, summary)`) raises the right verdict."""
     from indmlops import hostcheck, slo
 
     prof = slo.profile(option(pytestconfig, "profile"))
@@ -383,7 +384,7 @@ def host_fit(pytestconfig: pytest.Config, host_fsync_dir: Path) -> "HostFit":
     except hostcheck.HostFileError as exc:
         raise pytest.UsageError(str(exc)) from None
     figures = hostcheck.preflight(fsync_dir=host_fsync_dir)
-    fit = hostcheck.HostFit(figures, hostcheck.Demand(prof.name, prof.rate, peak), thresholds,
+    fit = hostcheck.HostFit(figures, hostcheck.Demand(prof.name, prof.rate, peak, broker_autosave), thresholds,
                             Path(option(pytestconfig, "reports_dir")) / "environment.json")
     pytestconfig.stash[_HOST_FIT] = fit
     _live_printer(pytestconfig, "indmlops host")(fit.line())

@@ -18,6 +18,11 @@ pytest_plugins = ["indmlops.pytest_plugin"]
 @pytest.fixture(scope="session")
 def host_fsync_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("broker-data")
+
+
+@pytest.fixture(scope="session")
+def broker_autosave():
+    return 1
 '''
 
 TESTS = '''

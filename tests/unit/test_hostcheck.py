@@ -131,6 +131,24 @@ def test_load_average_not_judged_where_psi_answers():
     assert h.assess_run(summary(load_per_core_mean=4.5), QUICK) == []
 
 
+def test_fsync_need_follows_the_brokers_save_interval():
+    f = figures(fsync_per_s=240.0, fsync_p50_ms=4.1)
+    assert h.Demand("quick", 100, 100, autosave_changes=1).fsync_per_s == 700
+    assert h.Demand("quick", 100, 100, autosave_changes=100).fsync_per_s == 7
+    assert h.assess(f, h.Demand("quick", 100, 100, autosave_changes=100)) == []
+    [s] = h.assess(figures(fsync_per_s=20.0, fsync_p50_ms=50), h.Demand("quick", 100, 100, autosave_changes=10))
+    assert s.text.endswith("the profile needs ≥ 70/s (100 readings/s × 7 changes ÷ a save every 10)")
+
+
+@settings(max_examples=200)
+@given(st.floats(0, 1_000), st.integers(1, 1_000), st.integers(0, 1_000), st.floats(1, 10_000))
+def test_saving_less_often_never_needs_more_syncs(rate, autosave, more, disk):
+    often, rarely = h.Demand("p", rate, 0, autosave), h.Demand("p", rate, 0, autosave + more)
+    assert rarely.fsync_per_s <= often.fsync_per_s
+    f = figures(fsync_per_s=disk)
+    assert {s.what for s in h.assess(f, rarely)} <= {s.what for s in h.assess(f, often)}
+
+
 def test_generator_judged_at_the_peak_rate():
     f = figures(generator_per_s=500.0)
     assert h.assess(f, h.Demand("full", rate=200, peak_rate=200)) == []
@@ -292,7 +310,7 @@ def test_host_fit_writes_environment_json_and_records_runs(tmp_path):
     path = tmp_path / "reports" / "environment.json"
     fit = h.HostFit(figures(fsync_per_s=240.0, fsync_p50_ms=4.1), QUICK, h.Thresholds(), path)
     doc = json.loads(path.read_text())
-    assert doc["profile"] == {"profile": "quick", "rate": 100, "peak_rate": 100}
+    assert doc["profile"] == {"profile": "quick", "rate": 100, "peak_rate": 100, "autosave_changes": 1}
     assert doc["fsync_needed_per_s"] == 700 and doc["figures"]["fsync_per_s"] == 240
     assert [s["what"] for s in doc["shortfalls"]] == ["fsync"] and not fit.fits
     found = fit.record_run("latency", summary(io_pressure_mean=50.0))
