@@ -25,25 +25,38 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                              ids=[f"experiment/{e}" + (f"#{i}" if kills > 1 else "") for e, i in cases])
 
 
-def test_experiment_holds_steady_state_and_recovers_when_fault_injected(target, experiment, run_index, pytestconfig):
+def test_experiment_holds_steady_state_and_recovers_when_fault_injected(target, experiment, run_index, pytestconfig,
+                                                                        host_fit):
     journal_dir = Path(option(pytestconfig, "reports_dir")) / "chaos"
-    run = runner.run(experiment, target, journal_dir, repeat=run_index)
+    with host_fit.monitor(f"chaos/{experiment}#{run_index}") as host_run:
+        run = runner.run(experiment, target, journal_dir, repeat=run_index)
     runner.summarize(journal_dir)  # reports/chaos/summary.txt, over every journal so far
     summary = run.summary()
     print(summary)
-    assert run.status == "completed" and not run.journal.get("deviated"), summary
-    assert run.hypothesis_met("before") and run.hypothesis_met("after"), summary
+    # What the stack alone answers for, whatever the host did: a proven loss (a later reading of the same machine
+    # was predicted), duplicates beyond QoS1's redelivery window, a kill that replaced nothing.
+    lost = [why for why in run.failures("stop") if "InterruptExecution: lost:" in why]
+    assert not lost, f"{lost[0]}\n{summary}"
     recoveries = run.outputs("wait_ready")
-    assert recoveries, f"no recovery recorded: the experiment killed nothing\n{summary}"
     for rec in recoveries:
-        assert rec["new_identity"] != rec["old_identity"], summary
-        assert rec["recovery_s"] <= rec["bound_s"], summary
+        assert rec["new_identity"] != rec["old_identity"], f"{rec['component']} was not replaced\n{summary}"
     for record in run.records("stop"):
         traffic, faulted = record["output"], record["activity"]["provider"]["arguments"].get("bound_for")
-        assert traffic["acknowledged"] > 0, f"the traffic got no reading acknowledged\n{summary}"
         assert traffic["lost_acknowledged"] <= CHAOS["max_lost_acknowledged"][faulted], (
             f"lost: {traffic['summary']}\n{summary}")
-        assert traffic["undrained"] == 0, f"not drained (late or stalled, not shown lost): {traffic['summary']}\n{summary}"
         assert traffic["duplicates"] <= CHAOS["max_duplicates_per_kill"] * len(recoveries), (
             f"{traffic['duplicates']} readings predicted twice, at most {CHAOS['max_duplicates_per_kill']} per kill: "
             f"{traffic['summary']}\n{summary}")
+    # What takes time (a steady-state probe's deadline, a recovery bound, the drain): a host that could not carry
+    # the run before or during it makes these an environment verdict, with its figures (reports/environment.json).
+    with host_fit.judging(host_run.summary):
+        assert run.status == "completed" and not run.journal.get("deviated"), summary
+        assert run.hypothesis_met("before") and run.hypothesis_met("after"), summary
+        assert recoveries, f"no recovery recorded: the experiment killed nothing\n{summary}"
+        for rec in recoveries:
+            assert rec["recovery_s"] <= rec["bound_s"], summary
+        for record in run.records("stop"):
+            traffic = record["output"]
+            assert traffic["acknowledged"] > 0, f"the traffic got no reading acknowledged\n{summary}"
+            assert traffic["undrained"] == 0, (f"not drained (late or stalled, not shown lost): {traffic['summary']}"
+                                               f"\n{summary}")

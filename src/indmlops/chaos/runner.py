@@ -39,6 +39,11 @@ class ChaosRun:
         return [r for r in self.journal.get("run") or []
                 if r["activity"]["provider"].get("func") == func and r.get("status") == "succeeded"]
 
+    def failures(self, func: str) -> list[str]:
+        """Why each of the method's activities calling `func` did not succeed (the exception's last line)."""
+        return [_why(r) for r in self.journal.get("run") or []
+                if r["activity"]["provider"].get("func") == func and r.get("status") != "succeeded"]
+
     def outputs(self, func: str) -> list:
         return [r.get("output") for r in self.records(func)]
 
