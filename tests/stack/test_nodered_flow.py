@@ -79,3 +79,29 @@ def test_plc_heartbeat_beats_every_second(target):
     assert abs(arrived - first["ts_ns"]) < 2e9, "heartbeat timestamp is not the wall clock in ns"
     assert second["seq"] == first["seq"] + 1
     assert 0.5e9 < second["ts_ns"] - first["ts_ns"] < 1.5e9
+
+
+def test_hmi_keeps_the_500_most_recent_machines_when_names_keep_coming(target):
+    """Machine names come from the input: invented ones must not grow the HMI's state (flushed to disk every second)
+    without bound; the most recently updated machines stay."""
+    inf = target.credentials("mosquitto", "inference")
+    run = uuid.uuid4().hex[:6]
+    client = probes.mqtt_connect(target.endpoint("mosquitto"), inf.username, inf.password)
+    try:
+        for i in range(520):
+            doc = {"id": f"{run}-{i}", "line": f"flood-{run}", "machine": f"m{i}", "seq": 1, "label": "normal",
+                   "fault": False, "p_fault": 0.0, "model_version": "test", "ts_ns": time.time_ns()}
+            info = client.publish(f"factory/flood-{run}/m{i}/prediction", json.dumps(doc), qos=1)
+        info.wait_for_publish(timeout=30)
+    finally:
+        probes.mqtt_close(client)
+    deadline = time.monotonic() + 10
+    while True:
+        machines = hmi_state(target)["machines"]
+        if f"flood-{run}/m519" in machines or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    flood = [k for k in machines if k.startswith(f"flood-{run}/")]
+    assert f"flood-{run}/m519" in machines, f"the last prediction never reached the HMI ({len(flood)} of ours there)"
+    assert len(machines) <= 500, f"the HMI holds {len(machines)} machines, expected at most 500"
+    assert f"flood-{run}/m0" not in machines, "the least recently updated machine was kept, a newer one dropped"
