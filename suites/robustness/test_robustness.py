@@ -44,15 +44,16 @@ def edge(target, budget, pytestconfig) -> Iterator[rb.Edge]:
     rb.edge_alive(e, after=[])  # the edge works before we start: a later failure is ours to explain
     e.stream = rb.ValidStream(e, budget.stream_rate)
     yield e
-    e.stream.stop(0)
+    if not e.stream.stopping.is_set():  # the loss test did not run: stop publishing, do not wait
+        e.stream.stopping.set()
     e.close()
 
 
 def test_hostile_http_bodies_get_4xx_never_5xx_or_dropped(edge, budget):
-    base = hs.template(edge.seed, line=edge.tag, machine="http", ts_ns=time.time_ns())
+    counter = itertools.count(1)
 
     @hypothesis_settings(budget, budget.http_examples)
-    @given(body=hs.hostile_body(base, channel="http"))
+    @given(body=hs.http_request(line=edge.tag, counter=counter, seed=edge.seed, ts_ns=time.time_ns))
     def run(body: hs.Body) -> None:
         rb.http_hostile_rejected(edge, body)
 
@@ -93,6 +94,8 @@ def test_error_counters_grew_by_kinds_provoked(edge, target):
 def test_valid_readings_predicted_within_slo_after_hostile_traffic(edge, profile):
     for _ in range(10):
         rb.edge_alive(edge, after=[])
+    for line in edge.late:  # late, not lost: judged here through the latencies
+        print(f"late: {line}")
     bounds = slo.profile(profile).slo["mqtt:e2e"]
     measured = {k: slo.percentile(edge.canary_ms, q) for k, q in slo.PERCENTILES.items() if k in bounds}
     over = {k: f"{v:.1f} ms > {bounds[k]:g} ms" for k, v in measured.items() if v > bounds[k]}
@@ -101,13 +104,13 @@ def test_valid_readings_predicted_within_slo_after_hostile_traffic(edge, profile
     print({k: round(v, 2) for k, v in measured.items()}, f"n={len(edge.canary_ms)}")
 
 
-def test_no_acknowledged_valid_reading_lost_under_hostile_traffic(edge, budget):
+def test_no_acknowledged_valid_reading_lost_under_hostile_traffic(edge):
     assert edge.stream is not None
-    acked, lost = edge.stream.stop(budget.settle_s)
-    assert acked, "the valid stream published nothing the broker acknowledged"
-    assert not lost, f"{len(lost)} of {len(acked)} acknowledged valid readings on factory/{edge.tag}/stream/" \
-                     f"telemetry got no prediction within {budget.settle_s:g} s (first: {lost[:5]})"
-    print(f"{len(acked)} valid readings acknowledged and predicted ({edge.stream.unacked} not acknowledged)")
+    acc = edge.stream.stop()
+    where = f"factory/{edge.tag}/{{stream,canary}}/telemetry"
+    rb.no_valid_reading_lost(acc, where)
+    rb.every_valid_reading_drained(acc, where)
+    print(acc.summary())
 
 
 def test_inference_not_restarted_and_healthy_after_hostile_traffic(edge, target):

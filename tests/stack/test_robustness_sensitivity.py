@@ -95,17 +95,18 @@ def test_mqtt_check_fails_naming_the_payload_that_kills_the_loop(poisonable_edge
     assert rb.mqtt_hostile_handled(edge, [(f"factory/{base['line']}/m/telemetry", bad_json)]) == ["bad_json"]
     poison = dict(base, line="a+b", id=f"{edge.tag}-poison")
     body = hs.Body(json.dumps(poison).encode(), "line = 'a+b'",
-                   hs.combine(hs.identity_verdict(base["line"], "m", channel="mqtt"),
-                              hs._verdict("line", "a+b", channel="mqtt", topic_segment_value=base["line"])),
-                   poison["id"])
+                   hs.reading_verdict(poison, topic=(base["line"], "m2")), poison["id"])
+    assert body.expect.kinds == {"bad_identifier"}
     with pytest.raises(AssertionError) as err:
         rb.mqtt_hostile_handled(edge, [(f"factory/{base['line']}/m2/telemetry", body)])
     message = str(err.value)
     print(message)
     saved = edge.reports / "001.mqtt.bin"
     assert f"after payload {saved} on factory/{base['line']}/m2/telemetry" in message, message
-    assert "neither an error report nor a prediction within 5 s" in message, message
+    # The loop is dead, so /healthz says so: a failure of the edge at once, not a late answer waited for.
+    assert "neither an error report nor a prediction within 5 s; /healthz 503" in message, message
     assert "0 of 2 valid readings predicted within 5 s" in message, message
+    assert not edge.late, edge.late
     assert saved.read_bytes() == body.data and (edge.reports / "reproduce.sh").exists()
 
 

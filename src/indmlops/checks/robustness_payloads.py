@@ -16,12 +16,14 @@ _NAME = re.compile(r"^(\d{3,})\.(mqtt|http)\.bin$")
 
 @dataclass(frozen=True)
 class Payload:
-    """One hostile message: `where` is the MQTT topic or the HTTP path it was sent to."""
+    """One hostile message: `where` is the MQTT topic or the HTTP path it was sent to; `framing` how an HTTP body was
+    delimited when that was the hostile part ("chunked", or the Content-Length value sent)."""
 
     channel: str
     where: str
     data: bytes
     note: str = ""
+    framing: str = ""
 
     def __post_init__(self) -> None:
         if self.channel not in CHANNELS:
@@ -50,7 +52,7 @@ def save(directory: Path, payload: Payload, *, failure: str = "") -> Path:
         except FileExistsError:
             n += 1
     side = {"channel": payload.channel, "where": payload.where, "bytes": len(payload.data), "note": payload.note,
-            "failure": failure}
+            "framing": payload.framing, "failure": failure}
     (directory / f"{n:03d}.json").write_text(json.dumps(side, indent=1, ensure_ascii=True) + "\n")
     write_reproduce(directory)
     return path
@@ -72,7 +74,8 @@ def load(directory: Path) -> list[tuple[Path, Payload]]:
             raise ValueError(f"{path}: its sidecar {side_path.name} is missing or not JSON ({exc})") from None
         if side.get("channel") != m.group(2) or not isinstance(side.get("where"), str):
             raise ValueError(f"{side_path}: expected channel {m.group(2)!r} and a string 'where', got {side!r}")
-        out.append((path, Payload(m.group(2), side["where"], path.read_bytes(), side.get("note", ""))))
+        out.append((path, Payload(m.group(2), side["where"], path.read_bytes(), side.get("note", ""),
+                                   side.get("framing", ""))))
     return out
 
 
