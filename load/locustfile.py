@@ -9,7 +9,7 @@ http://inference:8088 and the passwords in the environment variables named by --
 --subscriber-password-env. Statistics: `mqtt:e2e` (reading's ts_ns → its prediction at our subscriber),
 `mqtt:publish` (QoS1 PUBACK), `http:predict`. After the load, the matcher drains (waits while predictions keep
 coming, printing progress) and accounts each acknowledged reading with indmlops.delivery: on time, late (more than
-LOSS_GRACE_S after it was published), lost (a later reading of its machine was predicted: it never will be), or
+LATE_AFTER_S after it was published), lost (a later reading of its machine was predicted: it never will be), or
 undrained (the drain ended first: not shown lost). Lost and undrained readings, and a second prediction of one
 reading ("duplicate"), are failures of `mqtt:e2e`. Where the time went is sampled per prediction from its stamps:
 broker → inference (`seg:broker-in`), inference (`seg:inference`), inference → our subscriber (`seg:broker-out`). The suite (suites/latency) runs this
