@@ -17,7 +17,7 @@ from indmlops.local.layout import default_state_dir
 from indmlops.options import OPTIONS, OptionError, Resolved, resolve
 
 if TYPE_CHECKING:
-    from indmlops.hostcheck import HostFit
+    from indmlops.hostcheck import HostFit, OwnRoots
 
 pytest.register_assert_rewrite("indmlops.checks")
 
@@ -348,7 +348,7 @@ def keep_evidence(item: pytest.Item) -> Path:
     return out
 
 
-# Environment verdicts (src/indmlops/hostcheck.py, fixtures/host.yaml): the host's figures before the first latency or
+# Environment verdicts (src/indmlops/hostcheck/, fixtures/host.yaml): the host's figures before the first latency or
 # chaos test, and every failure labelled `verdict=environment` (the host could not carry the profile) or
 # `verdict=stack`, in JUnit XML (a property) and in a terminal section of its own.
 _HOST_FIT = pytest.StashKey["HostFit"]()
@@ -370,6 +370,26 @@ def host_fsync_dir(pytestconfig: pytest.Config, request: pytest.FixtureRequest) 
     return reports
 
 
+def _own_roots(config: pytest.Config) -> "OwnRoots | None":
+    """The pids heading our own process trees, asked again at each sample: this pytest (the xdist controller when in
+    a worker) with Locust and the chaos clients below it, and on the local target the stack's supervisord (from its
+    pid file, checked against its command line) with every service below it. None on Kubernetes: the stack runs in
+    containers whose processes we do not map, so the host's CPU is not attributed there."""
+    if option(config, "target") != "local":
+        return None
+    from indmlops.local.layout import Layout
+    from indmlops.local.supervisor import Supervisor
+
+    supervisor = Supervisor(Layout(_state_dir(config)))
+    harness = os.getppid() if os.environ.get("PYTEST_XDIST_WORKER") else os.getpid()
+
+    def roots() -> list[int]:
+        stack = supervisor.pid()
+        return [harness] if stack is None else [harness, stack]
+
+    return roots
+
+
 @pytest.fixture(scope="session")
 def host_fit(pytestconfig: pytest.Config, host_fsync_dir: Path, broker_autosave: int) -> "HostFit":
     """The host measured once per session (~1.3 s) against the session's profile and the broker's save interval,
@@ -383,9 +403,10 @@ def host_fit(pytestconfig: pytest.Config, host_fsync_dir: Path, broker_autosave:
         thresholds = hostcheck.Thresholds.load()
     except hostcheck.HostFileError as exc:
         raise pytest.UsageError(str(exc)) from None
-    figures = hostcheck.preflight(fsync_dir=host_fsync_dir)
+    roots = _own_roots(pytestconfig)
+    figures = hostcheck.preflight(fsync_dir=host_fsync_dir, own_roots=roots)
     fit = hostcheck.HostFit(figures, hostcheck.Demand(prof.name, prof.rate, peak, broker_autosave), thresholds,
-                            Path(option(pytestconfig, "reports_dir")) / "environment.json")
+                            Path(option(pytestconfig, "reports_dir")) / "environment.json", own_roots=roots)
     pytestconfig.stash[_HOST_FIT] = fit
     _live_printer(pytestconfig, "indmlops host")(fit.line())
     return fit

@@ -78,8 +78,8 @@ def test_fsync_measured_in_a_real_directory_and_probe_removed(tmp_path):
 def test_fsync_really_syncs(tmp_path, monkeypatch):
     """The probe must call fsync on what it wrote: a probe that skips it would time the page cache."""
     synced = []
-    real = h.os.fsync
-    monkeypatch.setattr(h.os, "fsync", lambda fd: (synced.append(fd), real(fd)))
+    real = h.measure.os.fsync
+    monkeypatch.setattr(h.measure.os, "fsync", lambda fd: (synced.append(fd), real(fd)))
     h.measure_fsync(tmp_path, seconds=0.05, max_samples=3)
     assert len(synced) == 3
 
@@ -244,7 +244,7 @@ def test_calm_run_has_no_shortfall():
 def test_contended_run_named_with_mean_and_worst():
     [s] = h.assess_run(summary(io_pressure_mean=38.0, io_pressure_worst=61.0), QUICK)
     assert (s.what, s.when) == ("io_pressure", "during")
-    assert s.text == "io pressure some mean 38%, worst 61% (bound ≤ 20%)"
+    assert s.text == "io pressure some mean 38%, worst 61% (bound ≤ 20%; not attributed)"
     [d] = h.assess_run(summary(fsync_p50_ms=9.0, fsync_worst_ms=40.0), QUICK)
     assert d.what == "fsync" and "9.0 ms (p50) during the run, worst 40 ms" in d.text
 
@@ -290,8 +290,8 @@ def test_verdict_message_says_environment_what_fell_short_and_where_the_figures_
     first = text.splitlines()[0]
     assert first == ("environment, not the stack: the host could not carry profile quick: the broker's disk did "
                      "240 fsync/s (p50 4.1 ms), the profile needs ≥ 700/s (100 readings/s × 7 saves); io pressure "
-                     "some avg10 38% (bound ≤ 20%); during the run: cpu pressure some mean 45%, worst 80% "
-                     "(bound ≤ 25%). Figures: reports/environment.json")
+                     "some avg10 38% (bound ≤ 20%; not attributed); during the run: cpu pressure some mean 45%, "
+                     "worst 80% (bound ≤ 25%; not attributed). Figures: reports/environment.json")
     assert text.endswith(f"What the suite saw (not held against the stack):\n{BREACH}")
     assert isinstance(info.value, AssertionError)
 
@@ -350,3 +350,194 @@ def test_judging_keeps_the_stacks_assertion_and_converts_on_a_short_host(tmp_pat
     with pytest.raises(KeyError):
         with short.judging():
             raise KeyError("not an assertion: the harness's own error passes through")
+
+
+# --- attribution: whose CPU it was ---------------------------------------------------------------------------------
+
+from indmlops.hostcheck import attribution as a  # noqa: E402
+
+
+def pid_stat(pid, ppid, comm, utime, stime=0, cutime=0, cstime=0, start=1000) -> str:
+    """A /proc/<pid>/stat line as the kernel writes it (fields 14–17 CPU, 22 starttime)."""
+    return (f"{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194304 98 0 0 0 {utime} {stime} {cutime} {cstime} 20 0 1 0 "
+            f"{start} 3133440 406 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0")
+
+
+def cpu_stat(*rows: tuple[int, ...]) -> str:
+    """/proc/stat with one `cpuN user nice system idle iowait irq softirq steal guest guest_nice` line per row."""
+    total = [sum(col) for col in zip(*rows, strict=True)]
+    lines = ["cpu  " + " ".join(map(str, total))] + [f"cpu{i} " + " ".join(map(str, r)) for i, r in enumerate(rows)]
+    return "\n".join(lines + ["intr 1 0", "ctxt 5"]) + "\n"
+
+
+def test_pid_stat_parsed_with_a_comm_holding_spaces_and_parens():
+    p = a.parse_pid_stat(pid_stat(4242, 1, "python (a) b", utime=30, stime=5, cutime=7, cstime=1, start=157752))
+    assert p == a.ProcStat(4242, 1, "python (a) b", 157752, 43)
+    assert a.parse_pid_stat(Path("/proc/self/stat").read_text()).pid > 0
+    with pytest.raises(ValueError):
+        a.parse_pid_stat("12 (x) S 1 2")
+
+
+def test_cpu_stat_sums_our_cores_busy_with_steal_and_not_guest_twice():
+    text = cpu_stat((100, 0, 50, 800, 20, 5, 5, 20, 40, 0), (300, 10, 100, 500, 0, 0, 0, 0, 0, 0),
+                    (999, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+    both = a.parse_cpu_stat(text, cpus={0, 1})
+    # cpu0: 100 + 0 + 50 + 5 + 5 + 20 = 180 busy (guest 40 is already in user); cpu1: 410. cpu2 is not ours.
+    assert both == a.CpuTicks(busy=590, steal=20, total=1000 + 910, cpus=2)
+    assert a.parse_cpu_stat(text).cpus == 3
+    with pytest.raises(ValueError):
+        a.parse_cpu_stat("intr 1\n")
+
+
+def write_proc(root: Path, stat: str, procs: list[str]) -> Path:
+    if root.exists():
+        import shutil
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    (root / "stat").write_text(stat)
+    for line in procs:
+        d = root / line.split()[0]
+        d.mkdir()
+        (d / "stat").write_text(line)
+    return root
+
+
+# Two cores, 100 ticks each between the snapshots (total grows by 200). Our trees: supervisord 10 → inference 11, and
+# pytest 20 → locust 21. Not ours: postgres 30 (another session's database), and the kernel's irq/softirq.
+BEFORE = [pid_stat(10, 1, "supervisord", 50), pid_stat(11, 10, "inference", 500), pid_stat(20, 1, "pytest", 300),
+          pid_stat(21, 20, "locust", 100), pid_stat(30, 1, "postgres", 1000)]
+
+
+def snaps(tmp_path, after_procs, *, busy_after=(60, 90), steal_after=(0, 0), roots=(10, 20)):
+    before = a.snapshot(roots, write_proc(tmp_path / "p0", cpu_stat((0,) * 10, (0,) * 10), BEFORE), cpus={0, 1})
+    rows = [(busy - steal, 0, 0, 100 - busy, 0, 0, 0, steal, 0, 0) for busy, steal in zip(busy_after, steal_after)]
+    after = a.snapshot(roots, write_proc(tmp_path / "p1", cpu_stat(*rows), after_procs), cpus={0, 1})
+    return before, after
+
+
+def test_own_and_foreign_cores_split_by_process_tree(tmp_path):
+    after = [pid_stat(10, 1, "supervisord", 52), pid_stat(11, 10, "inference", 560), pid_stat(20, 1, "pytest", 310),
+             pid_stat(21, 20, "locust", 118), pid_stat(30, 1, "postgres", 1050)]
+    share = a.attribute(*snaps(tmp_path, after))
+    # busy 60 + 90 = 150 ticks = 1.5 cores; ours 2 + 60 + 10 + 18 = 90 = 0.9; foreign 60 = postgres 50 + 10 kernel.
+    assert (share.cores, share.busy, share.own, share.foreign) == (2, 1.5, 0.9, pytest.approx(0.6))
+    assert share.foreign_pct == pytest.approx(30) and share.top_foreign == (("postgres", 0.5),)
+
+
+def test_the_stacks_hog_is_own_and_the_same_hog_elsewhere_is_foreign(tmp_path):
+    hog_in_stack = BEFORE + [pid_stat(12, 10, "spin", 0, start=2000)]
+    after = [pid_stat(10, 1, "supervisord", 50), pid_stat(11, 10, "inference", 500), pid_stat(20, 1, "pytest", 300),
+             pid_stat(21, 20, "locust", 100), pid_stat(30, 1, "postgres", 1000)]
+    before = a.snapshot((10, 20), write_proc(tmp_path / "p0", cpu_stat((0,) * 10, (0,) * 10), hog_in_stack))
+    busy = cpu_stat((95, 0, 0, 5, 0, 0, 0, 0, 0, 0), (5, 0, 0, 95, 0, 0, 0, 0, 0, 0))
+    ours = a.attribute(before, a.snapshot((10, 20), write_proc(tmp_path / "p1", busy,
+                                                                after + [pid_stat(12, 10, "spin", 95, start=2000)])))
+    theirs = a.attribute(before, a.snapshot((10, 20), write_proc(tmp_path / "p1", busy,
+                                                                  after + [pid_stat(12, 1, "spin", 95, start=2000)])))
+    assert (ours.own, ours.foreign) == (0.95, pytest.approx(0.05))
+    assert (theirs.own, theirs.foreign) == (0, 1.0) and theirs.top_foreign == (("spin", 0.95),)
+
+
+def test_a_killed_service_counts_only_its_last_interval_through_its_reaper(tmp_path):
+    """inference (11) had used 500 ticks, used 40 more, was killed and reaped: supervisord's cutime grew by 540.
+    Its replacement (12, born since) used 15. Ours: 40 + 15 + supervisord's own 2, not 540."""
+    after = [pid_stat(10, 1, "supervisord", 52, cutime=540), pid_stat(12, 10, "inference", 15, start=5000),
+             pid_stat(20, 1, "pytest", 300), pid_stat(21, 20, "locust", 100), pid_stat(30, 1, "postgres", 1000)]
+    share = a.attribute(*snaps(tmp_path, after, busy_after=(57, 0)))
+    assert share.own == pytest.approx(0.57) and share.foreign == pytest.approx(0)
+
+
+def test_a_reused_pid_is_a_new_process_and_a_vanished_stranger_costs_nothing(tmp_path):
+    # locust (21) exited idle and pytest reaped it (cutime += its 100); pid 21 is now another program, started since
+    # (start 9000): its 30 ticks are all of this interval, not 30 - 100. postgres (30) exited, reaped by init (not
+    # ours): nothing is taken off our count for it.
+    after = [pid_stat(10, 1, "supervisord", 50), pid_stat(11, 10, "inference", 500),
+             pid_stat(20, 1, "pytest", 300, cutime=100), pid_stat(21, 20, "sh", 30, start=9000)]
+    share = a.attribute(*snaps(tmp_path, after, busy_after=(30, 10)))
+    assert share.own == pytest.approx(0.3) and share.foreign == pytest.approx(0.1)
+
+
+def test_steal_is_always_foreign(tmp_path):
+    after = [pid_stat(10, 1, "supervisord", 50), pid_stat(11, 10, "inference", 560), pid_stat(20, 1, "pytest", 300),
+             pid_stat(21, 20, "locust", 100), pid_stat(30, 1, "postgres", 1000)]
+    share = a.attribute(*snaps(tmp_path, after, busy_after=(90, 30), steal_after=(30, 30)))
+    assert (share.own, share.steal, share.foreign) == (0.6, 0.6, pytest.approx(0.6))
+
+
+def test_own_never_exceeds_busy_and_no_time_is_no_share(tmp_path):
+    after = [pid_stat(10, 1, "supervisord", 50), pid_stat(11, 10, "inference", 900), pid_stat(20, 1, "pytest", 300),
+             pid_stat(21, 20, "locust", 100), pid_stat(30, 1, "postgres", 1000)]
+    share = a.attribute(*snaps(tmp_path, after, busy_after=(50, 50)))
+    assert (share.own, share.foreign) == (1.0, 0.0)
+    before, _ = snaps(tmp_path, after)
+    assert a.attribute(before, before) is None
+
+
+def test_descendants_follow_the_whole_tree_and_ignore_absent_roots():
+    procs = [a.ProcStat(10, 1, "supervisord", 0, 0), a.ProcStat(11, 10, "sh", 0, 0), a.ProcStat(12, 11, "gunicorn", 0, 0),
+             a.ProcStat(13, 12, "worker", 0, 0), a.ProcStat(30, 1, "postgres", 0, 0)]
+    assert a.descendants(procs, [10, 99]) == {(10, 0), (11, 0), (12, 0), (13, 0)}
+    assert a.descendants(procs, []) == set()
+
+
+# --- the verdict on attributed figures -----------------------------------------------------------------------------
+
+def attributed(**over) -> h.MonitorSummary:
+    """A run on a busy host (PSI cpu 85 %) whose busy cores were all the stack's and the harness's."""
+    base = dict(cpu_pressure_mean=85.0, cpu_pressure_worst=97.0, io_pressure_mean=45.0, io_pressure_worst=70.0,
+                cpu_attributed=True, cores=2, busy_cores_mean=1.9, own_cores_mean=1.8, foreign_cores_mean=0.1,
+                foreign_cores_worst=0.3, steal_cores_mean=0.0)
+    return summary(**(base | over))
+
+
+def test_own_load_is_not_the_hosts_whatever_the_pressure():
+    """A stack spinning a core, or saving a huge database, raises PSI; with our trees known that is no shortfall."""
+    assert h.assess_run(attributed(), QUICK) == []
+    assert h.assess(figures(psi_cpu_some_avg10=90.0, psi_io_some_avg10=60.0, own_cores=1.8, foreign_cores=0.1,
+                            busy_cores=1.9, steal_cores=0.0), QUICK) == []
+
+
+def test_foreign_load_is_the_hosts_named_with_cores_and_who():
+    [s] = h.assess_run(attributed(foreign_cores_mean=1.3, foreign_cores_worst=1.9, own_cores_mean=0.6,
+                                  top_foreign=["stress-ng 1.10", "postgres 0.15"]), QUICK)
+    assert (s.what, s.when, s.measured, s.needed) == ("foreign_cpu", "during", 65, 25)
+    assert s.text == ("other work took 1.3 of 2 cores, worst 1.9 (65%, bound ≤ 25%: stress-ng 1.10, postgres 0.15; "
+                      "the stack and harness 0.6, cpu pressure some 85%)")
+    [b] = h.assess(figures(foreign_cores=0.8, own_cores=1.0, busy_cores=1.8, steal_cores=0.0), QUICK)
+    assert (b.what, b.when) == ("foreign_cpu", "before")
+
+
+def test_steal_over_its_bound_is_the_hosts():
+    found = h.assess_run(attributed(foreign_cores_mean=0.3, steal_cores_mean=0.3), QUICK)
+    assert [s.what for s in found] == ["steal"]
+    assert found[0].text == "the hypervisor stole 0.30 of 2 cores (15%, bound ≤ 10%)"
+
+
+def test_unattributed_run_still_judged_on_pressure_and_says_so():
+    [s] = h.assess_run(summary(cpu_pressure_mean=40.0), QUICK)
+    assert s.what == "cpu_pressure" and s.text.endswith("(bound ≤ 25%; not attributed)")
+    f = h.preflight(fsync_dir=Path("/nonexistent"), fsync_seconds=0.01, rtt_seconds=0.01, generator_seconds=0.01)
+    assert any("CPU not attributed" in n for n in f.notes) and not f.cpu_attributed
+
+
+@settings(max_examples=200)
+@given(st.floats(0, 2), st.floats(0, 2), st.floats(0, 2), st.floats(0, 100))
+def test_moving_cpu_from_foreign_to_own_never_adds_a_shortfall(own, foreign, moved, psi):
+    moved = min(moved, foreign)
+    before = attributed(own_cores_mean=own, foreign_cores_mean=foreign, cpu_pressure_mean=psi)
+    after = attributed(own_cores_mean=own + moved, foreign_cores_mean=foreign - moved, cpu_pressure_mean=psi)
+    assert {s.what for s in h.assess_run(after, QUICK)} <= {s.what for s in h.assess_run(before, QUICK)}
+
+
+def test_a_breach_under_own_load_is_the_stacks_and_under_foreign_load_the_hosts(tmp_path):
+    fit = h.HostFit(figures(foreign_cores=0.1, own_cores=1.0, busy_cores=1.1, steal_cores=0.0), QUICK,
+                    h.Thresholds(), tmp_path / "environment.json")
+    original = AssertionError(BREACH)
+    with pytest.raises(AssertionError) as info:
+        with fit.judging(attributed()):
+            raise original
+    assert info.value is original and type(info.value) is AssertionError
+    with pytest.raises(h.EnvironmentVerdict, match="other work took 1.2 of 2 cores") as env:
+        with fit.judging(attributed(foreign_cores_mean=1.2, own_cores_mean=0.7)):
+            raise original
+    assert env.value.__cause__ is original

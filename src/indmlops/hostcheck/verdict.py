@@ -1,0 +1,301 @@
+"""The verdict: what a profile demands, the shortfalls a host's figures imply (thresholds in fixtures/host.yaml),
+and the EnvironmentVerdict that blames the host, not the stack, for a failed timing claim."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from indmlops.hostcheck.attribution import OwnRoots
+from indmlops.hostcheck.measure import HostFigures, HostMonitor, MonitorSummary
+
+HOST_FILE = Path(__file__).resolve().parents[3] / "fixtures" / "host.yaml"
+
+# Database saves the shipped broker makes per reading (fixtures/slo.yaml): with `autosave_interval 1` and
+# `autosave_on_changes true` every change is a save (rewrite + fsync), and one QoS1 reading makes ~7 changes: it is
+# stored, queued for inference's persistent session and delivered to each QoS1 subscriber, and its prediction the
+# same. Quick profile: 100 readings/s × 7 = 700 fsync/s; at 0.73 ms each (FIELD-NOTES, strace) that is 0.51 s of
+# every second spent in fsync, so a disk that does fewer than 700 syncs/s cannot keep up at all.
+CHANGES_PER_READING = 7
+
+
+class HostFileError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What a host must offer (fixtures/host.yaml explains each number)."""
+
+    min_cores: float = 2
+    fsync_margin: float = 1.0
+    generator_headroom: float = 2.0
+    max_cpu_pressure_pct: float = 25.0
+    max_io_pressure_pct: float = 20.0
+    max_load_per_core: float = 2.0
+    max_fsync_p50_ms_during: float = 5.0
+    max_foreign_cpu_pct: float = 25.0
+    max_steal_pct: float = 10.0
+
+    @classmethod
+    def load(cls, path: Path = HOST_FILE) -> Thresholds:
+        try:
+            doc = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise HostFileError(f"{path}: cannot read host thresholds ({exc})") from exc
+        raw = (doc or {}).get("thresholds")
+        if not isinstance(raw, dict):
+            raise HostFileError(f"{path}: expected a mapping 'thresholds:'")
+        known = set(cls.__dataclass_fields__)
+        if unknown := set(raw) - known:
+            raise HostFileError(f"{path}: thresholds.{sorted(unknown)[0]}: unknown (known: {', '.join(sorted(known))})")
+        for key, value in raw.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise HostFileError(f"{path}: thresholds.{key} = {value!r}: expected a number >= 0")
+        return cls(**{k: float(v) for k, v in raw.items()})
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What a profile asks of the host: readings/s at its base level (what the broker's disk must sustain) and at
+    its peak (what the generator must build), on a broker that saves every `autosave_changes` changes."""
+
+    profile: str
+    rate: float
+    peak_rate: float
+    autosave_changes: int = 1
+
+    @property
+    def fsync_per_s(self) -> float:
+        return self.rate * CHANGES_PER_READING / max(1, self.autosave_changes)
+
+    @property
+    def fsync_arithmetic(self) -> str:
+        if self.autosave_changes <= 1:
+            return f"{self.rate:g} readings/s × {CHANGES_PER_READING} saves"
+        return f"{self.rate:g} readings/s × {CHANGES_PER_READING} changes ÷ a save every {self.autosave_changes}"
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """One way the host fell short: `text` reads as a clause of the verdict."""
+
+    what: str  # fsync | generator | cores | foreign_cpu | steal | cpu_pressure | io_pressure | load
+    when: str  # before (the preflight) | during (the run)
+    measured: float
+    needed: float
+    text: str
+
+
+def _pressure_or_load(when: str, cpu: float | None, io: float | None, load_per_core: float, t: Thresholds,
+                      how: str, worst: dict[str, float | None] | None = None) -> list[Shortfall]:
+    worst = worst or {}
+    out = []
+    for what, value, bound in (("cpu", cpu, t.max_cpu_pressure_pct), ("io", io, t.max_io_pressure_pct)):
+        if value is not None and value > bound:
+            peak = f", worst {worst[what]:.0f}%" if worst.get(what) is not None else ""
+            out.append(Shortfall(f"{what}_pressure", when, value, bound, f"{what} pressure some {how} {value:.0f}%"
+                                 f"{peak} (bound ≤ {bound:g}%; not attributed)"))
+    if cpu is None and io is None and load_per_core > t.max_load_per_core:
+        out.append(Shortfall("load", when, load_per_core, t.max_load_per_core,
+                             f"load average {load_per_core:.2f} per core (bound ≤ {t.max_load_per_core:g}; no PSI)"))
+    return out
+
+
+def _foreign(when: str, cores: int, foreign: float, own: float, steal: float, top: list[str], psi: float | None,
+             t: Thresholds, worst: float | None = None) -> list[Shortfall]:
+    """The CPU clauses where our own trees are known: only work that is neither the stack's nor the harness's
+    (steal included) is held against the host; PSI, which counts everyone, is context in the text."""
+    out = []
+    share, steal_pct = 100 * foreign / max(1, cores), 100 * steal / max(1, cores)
+    context = f"; the stack and harness {own:.1f}" + (f", cpu pressure some {psi:.0f}%" if psi is not None else "")
+    if share > t.max_foreign_cpu_pct:
+        peak = f", worst {worst:.1f}" if worst is not None else ""
+        names = f": {', '.join(top)}" if top else ""
+        out.append(Shortfall("foreign_cpu", when, share, t.max_foreign_cpu_pct,
+                             f"other work took {foreign:.1f} of {cores} cores{peak} ({share:.0f}%, bound ≤ "
+                             f"{t.max_foreign_cpu_pct:g}%{names}{context})"))
+    if steal_pct > t.max_steal_pct:
+        out.append(Shortfall("steal", when, steal_pct, t.max_steal_pct,
+                             f"the hypervisor stole {steal:.2f} of {cores} cores ({steal_pct:.0f}%, bound ≤ "
+                             f"{t.max_steal_pct:g}%)"))
+    return out
+
+
+def assess(figures: HostFigures, demand: Demand, thresholds: Thresholds | None = None) -> list[Shortfall]:
+    """Every way the host, as measured before a run, cannot carry `demand`; empty when it can."""
+    t = thresholds or Thresholds()
+    out: list[Shortfall] = []
+    need = demand.fsync_per_s * t.fsync_margin
+    if figures.fsync_per_s is not None and figures.fsync_per_s < need:
+        out.append(Shortfall("fsync", "before", figures.fsync_per_s, need,
+                             f"the broker's disk did {figures.fsync_per_s:.0f} fsync/s (p50 {figures.fsync_p50_ms:.1f} "
+                             f"ms), the profile needs ≥ {need:.0f}/s ({demand.fsync_arithmetic})"))
+    gen_need = demand.peak_rate * t.generator_headroom
+    if figures.generator_per_s < gen_need:
+        out.append(Shortfall("generator", "before", figures.generator_per_s, gen_need,
+                             f"one core built {figures.generator_per_s:.0f} readings/s, the generator needs ≥ "
+                             f"{gen_need:.0f}/s ({t.generator_headroom:g} × the peak {demand.peak_rate:g}/s)"))
+    if figures.usable_cores < t.min_cores:
+        out.append(Shortfall("cores", "before", figures.usable_cores, t.min_cores,
+                             f"{figures.usable_cores:g} usable cores (needs ≥ {t.min_cores:g})"))
+    if figures.foreign_cores is not None:
+        out += _foreign("before", figures.cores, figures.foreign_cores, figures.own_cores or 0.0,
+                        figures.steal_cores or 0.0, figures.top_foreign, figures.psi_cpu_some_avg10, t)
+    else:
+        out += _pressure_or_load("before", figures.psi_cpu_some_avg10, figures.psi_io_some_avg10,
+                                 figures.loadavg[0] / max(figures.usable_cores, 1), t, "avg10")
+    return out
+
+
+def assess_run(summary: MonitorSummary, demand: Demand, thresholds: Thresholds | None = None) -> list[Shortfall]:
+    """Every way the host fell short during a run. Means are judged (a one-second spike is reported, not blamed).
+    Where our trees are known, CPU is judged on foreign work only; I/O is not attributed: the save probe stands for
+    it, and it competes with the broker's own saves, hence its own, looser bound."""
+    t = thresholds or Thresholds()
+    if not summary.samples:
+        return []
+    if summary.cpu_attributed and summary.foreign_cores_mean is not None:
+        out = _foreign("during", summary.cores, summary.foreign_cores_mean, summary.own_cores_mean or 0.0,
+                       summary.steal_cores_mean or 0.0, summary.top_foreign, summary.cpu_pressure_mean, t,
+                       summary.foreign_cores_worst)
+    else:
+        out = _pressure_or_load("during", summary.cpu_pressure_mean, summary.io_pressure_mean,
+                                summary.load_per_core_mean, t, "mean",
+                                {"cpu": summary.cpu_pressure_worst, "io": summary.io_pressure_worst})
+    if summary.fsync_p50_ms is not None and summary.fsync_p50_ms > t.max_fsync_p50_ms_during:
+        out.append(Shortfall("fsync", "during", summary.fsync_p50_ms, t.max_fsync_p50_ms_during,
+                             f"a save in the broker's directory took {summary.fsync_p50_ms:.1f} ms (p50) during the "
+                             f"run, worst {summary.fsync_worst_ms:.0f} ms (bound ≤ {t.max_fsync_p50_ms_during:g} ms; "
+                             "I/O not attributed: the broker's own saves queue ahead of it)"))
+    return out
+
+
+class EnvironmentVerdict(AssertionError):
+    """A failed claim the host, not the stack, is to blame for: the figures and shortfalls travel with it.
+
+    An AssertionError, not an IndMLOpsError: it is still a test that did not show its claim (pytest counts it
+    failed, `pytest.raises(AssertionError)` in the sensitivity tests still catches it), while IndMLOpsError means
+    "the harness could not do its work" and is printed by the CLI as an error."""
+
+    def __init__(self, demand: Demand, shortfalls: list[Shortfall], *, breach_text: str = "",
+                 figures: HostFigures | None = None, monitor: MonitorSummary | None = None,
+                 figures_path: Path | str | None = None) -> None:
+        self.demand, self.shortfalls, self.breach_text = demand, shortfalls, breach_text
+        self.figures, self.monitor, self.figures_path = figures, monitor, figures_path
+        where = f" Figures: {figures_path}" if figures_path else ""
+        before = [s.text for s in shortfalls if s.when == "before"]
+        during = [s.text for s in shortfalls if s.when == "during"]
+        parts = "; ".join(before + (["during the run: " + "; ".join(during)] if during else []))
+        text = f"environment, not the stack: the host could not carry profile {demand.profile}: {parts}.{where}"
+        if breach_text:
+            text += f"\n\nWhat the suite saw (not held against the stack):\n{breach_text}"
+        super().__init__(text)
+
+    def __reduce__(self):  # picklable (xdist, multiprocessing) despite the keyword-only constructor
+        return (_rebuild_verdict, (self.args[0],))
+
+
+def _rebuild_verdict(text: str) -> AssertionError:
+    exc = EnvironmentVerdict.__new__(EnvironmentVerdict)
+    AssertionError.__init__(exc, text)
+    return exc
+
+
+def judge(breach_text: str, figures: HostFigures | None, monitor_summary: MonitorSummary | None, *, demand: Demand,
+          thresholds: Thresholds | None = None, figures_path: Path | str | None = None) -> NoReturn:
+    """Raise EnvironmentVerdict when the host fell short before (`figures`) or during (`monitor_summary`) the run,
+    else a plain AssertionError with `breach_text`: the stack's failure."""
+    t = thresholds or Thresholds()
+    shortfalls = (assess(figures, demand, t) if figures else []) + \
+        (assess_run(monitor_summary, demand, t) if monitor_summary else [])
+    if shortfalls:
+        raise EnvironmentVerdict(demand, shortfalls, breach_text=breach_text, figures=figures,
+                                 monitor=monitor_summary, figures_path=figures_path)
+    raise AssertionError(breach_text)
+
+
+class HostFit:
+    """One session's preflight, the runs monitored since, and `reports/environment.json` kept up to date."""
+
+    def __init__(self, figures: HostFigures, demand: Demand, thresholds: Thresholds, path: Path, *,
+                 own_roots: OwnRoots | None = None) -> None:
+        self.figures, self.demand, self.thresholds, self.path = figures, demand, thresholds, path
+        self.own_roots = own_roots  # the stack's and the harness's tree roots; None: CPU not attributed
+        self.shortfalls = assess(figures, demand, thresholds)
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.verdicts: dict[str, str] = {}
+        self.write()
+
+    @property
+    def fits(self) -> bool:
+        return not self.shortfalls
+
+    def write(self) -> None:
+        doc = {"profile": asdict(self.demand), "fsync_needed_per_s": self.demand.fsync_per_s,
+               "changes_per_reading": CHANGES_PER_READING, "thresholds": asdict(self.thresholds),
+               "figures": self.figures.to_dict(), "shortfalls": [asdict(s) for s in self.shortfalls],
+               "runs": self.runs, "verdicts": self.verdicts}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        tmp.replace(self.path)
+
+    def record_run(self, name: str, summary: MonitorSummary) -> list[Shortfall]:
+        """Keep a run's monitor summary and what it implies; returns the run's shortfalls."""
+        found = assess_run(summary, self.demand, self.thresholds)
+        self.runs[name] = {"monitor": summary.to_dict(), "shortfalls": [asdict(s) for s in found]}
+        self.write()
+        return found
+
+    @contextmanager
+    def monitor(self, name: str, *, interval: float = 1.0) -> Iterator[HostMonitor]:
+        """Monitor the block and record it under `name`; `.summary` is set on exit."""
+        mon = HostMonitor(Path(self.figures.fsync_dir) if self.figures.fsync_per_s is not None else None,
+                          interval=interval, own_roots=self.own_roots)
+        try:
+            with mon:
+                yield mon
+        finally:
+            assert mon.summary is not None
+            self.record_run(name, mon.summary)
+
+    def judge(self, breach_text: str, monitor_summary: MonitorSummary | None = None) -> NoReturn:
+        judge(breach_text, self.figures, monitor_summary, demand=self.demand, thresholds=self.thresholds,
+              figures_path=self.path)
+
+    @contextmanager
+    def judging(self, monitor_summary: MonitorSummary | None = None) -> Iterator[None]:
+        """Around a test's asserts: an AssertionError is re-raised as it is (pytest's diff intact) when the host
+        carried the run, and becomes an EnvironmentVerdict when it fell short before or during it."""
+        try:
+            yield
+        except EnvironmentVerdict:
+            raise
+        except AssertionError as exc:
+            found = self.shortfalls + (assess_run(monitor_summary, self.demand, self.thresholds)
+                                       if monitor_summary else [])
+            if not found:
+                raise
+            raise EnvironmentVerdict(self.demand, found, breach_text=str(exc), figures=self.figures,
+                                     monitor=monitor_summary, figures_path=self.path) from exc
+
+    def line(self) -> str:
+        """One line for the terminal: the figures that matter and the verdict."""
+        f = self.figures
+        fs = f"fsync {f.fsync_per_s:.0f}/s (p50 {f.fsync_p50_ms:.2f} ms)" if f.fsync_per_s else "fsync not measured"
+        psi = (f"psi cpu {f.psi_cpu_some_avg10:.0f}% io {f.psi_io_some_avg10:.0f}%"
+               if f.psi_cpu_some_avg10 is not None and f.psi_io_some_avg10 is not None else "no PSI")
+        cpu = (f"other work {f.foreign_cores:.1f} of {f.cores} cores (ours {f.own_cores or 0:.1f})"
+               if f.foreign_cores is not None else "CPU not attributed")
+        head = (f"{fs}, {f.usable_cores:g} cores, {cpu}, load {f.loadavg[0]:.2f}, {psi}, loopback p50 "
+                f"{f.tcp_rtt_p50_us:.0f} µs, generator {f.generator_per_s:.0f} readings/s ({f.seconds:.1f} s)")
+        if self.fits:
+            return f"{head} → fits profile {self.demand.profile} ({self.demand.fsync_per_s:.0f} fsync/s needed)"
+        return f"{head} → SHORT for profile {self.demand.profile}: " + "; ".join(s.text for s in self.shortfalls)
