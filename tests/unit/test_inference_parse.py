@@ -111,6 +111,12 @@ def test_identifier_rules_name_what_is_wrong():
     assert "'+'" in identifier_problem("a+b") and "U+0000" in identifier_problem("\x00")
     assert "surrogate" in identifier_problem("\ud800") and "noncharacter" in identifier_problem("\U0001fffe")
     assert "129 characters" in identifier_problem("x" * 129)
+    assert identifier_problem("plant-1/line-2/#42", topic_level=False) is None  # a reading id may hold them
+    assert "U+0007" in identifier_problem("r\x07", topic_level=False)
+
+
+def test_a_reading_id_with_slashes_and_wildcards_is_predicted_not_refused():
+    assert parse_reading(mutated(id="plant-1/line+2/#42")).id == "plant-1/line+2/#42"
 
 
 def test_feature_state_forgets_the_least_recently_seen_machine_beyond_its_bound():

@@ -50,13 +50,15 @@ def _short(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} chars)"
 
 
-def identifier_problem(value: str) -> str | None:
-    """Why `value` cannot be one level of an MQTT topic (and so cannot name a line, a machine or a reading), or None.
+def identifier_problem(value: str, *, topic_level: bool = True) -> str | None:
+    """Why `value` cannot name a line or machine (`topic_level`: it must be one level of an MQTT topic) or a reading
+    (not `topic_level`: it only travels inside JSON, so '/' is fine), or None.
 
     The rules are the broker's (MQTT 3.1.1 §1.5.3, §4.7; Mosquitto rejects the packet and drops the connection):
     UTF-8 without U+0000, surrogates or noncharacters, and no control characters (Mosquitto 2.0 refuses
     U+0001-U+001F and U+007F-U+009F); and what a topic level cannot hold: '/' and the wildcards '+' and '#'.
-    A topic level may be empty for the broker; a machine may not.
+    A topic level may be empty for the broker; a name may not. A reading's id obeys the same characters, so every
+    consumer of a prediction (the HMI's JSON.parse, a historian) can take it, but may hold '/', '+' and '#'.
     """
     if not value:
         return "empty"
@@ -64,7 +66,7 @@ def identifier_problem(value: str) -> str | None:
         return f"{len(value)} characters, at most {MAX_IDENTIFIER_CHARS}"
     for ch in value:
         cp = ord(ch)
-        if ch in "/+#":
+        if topic_level and ch in "/+#":
             return f"contains {ch!r}, which MQTT reserves in topics"
         if cp < 0x20 or 0x7F <= cp <= 0x9F:
             return f"contains the control character U+{cp:04X}"
@@ -119,6 +121,6 @@ def parse_reading(payload: bytes | str, *, max_bytes: int = MAX_PAYLOAD_BYTES) -
     if not doc["id"] or len(doc["id"]) > MAX_IDENTIFIER_CHARS:
         raise BadPayload("wrong_type", f"id must be a non-empty string of at most {MAX_IDENTIFIER_CHARS} characters")
     for key in ("id", "line", "machine"):
-        if why := identifier_problem(doc[key]):
+        if why := identifier_problem(doc[key], topic_level=key != "id"):
             raise BadPayload("bad_identifier", f"{key} {_short(doc[key])}: {why}")
     return Reading(doc["id"], doc["line"], doc["machine"], doc["seq"], doc["ts_ns"], values)
