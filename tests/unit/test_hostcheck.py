@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import pickle
 import time
 from pathlib import Path
@@ -372,7 +373,7 @@ def cpu_stat(*rows: tuple[int, ...]) -> str:
 
 def test_pid_stat_parsed_with_a_comm_holding_spaces_and_parens():
     p = a.parse_pid_stat(pid_stat(4242, 1, "python (a) b", utime=30, stime=5, cutime=7, cstime=1, start=157752))
-    assert p == a.ProcStat(4242, 1, "python (a) b", 157752, 43)
+    assert p == a.ProcStat(4242, 1, "python (a) b", 157752, cpu=43, self_cpu=35)
     assert a.parse_pid_stat(Path("/proc/self/stat").read_text()).pid > 0
     with pytest.raises(ValueError):
         a.parse_pid_stat("12 (x) S 1 2")
@@ -443,8 +444,8 @@ def test_a_killed_service_counts_only_its_last_interval_through_its_reaper(tmp_p
     Its replacement (12, born since) used 15. Ours: 40 + 15 + supervisord's own 2, not 540."""
     after = [pid_stat(10, 1, "supervisord", 52, cutime=540), pid_stat(12, 10, "inference", 15, start=5000),
              pid_stat(20, 1, "pytest", 300), pid_stat(21, 20, "locust", 100), pid_stat(30, 1, "postgres", 1000)]
-    share = a.attribute(*snaps(tmp_path, after, busy_after=(57, 0)))
-    assert share.own == pytest.approx(0.57) and share.foreign == pytest.approx(0)
+    share = a.attribute(*snaps(tmp_path, after, busy_after=(57, 50)))
+    assert share.own == pytest.approx(0.57) and share.foreign == pytest.approx(0.5)
 
 
 def test_a_reused_pid_is_a_new_process_and_a_vanished_stranger_costs_nothing(tmp_path):
@@ -474,8 +475,9 @@ def test_own_never_exceeds_busy_and_no_time_is_no_share(tmp_path):
 
 
 def test_descendants_follow_the_whole_tree_and_ignore_absent_roots():
-    procs = [a.ProcStat(10, 1, "supervisord", 0, 0), a.ProcStat(11, 10, "sh", 0, 0), a.ProcStat(12, 11, "gunicorn", 0, 0),
-             a.ProcStat(13, 12, "worker", 0, 0), a.ProcStat(30, 1, "postgres", 0, 0)]
+    procs = [a.ProcStat(10, 1, "supervisord", 0, 0), a.ProcStat(11, 10, "sh", 0, 0),
+             a.ProcStat(12, 11, "gunicorn", 0, 0), a.ProcStat(13, 12, "worker", 0, 0),
+             a.ProcStat(30, 1, "postgres", 0, 0)]
     assert a.descendants(procs, [10, 99]) == {(10, 0), (11, 0), (12, 0), (13, 0)}
     assert a.descendants(procs, []) == set()
 
@@ -541,3 +543,67 @@ def test_a_breach_under_own_load_is_the_stacks_and_under_foreign_load_the_hosts(
         with fit.judging(attributed(foreign_cores_mean=1.2, own_cores_mean=0.7)):
             raise original
     assert env.value.__cause__ is original
+
+
+# --- attribution on this host, with real processes -----------------------------------------------------------------
+
+# A stand-in for supervisord: it leaves pytest's tree (fork, parent exits, setsid) so it is ours only when named as
+# a root, and spins a child for `seconds` (the stack's hog); prints "its pid, the hog's pid".
+FAKE_SUPERVISOR = """
+import os, sys, time
+if os.fork():
+    os._exit(0)
+os.setsid()
+end = time.monotonic() + float(sys.argv[1])
+hog = os.fork()
+if hog == 0:
+    os.close(1)
+    while time.monotonic() < end:
+        pass
+    os._exit(0)
+print(os.getpid(), hog, flush=True)
+os.close(1)
+os.waitpid(hog, 0)
+"""
+
+
+@pytest.fixture
+def stack_hog_running():
+    import signal
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", FAKE_SUPERVISOR, "20"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True, timeout=10, check=True).stdout
+    supervisor, hog = map(int, out.split())
+    yield supervisor, hog
+    for pid in (hog, supervisor):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_hog_below_the_stack_is_ours_and_the_same_hog_unclaimed_is_foreign(stack_hog_running, tmp_path):
+    """The same window watched twice: once with the fake supervisord named as the stack's root, once without. The
+    host is shared (others keep it near saturation), so the bound is placed between the two by the hog's own CPU."""
+    supervisor, hog = stack_hog_running
+    me = os.getpid()
+    cpus = os.sched_getaffinity(0)
+    first = a.snapshot([me], cpus=cpus)
+    with h.HostMonitor(None, interval=0.5, own_roots=lambda: [me, supervisor]) as ours, \
+            h.HostMonitor(None, interval=0.5, own_roots=lambda: [me]) as unclaimed:
+        time.sleep(2.2)
+    last = a.snapshot([me], cpus=cpus)
+    hog_key = next(k for k in last.procs if k[0] == hog)
+    per_core = (last.ticks.total - first.ticks.total) / len(cpus)
+    hog_cores = (last.procs[hog_key].cpu - first.procs[hog_key].cpu) / per_core
+    s_ours, s_unclaimed = ours.summary, unclaimed.summary
+    assert s_ours.cpu_attributed and s_unclaimed.cpu_attributed and s_ours.samples >= 3
+    assert hog_cores > 0.2, f"the hog got {hog_cores:.2f} cores: too little to tell anything apart"
+    assert s_ours.own_cores_mean >= 0.7 * hog_cores, (s_ours, hog_cores)
+    moved = s_unclaimed.foreign_cores_mean - s_ours.foreign_cores_mean
+    assert moved >= 0.7 * hog_cores, (s_ours, s_unclaimed, hog_cores)
+    bound = h.Thresholds(max_foreign_cpu_pct=100 * (s_ours.foreign_cores_mean + hog_cores / 2) / len(cpus))
+    assert "foreign_cpu" not in [s.what for s in h.assess_run(s_ours, QUICK, bound)]
+    assert "foreign_cpu" in [s.what for s in h.assess_run(s_unclaimed, QUICK, bound)]

@@ -27,6 +27,7 @@ class ProcStat:
     comm: str
     start: int  # starttime, ticks since boot: (pid, start) names one process even when the pid is reused
     cpu: int
+    self_cpu: int = 0  # utime + stime alone: what naming the busiest strangers uses (a reaped child is not theirs)
 
     @property
     def key(self) -> tuple[int, int]:
@@ -39,7 +40,8 @@ def parse_pid_stat(text: str) -> ProcStat:
     pid, _, comm = head.partition(" (")
     f = rest.split()  # f[0] is field 3 (state): field n is f[n - 3]
     try:
-        return ProcStat(int(pid), int(f[1]), comm, int(f[19]), int(f[11]) + int(f[12]) + int(f[13]) + int(f[14]))
+        own = int(f[11]) + int(f[12])
+        return ProcStat(int(pid), int(f[1]), comm, int(f[19]), own + int(f[13]) + int(f[14]), own)
     except (IndexError, ValueError) as exc:
         raise ValueError(f"unexpected /proc/<pid>/stat text {text[:80]!r}") from exc
 
@@ -154,7 +156,7 @@ def attribute(before: Snapshot, after: Snapshot, *, top: int = 3) -> CpuShare | 
     by_name: dict[str, int] = {}
     for k, p in after.procs.items():
         if k not in after.own and k in before.procs:
-            by_name[p.comm] = by_name.get(p.comm, 0) + p.cpu - before.procs[k].cpu
+            by_name[p.comm] = by_name.get(p.comm, 0) + p.self_cpu - before.procs[k].self_cpu
     ranked = sorted(((n, t / elapsed) for n, t in by_name.items() if t > 0), key=lambda x: -x[1])
     return CpuShare(after.ticks.cpus, busy / elapsed, own / elapsed, (busy - own) / elapsed,
                     max(0, after.ticks.steal - before.ticks.steal) / elapsed,
