@@ -505,8 +505,17 @@ def test_foreign_load_is_the_hosts_named_with_cores_and_who():
     assert (s.what, s.when, s.measured, s.needed) == ("foreign_cpu", "during", 65, 25)
     assert s.text == ("other work took 1.3 of 2 cores, worst 1.9 (65%, bound ≤ 25%: stress-ng 1.10, postgres 0.15; "
                       "the stack and harness 0.6, cpu pressure some 85%)")
-    [b] = h.assess(figures(foreign_cores=0.8, own_cores=1.0, busy_cores=1.8, steal_cores=0.0), QUICK)
+    [b] = h.assess(figures(foreign_cores=0.8, own_cores=1.0, busy_cores=1.8, steal_cores=0.0,
+                           psi_cpu_some_avg10=40.0), QUICK)
     assert (b.what, b.when) == ("foreign_cpu", "before")
+
+
+def test_foreign_load_where_nothing_waited_is_not_the_hosts():
+    """Another session's pytest on one core while ours wanted less than the other: busy, not contended (measured
+    here: foreign 1.0 of 2 cores, cpu pressure 6 %)."""
+    assert h.assess_run(attributed(foreign_cores_mean=1.0, cpu_pressure_mean=6.0), QUICK) == []
+    assert [s.what for s in h.assess_run(attributed(foreign_cores_mean=1.0, cpu_pressure_mean=None), QUICK)] == \
+        ["foreign_cpu"]  # no PSI to say nobody waited: foreign alone judges
 
 
 def test_steal_over_its_bound_is_the_hosts():
@@ -532,7 +541,8 @@ def test_moving_cpu_from_foreign_to_own_never_adds_a_shortfall(own, foreign, mov
 
 
 def test_a_breach_under_own_load_is_the_stacks_and_under_foreign_load_the_hosts(tmp_path):
-    fit = h.HostFit(figures(foreign_cores=0.1, own_cores=1.0, busy_cores=1.1, steal_cores=0.0), QUICK,
+    fit = h.HostFit(figures(foreign_cores=0.1, own_cores=1.0, busy_cores=1.1, steal_cores=0.0,
+                            psi_cpu_some_avg10=90.0), QUICK,
                     h.Thresholds(), tmp_path / "environment.json")
     original = AssertionError(BREACH)
     with pytest.raises(AssertionError) as info:
@@ -604,6 +614,8 @@ def test_a_hog_below_the_stack_is_ours_and_the_same_hog_unclaimed_is_foreign(sta
     assert s_ours.own_cores_mean >= 0.7 * hog_cores, (s_ours, hog_cores)
     moved = s_unclaimed.foreign_cores_mean - s_ours.foreign_cores_mean
     assert moved >= 0.7 * hog_cores, (s_ours, s_unclaimed, hog_cores)
-    bound = h.Thresholds(max_foreign_cpu_pct=100 * (s_ours.foreign_cores_mean + hog_cores / 2) / len(cpus))
+    # max_cpu_pressure_pct -1 holds the contention gate open: this test is about whose the hog's CPU is.
+    bound = h.Thresholds(max_foreign_cpu_pct=100 * (s_ours.foreign_cores_mean + hog_cores / 2) / len(cpus),
+                         max_cpu_pressure_pct=-1)
     assert "foreign_cpu" not in [s.what for s in h.assess_run(s_ours, QUICK, bound)]
     assert "foreign_cpu" in [s.what for s in h.assess_run(s_unclaimed, QUICK, bound)]

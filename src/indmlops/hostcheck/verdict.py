@@ -111,11 +111,14 @@ def _pressure_or_load(when: str, cpu: float | None, io: float | None, load_per_c
 def _foreign(when: str, cores: int, foreign: float, own: float, steal: float, top: list[str], psi: float | None,
              t: Thresholds, worst: float | None = None) -> list[Shortfall]:
     """The CPU clauses where our own trees are known: only work that is neither the stack's nor the harness's
-    (steal included) is held against the host; PSI, which counts everyone, is context in the text."""
+    (steal included) is held against the host, and only when tasks waited for a CPU (cpu pressure over its bound, or
+    no PSI to say): a stranger using a core the stack did not want took nothing from it. Alone, PSI, which counts
+    everyone, never blames the host here."""
     out = []
     share, steal_pct = 100 * foreign / max(1, cores), 100 * steal / max(1, cores)
     context = f"; the stack and harness {own:.1f}" + (f", cpu pressure some {psi:.0f}%" if psi is not None else "")
-    if share > t.max_foreign_cpu_pct:
+    contended = psi is None or psi > t.max_cpu_pressure_pct
+    if share > t.max_foreign_cpu_pct and contended:
         peak = f", worst {worst:.1f}" if worst is not None else ""
         names = f": {', '.join(top)}" if top else ""
         out.append(Shortfall("foreign_cpu", when, share, t.max_foreign_cpu_pct,
