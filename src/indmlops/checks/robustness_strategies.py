@@ -111,9 +111,9 @@ def topic_segment() -> st.SearchStrategy[str]:
 #
 # The rules (src/indmlops/inference/parse.py, restated here so the suite checks the service against them rather than
 # against itself): at most MAX_PAYLOAD_BYTES; JSON (NaN/Infinity constants: non_finite); an object; schema the integer
-# 1; id, line, machine strings, seq and ts_ns integers (not bool, not 1.0), features an object holding every signal as
-# a number; seq, ts_ns in 0..2**63-1; each feature finite and within float32 (what the model takes); id non-empty and
-# at most 128 characters (else wrong_type); id, line and machine topic-safe (else bad_identifier); over MQTT the body's
+# 1 (not 1.0, not true); id, line, machine strings, seq and ts_ns integers (not bool, not 1.0), features an object
+# holding every signal as a number; seq, ts_ns in 0..2**63-1; each feature finite and within float32 (what the model
+# takes); line and machine topic-safe, id the same but for '/', '+' and '#' (else bad_identifier); over MQTT the body's
 # line/machine equal the topic's (else topic_mismatch, judged only on a reading that parsed). One defect has one kind.
 # With several, the service names the first it checks: the order is its own, not the contract's, so any of them is
 # accepted.
@@ -122,16 +122,17 @@ MAX_IDENTIFIER_CHARS = 128
 FLOAT32_MAX = 3.4028234663852886e38
 
 
-def identifier_problem(value: str) -> str | None:
-    """Why `value` cannot be one topic level (a line, a machine, a reading's id): empty, over 128 characters, '/',
-    '+', '#', a control character (U+0000-U+001F, U+007F-U+009F), a lone surrogate, a noncharacter."""
+def identifier_problem(value: str, *, topic_level: bool = True) -> str | None:
+    """Why `value` cannot be one topic level (a line, a machine) or, with `topic_level` False, a reading's id: empty,
+    over 128 characters, '/', '+', '#' (topic levels only), a control character (U+0000-U+001F, U+007F-U+009F), a lone
+    surrogate, a noncharacter."""
     if not value:
         return "empty"
     if len(value) > MAX_IDENTIFIER_CHARS:
         return f"{len(value)} characters > {MAX_IDENTIFIER_CHARS}"
     for c in value:
         o = ord(c)
-        if c in "/+#" or o < 0x20 or 0x7F <= o <= 0x9F or 0xD800 <= o <= 0xDFFF or 0xFDD0 <= o <= 0xFDEF \
+        if (topic_level and c in "/+#") or o < 0x20 or 0x7F <= o <= 0x9F or 0xD800 <= o <= 0xDFFF or 0xFDD0 <= o <= 0xFDEF \
                 or (o & 0xFFFE) == 0xFFFE:
             return f"holds U+{o:04X}"
     return None
@@ -170,12 +171,7 @@ def reading_verdict(doc: Any, *, topic: tuple[str, str] | None) -> Expect:
         return reject("not_object", f"top level is {type(doc).__name__}")
     defects: list[Expect] = []
     schema = doc.get("schema")
-    if isinstance(schema, float) and schema == SCHEMA_VERSION:
-        # Genuinely open: JSON has one number type (RFC 8259 §6), so 1.0 is the number 1 and parse.py (comparing by
-        # value) takes it; yet seq/ts_ns 1.0 are wrong_type there. Until the contract says whether integer fields may
-        # be written 1.0, either verdict is accepted for schema.
-        defects.append(Expect(True, frozenset({"schema_version"}), "schema 1.0: the number 1, not the integer"))
-    elif not (_is_int(schema) and schema == SCHEMA_VERSION):
+    if not (_is_int(schema) and schema == SCHEMA_VERSION):  # one rule for integer fields: 1.0 is not 1
         defects.append(reject("schema_version", f"schema {_short(schema)}, not {SCHEMA_VERSION}"))
     for key, typ in (("id", str), ("line", str), ("machine", str), ("seq", int), ("ts_ns", int), ("features", dict)):
         if key not in doc:
@@ -188,9 +184,7 @@ def reading_verdict(doc: Any, *, topic: tuple[str, str] | None) -> Expect:
             defects.append(reject("out_of_range", f"{key} = {_short(v)} outside 0..2**63-1"))
         elif key == "features":
             defects.extend(_feature_defects(v))
-        elif key == "id" and (not v or len(v) > MAX_IDENTIFIER_CHARS):
-            defects.append(reject("wrong_type", f"id {_short(v)}: not a string of 1..{MAX_IDENTIFIER_CHARS}"))
-        elif typ is str and (why := identifier_problem(v)):
+        elif typ is str and (why := identifier_problem(v, topic_level=key != "id")):
             defects.append(reject("bad_identifier", f"{key} {_short(v)}: {why}"))
     if any(not d.may_predict for d in defects):
         return _all_of(defects)

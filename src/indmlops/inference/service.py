@@ -423,7 +423,7 @@ def _handler(svc: InferenceService):
                              close=True)
                 return None
             raw = (self.headers.get("Content-Length") or "0").strip()
-            if not raw.isdigit():
+            if not (raw.isascii() and raw.isdigit()):  # "²".isdigit() is True, and int("²") raises
                 self._refuse(400, BadPayload("bad_request", f"Content-Length {raw[:40]!r} is not a byte count"),
                              close=True)
                 return None
