@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from indmlops import intent
-from indmlops.chaos import runner
+from indmlops.chaos import context, runner
 from indmlops.pytest_plugin import option
 
 pytestmark = pytest.mark.chaos
@@ -26,7 +26,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def test_experiment_holds_steady_state_and_recovers_when_fault_injected(target, experiment, run_index, pytestconfig,
-                                                                        host_fit):
+                                                                        host_fit, broker_autosave):
     journal_dir = Path(option(pytestconfig, "reports_dir")) / "chaos"
     with host_fit.monitor(f"chaos/{experiment}#{run_index}") as host_run:
         run = runner.run(experiment, target, journal_dir, repeat=run_index)
@@ -42,8 +42,10 @@ def test_experiment_holds_steady_state_and_recovers_when_fault_injected(target, 
         assert rec["new_identity"] != rec["old_identity"], f"{rec['component']} was not replaced\n{summary}"
     for record in run.records("stop"):
         traffic, faulted = record["output"], record["activity"]["provider"]["arguments"].get("bound_for")
-        assert traffic["lost_acknowledged"] <= CHAOS["max_lost_acknowledged"][faulted], (
-            f"lost: {traffic['summary']}\n{summary}")
+        bound = context.loss_bound(faulted, broker_autosave)
+        assert traffic["lost_acknowledged"] <= bound, (f"lost: more than the {bound} allowed for a kill of {faulted} "
+                                                       f"(broker_autosave {broker_autosave}): {traffic['summary']}"
+                                                       f"\n{summary}")
         assert traffic["duplicates"] <= CHAOS["max_duplicates_per_kill"] * len(recoveries), (
             f"{traffic['duplicates']} readings predicted twice, at most {CHAOS['max_duplicates_per_kill']} per kill: "
             f"{traffic['summary']}\n{summary}")

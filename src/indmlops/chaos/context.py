@@ -8,6 +8,8 @@ context defaults to kind-indmlops).
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,10 +74,21 @@ def recovery_bound(component: str) -> float:
     return float(bounds[component])
 
 
-def loss_bound(component: str) -> int:
-    """Acknowledged QoS1 readings a kill of `component` may lose: fixtures/slo.yaml, chaos.max_lost_acknowledged."""
-    from indmlops import intent
+def loss_bound(component: str, broker_autosave: int | None = None) -> int:
+    """Acknowledged QoS1 readings a kill of `component` may lose: fixtures/slo.yaml, chaos.max_lost_acknowledged; for
+    the broker, the row of max_lost_acknowledged_by_broker_autosave for the setting under test (the target's own
+    stack.json on the local target, else the --broker-autosave the cluster was deployed with)."""
+    from indmlops import broker, intent
 
+    if component == "mosquitto":
+        if broker_autosave is None:
+            cfg = getattr(_target, "cfg", None)
+            broker_autosave = int(cfg.broker_autosave) if cfg is not None else int(
+                os.environ.get("INDMLOPS_BROKER_AUTOSAVE") or broker.DEFAULT_BROKER_AUTOSAVE)
+        try:
+            return broker.max_lost_acknowledged(broker_autosave)
+        except ValueError as exc:
+            raise InterruptExecution(str(exc)) from None
     bounds = intent.load("slo")["chaos"]["max_lost_acknowledged"]
     if component not in bounds:
         raise InterruptExecution(f"fixtures/slo.yaml: chaos.max_lost_acknowledged has no bound for {component!r}")
