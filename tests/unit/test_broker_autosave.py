@@ -16,6 +16,7 @@ from indmlops import broker, cli, intent, kube_config
 from indmlops.local import render
 from indmlops.local.layout import DEFAULT_PORTS, StackConfig, new_credentials
 from indmlops.options import OptionError, resolve
+from test_render import conf_lines
 
 pytest_plugins = ["pytester"]
 
@@ -23,14 +24,6 @@ REPO = Path(__file__).resolve().parents[2]
 KUBECTL = REPO / ".venv" / "bin" / "kubectl"
 MEASURED = (1, 10, 100, 1000)
 
-
-def conf_lines(text: str) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            key, _, value = line.strip().partition(" ")
-            out.setdefault(key, []).append(value)
-    return out
 
 
 PRINT_SETTING = "def test_x(indmlops_options):\n    print('AUTOSAVE', indmlops_options['broker_autosave'])\n"
