@@ -1,7 +1,7 @@
 """Benchmark: the quick suites under a noisy neighbour. N times, run `pytest suites/ --profile quick` with a
 selection (default: the latency, chaos and smoke markers) while stress-ng loads the CPUs and the disk, and read
 each run's JUnit XML: passed, failed by the stack, failed by the environment (`verdict=environment`, see
-src/indmlops/hostcheck.py), and whether a failure blamed on the stack claims a loss. A host that cannot carry the
+src/indmlops/hostcheck/), and whether a failure blamed on the stack claims a loss. A host that cannot carry the
 profile must produce environment verdicts, never "lost" readings charged to the stack.
 
     .venv/bin/python bench/noisy_neighbour.py [--runs 5] [-m "latency or chaos or smoke"]
