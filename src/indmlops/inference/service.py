@@ -412,7 +412,11 @@ def _handler(svc: InferenceService):
             except Exception as exc:  # noqa: BLE001 (one request's failure must not drop the connection unanswered)
                 self._refuse(500, BadPayload("internal", f"{type(exc).__name__}: {str(exc)[:160]}"), close=True)
                 return
-            self._json(200, out)
+            try:
+                self._json(200, out)
+            except ConnectionError:  # the client left before its answer: nothing to tell it, nothing to log
+                self.close_connection = True
+                return
             svc.metrics.latency_of["http"].observe((time.perf_counter_ns() - received) / 1e9)
 
         def _body(self) -> bytes | None:
