@@ -619,3 +619,224 @@ def test_a_hog_below_the_stack_is_ours_and_the_same_hog_unclaimed_is_foreign(sta
                          max_cpu_pressure_pct=-1)
     assert "foreign_cpu" not in [s.what for s in h.assess_run(s_ours, QUICK, bound)]
     assert "foreign_cpu" in [s.what for s in h.assess_run(s_unclaimed, QUICK, bound)]
+
+
+# --- I/O attribution: whose disk writes they were ------------------------------------------------------------------
+
+from indmlops.hostcheck import diskio as d  # noqa: E402
+
+# /proc/diskstats as 6.x writes it (20 fields: flushes completed is the 18th after the name), a partition, a loop
+# device, and a 4.x line (14 fields: no discard or flush columns).
+DISKSTATS = """\
+   7       0 loop0 12 0 96 1 0 0 0 0 0 4 1 0 0 0 0 0 0
+ 254       0 vda 209079 13265 8640866 458655 {ops} 361925 {sectors} 456021 6 281740 1050337 593497 102 173869616 87795 {flushes} 47865
+ 254       1 vda1 100 0 800 10 {ops} 0 {sectors} 400 0 300 410 0 0 0 0 0 0
+   8       0 sdb 5 0 40 1 7 0 56 2 0 3 3
+"""
+
+
+def diskstats(sectors: int, ops: int = 0, flushes: int = 0) -> str:
+    return DISKSTATS.format(sectors=sectors, ops=ops, flushes=flushes)
+
+
+def pid_io(write_bytes: int, cancelled: int = 0) -> str:
+    return (f"rchar: 6976\nwchar: {write_bytes}\nsyscr: 10\nsyscw: 3\nread_bytes: 0\nwrite_bytes: {write_bytes}\n"
+            f"cancelled_write_bytes: {cancelled}\n")
+
+
+def test_diskstats_sums_the_named_devices_writes_ops_and_flushes():
+    got = d.parse_diskstats(diskstats(sectors=2048, ops=70, flushes=9), frozenset({"vda"}))
+    assert got == d.DiskCounters(write_bytes=2048 * 512, write_ops=70, flushes=9)
+    old = d.parse_diskstats(diskstats(0), frozenset({"sdb"}))
+    assert old == d.DiskCounters(56 * 512, 7, None)  # a 4.x kernel: flushes not counted, said as None
+    assert d.parse_diskstats(diskstats(0), frozenset({"vda", "sdb"})).flushes is None
+    with pytest.raises(ValueError, match="none of nvme0n1"):
+        d.parse_diskstats(diskstats(0), frozenset({"nvme0n1"}))
+    assert d.parse_diskstats(Path("/proc/diskstats").read_text(), frozenset(
+        line.split()[2] for line in Path("/proc/diskstats").read_text().splitlines())).write_bytes >= 0
+
+
+def test_pid_io_is_written_less_cancelled():
+    assert d.parse_pid_io(pid_io(4_009_984, cancelled=8192)) == 4_001_792
+    assert d.parse_pid_io(Path("/proc/self/io").read_text()) >= 0
+    with pytest.raises(ValueError):
+        d.parse_pid_io("rchar: 1\n")
+
+
+def fake_sys(root: Path) -> Path:
+    """/sys/dev/block links as the kernel lays them out: vda a virtio disk with partition vda1, loop0 virtual."""
+    disk = root / "devices/pci0000:00/virtio1/block/vda"
+    (disk / "vda1").mkdir(parents=True)
+    (disk / "vda1" / "partition").write_text("1\n")
+    (root / "devices/virtual/block/loop0").mkdir(parents=True)
+    (root / "dev/block").mkdir(parents=True)
+    (root / "block").mkdir()
+    for link, target in (("dev/block/254:0", disk), ("dev/block/254:1", disk / "vda1"),
+                         ("dev/block/7:0", root / "devices/virtual/block/loop0"), ("block/vda", disk),
+                         ("block/loop0", root / "devices/virtual/block/loop0")):
+        (root / link).symlink_to(target)
+    return root
+
+
+def test_device_of_a_directory_is_its_disk_a_partitions_parent_or_every_real_disk(tmp_path):
+    sys = fake_sys(tmp_path / "sys")
+    assert d.devices_for(Path("/b"), sys, dev=os.makedev(254, 1)) == d.Devices(frozenset({"vda"}), "vda (holds /b)")
+    assert d.devices_for(Path("/b"), sys, dev=os.makedev(254, 0)).names == {"vda"}
+    assert d.devices_for(Path("/b"), sys, dev=os.makedev(7, 0)).names == {"loop0"}  # a loop mount is its own disk
+    overlay = d.devices_for(Path("/b"), sys, dev=os.makedev(0, 45))
+    assert overlay.names == {"vda"}  # loop0 is virtual: left out of the fallback
+    assert overlay.label == "all non-virtual disks (vda): /b is on 0:45, which is no block device"
+
+
+def io_proc(root: Path, sectors: int, procs: list[tuple[str, int | None]], flushes: int = 0) -> Path:
+    """A /proc with two idle cores, diskstats, and per process its stat line and io (None: unreadable io)."""
+    write_proc(root, cpu_stat((0,) * 10, (0,) * 10), [stat for stat, _ in procs])
+    (root / "diskstats").write_text(diskstats(sectors, ops=sectors // 8, flushes=flushes))
+    for stat, written in procs:
+        io = root / stat.split()[0] / "io"
+        if written is None:
+            io.mkdir()  # reading a directory fails like EACCES would, with an OSError other than PermissionError
+        else:
+            io.write_text(pid_io(written))
+    return root
+
+
+VDA = d.Devices(frozenset({"vda"}), "vda (holds /b)")
+MB = 1 << 20  # a whole number of 512-byte sectors
+
+
+def io_snaps(tmp_path, before, after, *, sectors=(0, 80 * MB // 512), probe=(0, 0)):
+    """Snapshots 1 s apart (the `at` stamps set): `before`/`after` are [(pid stat line, write_bytes)]."""
+    snaps_ = []
+    for i, (procs, sect, pr) in enumerate(((before, sectors[0], probe[0]), (after, sectors[1], probe[1]))):
+        proc = io_proc(tmp_path / f"p{i}", sect, procs)
+        s = d.io_snapshot(a.snapshot((10, 20), proc, cpus={0, 1}), VDA, proc, pr)
+        snaps_.append(dataclasses.replace(s, at=float(i)))
+    return snaps_
+
+
+SUPERVISORD, BROKER, PYTEST = pid_stat(10, 1, "supervisord", 0), pid_stat(11, 10, "mosquitto", 0), pid_stat(20, 1, "pytest", 0)
+HOG = pid_stat(30, 1, "stress-ng-hdd", 0)
+
+
+def test_own_and_foreign_writes_split_by_tree_and_the_journal_by_who_was_charged(tmp_path):
+    # 80 MB reached vda in 1 s. The broker was charged 30 MB, a stranger 30 MB: the 20 MB nobody was charged with
+    # (journal, metadata) is split 1:1, so ours 40, foreign 40.
+    before = [(SUPERVISORD, 0), (BROKER, 5 * MB), (PYTEST, 0), (HOG, 7 * MB)]
+    after = [(SUPERVISORD, 0), (BROKER, 35 * MB), (PYTEST, 0), (HOG, 37 * MB)]
+    share = d.attribute_io(*io_snaps(tmp_path, before, after))
+    assert (share.device, share.own, share.foreign) == (80 * MB, 40 * MB, 40 * MB)
+    assert share.foreign_pct == 50 and share.seconds == 1 and share.ops == 80 * MB // 512 // 8
+
+
+def test_the_stacks_saves_and_their_journal_are_own(tmp_path):
+    """The broker rewriting its database: charged 10 MB, the device wrote 36 MB (the journal of small saves; measured
+    on ext4: 15 KB per 4 KB save). Nobody else was charged, so the journal is ours: 0 foreign."""
+    share = d.attribute_io(*io_snaps(tmp_path, [(SUPERVISORD, 0), (BROKER, 0), (PYTEST, 0)],
+                                     [(SUPERVISORD, 0), (BROKER, 10 * MB), (PYTEST, 0)], sectors=(0, 36 * MB // 512)))
+    assert (share.own, share.foreign) == (36 * MB, 0)
+
+
+def test_uncharged_writes_are_foreign_when_nobody_or_someone_hidden_was_charged(tmp_path):
+    idle = [(SUPERVISORD, 0), (BROKER, 0), (PYTEST, 0)]
+    share = d.attribute_io(*io_snaps(tmp_path, idle, idle))
+    assert (share.own, share.foreign) == (0, 80 * MB)  # nobody charged: the host's
+    hidden = [(SUPERVISORD, 0), (BROKER, 10 * MB), (PYTEST, 0)]
+    before, after = io_snaps(tmp_path, idle, hidden)
+    share = d.attribute_io(before, dataclasses.replace(after, hidden=1))
+    assert (share.own, share.foreign) == (10 * MB, 70 * MB)  # a process we may not read: the rest leans foreign
+
+
+def test_the_probes_own_saves_are_set_aside_from_ours_and_the_devices(tmp_path):
+    idle = [(SUPERVISORD, 0), (BROKER, 0), (PYTEST, 0)]
+    share = d.attribute_io(*io_snaps(tmp_path, idle, [(SUPERVISORD, 0), (BROKER, 0), (PYTEST, 2 * MB)],
+                                     sectors=(0, 3 * MB // 512), probe=(0, 2 * MB)))
+    assert (share.device, share.own, share.foreign) == (MB, 0, MB)
+
+
+def test_a_reaped_childs_writes_count_once_and_a_reused_pid_is_a_new_process(tmp_path):
+    """A chaos client (21) had written 4 MB, wrote 1 MB more and was reaped by pytest, whose io grew by its whole
+    5 MB at wait() (the kernel folds a reaped child's io into its parent, like cutime). Pid 31 is now a stranger born
+    since: all its 3 MB are of this interval. Ours 1 MB, not 5."""
+    client = pid_stat(21, 20, "chaos", 0)
+    before = [(SUPERVISORD, 0), (BROKER, 0), (PYTEST, 0), (client, 4 * MB), (pid_stat(31, 1, "old", 0), 50 * MB)]
+    after = [(SUPERVISORD, 0), (BROKER, 0), (PYTEST, 5 * MB), (pid_stat(31, 1, "cp", 0, start=9000), 3 * MB)]
+    share = d.attribute_io(*io_snaps(tmp_path, before, after, sectors=(0, 4 * MB // 512)))
+    assert (share.own, share.foreign) == (MB, 3 * MB)
+
+
+def test_no_time_is_no_share_and_counters_never_go_negative(tmp_path):
+    procs = [(SUPERVISORD, 0), (BROKER, 9 * MB), (PYTEST, 0)]
+    before, after = io_snaps(tmp_path, procs, [(SUPERVISORD, 0), (BROKER, 0), (PYTEST, 0)], sectors=(512, 0))
+    assert d.attribute_io(before, before) is None
+    share = d.attribute_io(before, after)
+    assert (share.device, share.own, share.foreign) == (0, 0, 0)
+
+
+# --- the verdict on a slow disk, attributed ------------------------------------------------------------------------
+
+def writes(device: float, own: float, **over) -> dict:
+    """The write figures of a preflight or a run on vda: MB/s; foreign is the rest."""
+    return dict(io_device="vda (holds /b)", device_write_mb_s=device, own_write_mb_s=own,
+                foreign_write_mb_s=device - own, foreign_write_pct=100 * (device - own) / device if device else 0.0,
+                write_ops_per_s=900.0, flushes_per_s=300.0) | over
+
+
+def test_a_slow_save_under_the_stacks_own_writes_is_not_the_hosts_and_says_so():
+    slow = summary(fsync_p50_ms=9.0, fsync_worst_ms=40.0, **writes(40.0, 38.0))
+    assert h.assess_run(slow, QUICK) == []
+    assert h.context(None, slow, QUICK) == [
+        "a save in the broker's directory took 9.0 ms (p50) during the run, worst 40 ms (bound ≤ 5 ms), but the "
+        "stack's and harness's own writes were 38.0 of 40.0 MB/s on vda: not the host"]
+
+
+def test_a_slow_save_under_foreign_writes_is_the_hosts_named_with_whose():
+    [s] = h.assess_run(summary(fsync_p50_ms=9.0, fsync_worst_ms=40.0, **writes(40.0, 12.0)), QUICK)
+    assert (s.what, s.when, s.measured) == ("fsync", "during", 9.0)
+    assert s.text == ("a save in the broker's directory took 9.0 ms (p50) during the run, worst 40 ms (bound ≤ 5 ms; "
+                      "other writers 28.0 of 40.0 MB/s on vda (70%, held against the host from 50%; the stack and "
+                      "harness 12.0))")
+    [few] = h.assess_run(summary(fsync_p50_ms=9.0, **writes(0.4, 0.3)), QUICK)  # the disk itself is slow
+    assert few.text.endswith("the stack and harness 0.3, under 0.5 MB/s: too little to slow a save))")
+    [unattributed] = h.assess_run(summary(fsync_p50_ms=9.0, fsync_worst_ms=40.0), QUICK)
+    assert unattributed.text.endswith("(bound ≤ 5 ms; I/O not attributed: the broker's own saves queue ahead of it)")
+
+
+def test_a_slow_preflight_disk_is_the_hosts_only_by_the_preflights_foreign_writes():
+    slow = dict(fsync_per_s=240.0, fsync_p50_ms=4.1)
+    [s] = h.assess(figures(**slow, **writes(20.0, 2.0)), QUICK)
+    assert s.text.endswith("(100 readings/s × 7 saves); other writers 18.0 of 20.0 MB/s on vda (90%, held against "
+                           "the host from 50%; the stack and harness 2.0)")
+    ours = figures(**slow, **writes(20.0, 15.0))  # a runaway broker already rewriting its database before the run
+    assert h.assess(ours, QUICK) == []
+    assert h.context(ours, None, QUICK)[0].startswith("before the run the broker's disk did 240 fsync/s")
+
+
+@settings(max_examples=300)
+@given(st.floats(0.01, 500), st.floats(0, 1), st.floats(0, 1), st.floats(0, 50), st.floats(0, 20))
+def test_moving_writes_from_foreign_to_own_never_adds_a_disk_shortfall(device, own, moved, p50, floor):
+    t = h.Thresholds(min_own_write_mb_s=floor)
+    own, more = device * own, min(device * (1 - own), device * moved)
+    before = summary(fsync_p50_ms=p50, **writes(device, own))
+    after = summary(fsync_p50_ms=p50, **writes(device, own + more))
+    assert {s.what for s in h.assess_run(after, QUICK, t)} <= {s.what for s in h.assess_run(before, QUICK, t)}
+
+
+def test_a_breach_under_own_io_stays_the_stacks_with_a_note_and_under_foreign_io_is_the_hosts(tmp_path):
+    fit = h.HostFit(figures(**writes(1.0, 0.9)), QUICK, h.Thresholds(), tmp_path / "environment.json")
+    original = AssertionError(BREACH)
+    with pytest.raises(AssertionError) as info:
+        with fit.judging(summary(fsync_p50_ms=9.0, **writes(40.0, 38.0))):
+            raise original
+    assert info.value is original and type(info.value) is AssertionError
+    assert info.value.__notes__ == [
+        "host: a save in the broker's directory took 9.0 ms (p50) during the run, worst 4 ms (bound ≤ 5 ms), but the "
+        "stack's and harness's own writes were 38.0 of 40.0 MB/s on vda: not the host"]
+    with pytest.raises(h.EnvironmentVerdict, match="other writers 28.0 of 40.0 MB/s on vda"):
+        with fit.judging(summary(fsync_p50_ms=9.0, **writes(40.0, 12.0))):
+            raise AssertionError(BREACH)
+    with pytest.raises(AssertionError) as plain:
+        h.judge(BREACH, figures(), summary(fsync_p50_ms=9.0, **writes(40.0, 38.0)), demand=QUICK)
+    assert type(plain.value) is AssertionError and str(plain.value) == BREACH and plain.value.__notes__
+    run = fit.record_run("latency", summary(fsync_p50_ms=9.0, **writes(40.0, 38.0)))
+    assert run == [] and fit.runs["latency"]["context"][0].endswith("38.0 of 40.0 MB/s on vda: not the host")

@@ -1,17 +1,24 @@
-"""Can this host carry a load profile right now, and did it while a run went on: measured figures (`measure`), whose
-CPU it was (`attribution`), and the shortfalls and verdict that blame the environment, not the stack (`verdict`)."""
+"""Can this host carry a load profile right now, and did it while a run went on: measured figures (`measure`,
+`monitor`), whose CPU (`attribution`) and disk writes (`diskio`) they were, and the shortfalls and verdict that
+blame the environment, not the stack (`verdict`)."""
 
 from indmlops.hostcheck.attribution import (
     CpuShare, OwnRoots, Snapshot, attribute, parse_cpu_stat, parse_pid_stat, snapshot)
+from indmlops.hostcheck.diskio import (
+    Devices, DiskCounters, IoShare, IoSnapshot, attribute_io, devices_for, io_snapshot, parse_diskstats, parse_pid_io)
+from indmlops.hostcheck.fit import HostFit
 from indmlops.hostcheck.measure import (
-    FSYNC_PAYLOAD, HostFigures, HostMonitor, MonitorSummary, Pressure, fsync_once, measure_fsync, measure_generator,
-    measure_loopback_rtt, parse_psi, preflight, read_psi)
+    FSYNC_PAYLOAD, HostFigures, Pressure, fsync_once, measure_fsync, measure_generator, measure_loopback_rtt, parse_psi,
+    preflight, read_psi)
+from indmlops.hostcheck.monitor import HostMonitor, MonitorSummary
 from indmlops.hostcheck.verdict import (
-    CHANGES_PER_READING, HOST_FILE, Demand, EnvironmentVerdict, HostFileError, HostFit, Shortfall, Thresholds, assess,
-    assess_run, judge)
+    CHANGES_PER_READING, HOST_FILE, Demand, EnvironmentVerdict, HostFileError, Shortfall, Thresholds, assess, assess_run,
+    context, judge)
 
 __all__ = [
-    "CHANGES_PER_READING", "FSYNC_PAYLOAD", "HOST_FILE", "CpuShare", "Demand", "EnvironmentVerdict", "HostFigures",
-    "HostFileError", "HostFit", "HostMonitor", "MonitorSummary", "OwnRoots", "Pressure", "Shortfall", "Snapshot",
-    "Thresholds", "assess", "assess_run", "attribute", "fsync_once", "judge", "measure_fsync", "measure_generator",
-    "measure_loopback_rtt", "parse_cpu_stat", "parse_pid_stat", "parse_psi", "preflight", "read_psi", "snapshot"]
+    "CHANGES_PER_READING", "FSYNC_PAYLOAD", "HOST_FILE", "CpuShare", "Demand", "Devices", "DiskCounters",
+    "EnvironmentVerdict", "HostFigures", "HostFileError", "HostFit", "HostMonitor", "IoShare", "IoSnapshot",
+    "MonitorSummary", "OwnRoots", "Pressure", "Shortfall", "Snapshot", "Thresholds", "assess", "assess_run",
+    "attribute", "attribute_io", "context", "devices_for", "fsync_once", "io_snapshot", "judge", "measure_fsync",
+    "measure_generator", "measure_loopback_rtt", "parse_cpu_stat", "parse_diskstats", "parse_pid_io",
+    "parse_pid_stat", "parse_psi", "preflight", "read_psi", "snapshot"]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from indmlops.hostcheck.attribution import CpuShare, OwnRoots, Snapshot, attribute, snapshot
+from indmlops.hostcheck.diskio import Devices, IoShare, IoSnapshot, attribute_io, devices_for, io_snapshot, thread_written
 from indmlops.simulator import Plant
 
 FSYNC_PAYLOAD = 4096  # bytes per probe save: the order of the broker's database with a short queue
@@ -163,10 +164,23 @@ class HostFigures:
     foreign_cores: float | None = None
     steal_cores: float | None = None
     top_foreign: list[str] = field(default_factory=list)
+    # The disk's writes during the preflight (MB/s, the probe's own set aside), split by diskio.attribute_io on
+    # `io_device`; None when not attributed.
+    io_device: str | None = None
+    device_write_mb_s: float | None = None
+    own_write_mb_s: float | None = None
+    foreign_write_mb_s: float | None = None
+    foreign_write_pct: float | None = None
+    write_ops_per_s: float | None = None
+    flushes_per_s: float | None = None
 
     @property
     def cpu_attributed(self) -> bool:
         return self.foreign_cores is not None
+
+    @property
+    def io_attributed(self) -> bool:
+        return self.foreign_write_pct is not None
 
     @property
     def usable_cores(self) -> float:
@@ -188,24 +202,62 @@ def _snap(own_roots: OwnRoots | None, proc: Path, notes: list[str]) -> Snapshot 
         return None
 
 
+def _devices(fsync_dir: Path | None, own_roots: OwnRoots | None, sys: Path, notes: list[str]) -> Devices | None:
+    if fsync_dir is None or own_roots is None:
+        return None
+    try:
+        return devices_for(fsync_dir, sys)
+    except OSError as exc:
+        notes.append(f"I/O not attributed: cannot map {fsync_dir} to a block device ({exc})")
+        return None
+
+
+def _io_snap(cpu: Snapshot | None, devices: Devices | None, proc: Path, notes: list[str],
+             probe: int = 0) -> IoSnapshot | None:
+    if cpu is None or devices is None:
+        return None
+    try:
+        return io_snapshot(cpu, devices, proc, probe)
+    except (OSError, ValueError) as exc:
+        note = f"I/O not attributed: cannot read {proc}/diskstats ({exc})"
+        if note not in notes:
+            notes.append(note)
+        return None
+
+
+def io_figures(shares: list[IoShare], devices: Devices) -> dict[str, Any]:
+    """The write rates of a preflight or a run from its intervals' sums (one share per interval)."""
+    secs = sum(s.seconds for s in shares) or 1.0
+    device, own, foreign = (sum(getattr(s, f) for s in shares) for f in ("device", "own", "foreign"))
+    flushes = None if any(s.flushes is None for s in shares) else sum(s.flushes or 0 for s in shares) / secs
+    return {"io_device": devices.label, "device_write_mb_s": device / secs / 1e6, "own_write_mb_s": own / secs / 1e6,
+            "foreign_write_mb_s": foreign / secs / 1e6, "foreign_write_pct": 100 * foreign / device if device else 0.0,
+            "write_ops_per_s": sum(s.ops for s in shares) / secs, "flushes_per_s": flushes}
+
+
 def _top(share: CpuShare) -> list[str]:
     return [f"{name} {cores:.2f}" for name, cores in share.top_foreign]
 
 
-def preflight(*, fsync_dir: Path, proc: Path = Path("/proc"), fsync_seconds: float = 0.8, rtt_seconds: float = 0.3,
+def preflight(*, fsync_dir: Path, proc: Path = Path("/proc"), sys: Path = Path("/sys"), fsync_seconds: float = 0.8, rtt_seconds: float = 0.3,
               generator_seconds: float = 0.4, own_roots: OwnRoots | None = None) -> HostFigures:
     """Measure what the host can carry now, in about 1.5 s (the three budgets plus reads of /proc). With `own_roots`
     (the pids heading the stack's and the harness's process trees) the CPU used meanwhile is split into ours and
-    foreign; without, it is not attributed (a note says so). `assess` holds the figures against a demand."""
+    foreign, and so are the writes of the disk holding `fsync_dir`, the probe's own saves set aside; without, neither
+    is attributed (a note says so). `assess` holds the figures against a demand."""
     t0 = time.monotonic()
     notes: list[str] = []
     if own_roots is None:
         notes.append("CPU not attributed (the stack's processes are not known on this target): PSI judged")
     first = _snap(own_roots, proc, notes)
+    devices = _devices(fsync_dir, own_roots, sys, notes)
+    io_first = _io_snap(first, devices, proc, notes)
+    probe0 = thread_written(proc)
     cpu, io = read_psi("cpu", proc), read_psi("io", proc)
     if cpu is None or io is None:
         notes.append(f"PSI not available ({proc / 'pressure'} absent or unreadable): load average judged instead")
     fsync = measure_fsync(fsync_dir, seconds=fsync_seconds)
+    probe = thread_written(proc) - probe0
     if "fsync_error" in fsync:
         notes.append(fsync.pop("fsync_error") + ": the broker's disk was not judged")
     rtt50, rtt99 = measure_loopback_rtt(seconds=rtt_seconds)
@@ -215,133 +267,13 @@ def preflight(*, fsync_dir: Path, proc: Path = Path("/proc"), fsync_seconds: flo
     cpu_split: dict[str, Any] = {} if share is None else {
         "busy_cores": share.busy, "own_cores": share.own, "foreign_cores": share.foreign, "steal_cores": share.steal,
         "top_foreign": _top(share)}
+    io_last = _io_snap(last, devices, proc, notes, probe) if io_first else None
+    io_share = attribute_io(io_first, io_last) if io_first and io_last else None
+    if io_share is not None and devices is not None:
+        cpu_split |= io_figures([io_share], devices)
     return HostFigures(
         fsync_dir=str(fsync_dir), cores=len(os.sched_getaffinity(0)), cpu_quota_cores=_cpu_quota(),
         loadavg=os.getloadavg(), psi_cpu_some_avg10=cpu.some_avg10 if cpu else None,
         psi_io_some_avg10=io.some_avg10 if io else None, tcp_rtt_p50_us=rtt50, tcp_rtt_p99_us=rtt99,
         generator_per_s=gen_wall, generator_per_cpu_s=gen_cpu, **fsync, seconds=time.monotonic() - t0,
         taken_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), notes=notes, **cpu_split)
-
-
-@dataclass
-class MonitorSummary:
-    """The host while a run went on: per-second PSI shares (from the `total` counters), load, a save probe, and
-    (when attributed) the cores busy with our own trees' work and with foreign work, steal included."""
-
-    seconds: float
-    samples: int
-    cpu_pressure_mean: float | None = None
-    cpu_pressure_worst: float | None = None
-    io_pressure_mean: float | None = None
-    io_pressure_worst: float | None = None
-    load1_mean: float = 0.0
-    load1_worst: float = 0.0
-    load_per_core_mean: float = 0.0
-    fsync_p50_ms: float | None = None
-    fsync_worst_ms: float | None = None
-    cpu_attributed: bool = False
-    cores: int = 0
-    busy_cores_mean: float | None = None
-    own_cores_mean: float | None = None
-    foreign_cores_mean: float | None = None
-    foreign_cores_worst: float | None = None
-    steal_cores_mean: float | None = None
-    top_foreign: list[str] = field(default_factory=list)  # "name cores", mean over the run, busiest first
-
-    @property
-    def foreign_pct_mean(self) -> float | None:
-        return None if self.foreign_cores_mean is None else 100 * self.foreign_cores_mean / max(1, self.cores)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class HostMonitor:
-    """`with HostMonitor(dir) as mon: <load or chaos>` then `mon.summary`: samples every `interval` s in a thread.
-    With `own_roots` (called at each sample: a restarted supervisord has a new pid) each sample also splits the CPU
-    used since the last into our trees' and foreign work."""
-
-    def __init__(self, fsync_dir: Path | None, *, interval: float = 1.0, proc: Path = Path("/proc"),
-                 own_roots: OwnRoots | None = None) -> None:
-        self.fsync_dir, self.interval, self.proc, self.own_roots = fsync_dir, interval, proc, own_roots
-        self._shares: list[CpuShare] = []
-        self._snap: Snapshot | None = None
-        self._notes: list[str] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._cpu: list[float] = []
-        self._io: list[float] = []
-        self._load: list[float] = []
-        self._fsync: list[float] = []
-        self._t0 = 0.0
-        self.summary: MonitorSummary | None = None
-        self.cores = max(1, len(os.sched_getaffinity(0)))
-
-    def _totals(self) -> tuple[float, int | None, int | None]:
-        cpu, io = read_psi("cpu", self.proc), read_psi("io", self.proc)
-        return time.monotonic(), cpu.some_total_us if cpu else None, io.some_total_us if io else None
-
-    def _run(self) -> None:
-        last = self._totals()
-        while not self._stop.wait(self.interval):
-            self.sample(last)
-            last = self._totals()
-
-    def sample(self, last: tuple[float, int | None, int | None]) -> None:
-        """One sample: PSI shares since `last`, the 1-min load, one save (its own failures are not the host's)."""
-        now = self._totals()
-        dt = (now[0] - last[0]) * 1e6
-        for series, i in ((self._cpu, 1), (self._io, 2)):
-            if now[i] is not None and last[i] is not None and dt > 0:
-                series.append(min(100.0, 100 * (now[i] - last[i]) / dt))  # type: ignore[operator]
-        self._load.append(os.getloadavg()[0])
-        if self._snap is not None:
-            now_snap = _snap(self.own_roots, self.proc, self._notes)
-            if now_snap is not None and (share := attribute(self._snap, now_snap)) is not None:
-                self._shares.append(share)
-            self._snap = now_snap
-        if self.fsync_dir is not None:
-            try:
-                self._fsync.append(fsync_once(self.fsync_dir) * 1e3)
-            except OSError:
-                self.fsync_dir = None
-
-    def __enter__(self) -> HostMonitor:
-        self._t0 = time.monotonic()
-        self._snap = _snap(self.own_roots, self.proc, self._notes)
-        self._thread = threading.Thread(target=self._run, name="indmlops-host-monitor", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(self.interval + 5)
-        if self.fsync_dir is not None:
-            (self.fsync_dir / ".indmlops-fsync-probe").unlink(missing_ok=True)
-        self.summary = self.summarise()
-
-    def summarise(self) -> MonitorSummary:
-        def mean(xs: list[float]) -> float | None:
-            return sum(xs) / len(xs) if xs else None
-
-        load_mean = mean(self._load) or 0.0
-        shares, names = self._shares, {}
-        for share in shares:
-            for name, cores in share.top_foreign:
-                names[name] = names.get(name, 0.0) + cores / len(shares)
-        cpu_split: dict[str, Any] = {} if not shares else {
-            "cpu_attributed": True, "cores": shares[-1].cores,
-            "busy_cores_mean": mean([s.busy for s in shares]), "own_cores_mean": mean([s.own for s in shares]),
-            "foreign_cores_mean": mean([s.foreign for s in shares]),
-            "foreign_cores_worst": max(s.foreign for s in shares), "steal_cores_mean": mean([s.steal for s in shares]),
-            "top_foreign": [f"{n} {c:.2f}" for n, c in sorted(names.items(), key=lambda x: -x[1])[:3] if c >= 0.05]}
-        return MonitorSummary(
-            seconds=time.monotonic() - self._t0, samples=len(self._load),
-            cpu_pressure_mean=mean(self._cpu), cpu_pressure_worst=max(self._cpu, default=None),
-            io_pressure_mean=mean(self._io), io_pressure_worst=max(self._io, default=None),
-            load1_mean=load_mean, load1_worst=max(self._load, default=0.0), load_per_core_mean=load_mean / self.cores,
-            fsync_p50_ms=_pct(self._fsync, 50) if self._fsync else None, fsync_worst_ms=max(self._fsync, default=None),
-            **cpu_split)
-
-

@@ -3,17 +3,14 @@ and the EnvironmentVerdict that blames the host, not the stack, for a failed tim
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import yaml
 
-from indmlops.hostcheck.attribution import OwnRoots
-from indmlops.hostcheck.measure import HostFigures, HostMonitor, MonitorSummary
+from indmlops.hostcheck.measure import HostFigures
+from indmlops.hostcheck.monitor import MonitorSummary
 
 HOST_FILE = Path(__file__).resolve().parents[3] / "fixtures" / "host.yaml"
 
@@ -42,6 +39,8 @@ class Thresholds:
     max_fsync_p50_ms_during: float = 5.0
     max_foreign_cpu_pct: float = 25.0
     max_steal_pct: float = 10.0
+    min_foreign_write_pct: float = 50.0
+    min_own_write_mb_s: float = 0.5
 
     @classmethod
     def load(cls, path: Path = HOST_FILE) -> Thresholds:
@@ -131,15 +130,68 @@ def _foreign(when: str, cores: int, foreign: float, own: float, steal: float, to
     return out
 
 
+def _whose_writes(io: HostFigures | MonitorSummary, t: Thresholds) -> tuple[bool, str]:
+    """Whether a slow save is the host's, and the words saying whose writes the disk was busy with. The host's when
+    foreign writes were ≥ min_foreign_write_pct of the device's write bytes, or when ours were too few to have slowed
+    it (< min_own_write_mb_s); not attributed (no trees known, no device), it is the host's as before."""
+    if not io.io_attributed:
+        return True, ""
+    label = io.io_device or ""
+    dev = "the host's disks" if label.startswith("all ") else label.split(" (")[0]
+    device, own, foreign = io.device_write_mb_s or 0.0, io.own_write_mb_s or 0.0, io.foreign_write_mb_s or 0.0
+    pct = io.foreign_write_pct or 0.0
+    if pct >= t.min_foreign_write_pct or own < t.min_own_write_mb_s:
+        few = (f", under {t.min_own_write_mb_s:g} MB/s: too little to slow a save"
+               if pct < t.min_foreign_write_pct else "")
+        return True, (f"other writers {foreign:.1f} of {device:.1f} MB/s on {dev} ({pct:.0f}%, held against the host "
+                      f"from {t.min_foreign_write_pct:g}%; the stack and harness {own:.1f}{few})")
+    return False, f"the stack's and harness's own writes were {own:.1f} of {device:.1f} MB/s on {dev}: not the host"
+
+
+def _fsync_before(figures: HostFigures, demand: Demand, t: Thresholds) -> tuple[Shortfall | None, str | None]:
+    """The preflight's saves/s against the profile's need: a shortfall when the host is to blame, else context."""
+    need = demand.fsync_per_s * t.fsync_margin
+    if figures.fsync_per_s is None or figures.fsync_per_s >= need:
+        return None, None
+    text = (f"the broker's disk did {figures.fsync_per_s:.0f} fsync/s (p50 {figures.fsync_p50_ms:.1f} ms), the "
+            f"profile needs ≥ {need:.0f}/s ({demand.fsync_arithmetic})")
+    host, words = _whose_writes(figures, t)
+    if host:
+        return Shortfall("fsync", "before", figures.fsync_per_s, need, f"{text}; {words}" if words else text), None
+    return None, f"before the run {text}, but {words}"
+
+
+def _fsync_during(summary: MonitorSummary, t: Thresholds) -> tuple[Shortfall | None, str | None]:
+    """The run's save probe against its bound: a shortfall when the host is to blame, else context. Unattributed, the
+    probe competes with the broker's own saves unseen, hence the looser bound than the preflight's."""
+    p50, bound = summary.fsync_p50_ms, t.max_fsync_p50_ms_during
+    if p50 is None or p50 <= bound:
+        return None, None
+    text = (f"a save in the broker's directory took {p50:.1f} ms (p50) during the run, worst "
+            f"{summary.fsync_worst_ms:.0f} ms (bound ≤ {bound:g} ms")
+    host, words = _whose_writes(summary, t)
+    if not host:
+        return None, f"{text}), but {words}"
+    words = words or "I/O not attributed: the broker's own saves queue ahead of it"
+    return Shortfall("fsync", "during", p50, bound, f"{text}; {words})"), None
+
+
+def context(figures: HostFigures | None, summary: MonitorSummary | None, demand: Demand,
+            thresholds: Thresholds | None = None) -> list[str]:
+    """What fell short but is not the host's (a slow save under the stack's own writes): said, never blamed."""
+    t = thresholds or Thresholds()
+    found = [_fsync_before(figures, demand, t)[1] if figures else None,
+             _fsync_during(summary, t)[1] if summary and summary.samples else None]
+    return [c for c in found if c]
+
+
 def assess(figures: HostFigures, demand: Demand, thresholds: Thresholds | None = None) -> list[Shortfall]:
-    """Every way the host, as measured before a run, cannot carry `demand`; empty when it can."""
+    """Every way the host, as measured before a run, cannot carry `demand`; empty when it can. A slow disk is the
+    host's only when foreign writes made a meaningful part of the device's (or I/O was not attributed)."""
     t = thresholds or Thresholds()
     out: list[Shortfall] = []
-    need = demand.fsync_per_s * t.fsync_margin
-    if figures.fsync_per_s is not None and figures.fsync_per_s < need:
-        out.append(Shortfall("fsync", "before", figures.fsync_per_s, need,
-                             f"the broker's disk did {figures.fsync_per_s:.0f} fsync/s (p50 {figures.fsync_p50_ms:.1f} "
-                             f"ms), the profile needs ≥ {need:.0f}/s ({demand.fsync_arithmetic})"))
+    if (disk := _fsync_before(figures, demand, t)[0]) is not None:
+        out.append(disk)
     gen_need = demand.peak_rate * t.generator_headroom
     if figures.generator_per_s < gen_need:
         out.append(Shortfall("generator", "before", figures.generator_per_s, gen_need,
@@ -159,8 +211,8 @@ def assess(figures: HostFigures, demand: Demand, thresholds: Thresholds | None =
 
 def assess_run(summary: MonitorSummary, demand: Demand, thresholds: Thresholds | None = None) -> list[Shortfall]:
     """Every way the host fell short during a run. Means are judged (a one-second spike is reported, not blamed).
-    Where our trees are known, CPU is judged on foreign work only; I/O is not attributed: the save probe stands for
-    it, and it competes with the broker's own saves, hence its own, looser bound."""
+    Where our trees are known, CPU is judged on foreign work only, and a slow save probe on the share of the disk's
+    writes that was foreign (`_whose_writes`)."""
     t = thresholds or Thresholds()
     if not summary.samples:
         return []
@@ -172,11 +224,8 @@ def assess_run(summary: MonitorSummary, demand: Demand, thresholds: Thresholds |
         out = _pressure_or_load("during", summary.cpu_pressure_mean, summary.io_pressure_mean,
                                 summary.load_per_core_mean, t, "mean",
                                 {"cpu": summary.cpu_pressure_worst, "io": summary.io_pressure_worst})
-    if summary.fsync_p50_ms is not None and summary.fsync_p50_ms > t.max_fsync_p50_ms_during:
-        out.append(Shortfall("fsync", "during", summary.fsync_p50_ms, t.max_fsync_p50_ms_during,
-                             f"a save in the broker's directory took {summary.fsync_p50_ms:.1f} ms (p50) during the "
-                             f"run, worst {summary.fsync_worst_ms:.0f} ms (bound ≤ {t.max_fsync_p50_ms_during:g} ms; "
-                             "I/O not attributed: the broker's own saves queue ahead of it)"))
+    if (disk := _fsync_during(summary, t)[0]) is not None:
+        out.append(disk)
     return out
 
 
@@ -189,13 +238,15 @@ class EnvironmentVerdict(AssertionError):
 
     def __init__(self, demand: Demand, shortfalls: list[Shortfall], *, breach_text: str = "",
                  figures: HostFigures | None = None, monitor: MonitorSummary | None = None,
-                 figures_path: Path | str | None = None) -> None:
+                 figures_path: Path | str | None = None, context: list[str] | None = None) -> None:
         self.demand, self.shortfalls, self.breach_text = demand, shortfalls, breach_text
         self.figures, self.monitor, self.figures_path = figures, monitor, figures_path
+        self.context = context or []
         where = f" Figures: {figures_path}" if figures_path else ""
         before = [s.text for s in shortfalls if s.when == "before"]
         during = [s.text for s in shortfalls if s.when == "during"]
         parts = "; ".join(before + (["during the run: " + "; ".join(during)] if during else []))
+        parts += "".join(f" (not held against the host: {c})" for c in self.context)
         text = f"environment, not the stack: the host could not carry profile {demand.profile}: {parts}.{where}"
         if breach_text:
             text += f"\n\nWhat the suite saw (not held against the stack):\n{breach_text}"
@@ -214,91 +265,19 @@ def _rebuild_verdict(text: str) -> AssertionError:
 def judge(breach_text: str, figures: HostFigures | None, monitor_summary: MonitorSummary | None, *, demand: Demand,
           thresholds: Thresholds | None = None, figures_path: Path | str | None = None) -> NoReturn:
     """Raise EnvironmentVerdict when the host fell short before (`figures`) or during (`monitor_summary`) the run,
-    else a plain AssertionError with `breach_text`: the stack's failure."""
+    else a plain AssertionError with `breach_text`: the stack's failure, with a note of what was slow but ours."""
     t = thresholds or Thresholds()
     shortfalls = (assess(figures, demand, t) if figures else []) + \
         (assess_run(monitor_summary, demand, t) if monitor_summary else [])
+    said = context(figures, monitor_summary, demand, t)
     if shortfalls:
         raise EnvironmentVerdict(demand, shortfalls, breach_text=breach_text, figures=figures,
-                                 monitor=monitor_summary, figures_path=figures_path)
-    raise AssertionError(breach_text)
+                                 monitor=monitor_summary, figures_path=figures_path, context=said)
+    raise with_context(AssertionError(breach_text), said)
 
 
-class HostFit:
-    """One session's preflight, the runs monitored since, and `reports/environment.json` kept up to date."""
-
-    def __init__(self, figures: HostFigures, demand: Demand, thresholds: Thresholds, path: Path, *,
-                 own_roots: OwnRoots | None = None) -> None:
-        self.figures, self.demand, self.thresholds, self.path = figures, demand, thresholds, path
-        self.own_roots = own_roots  # the stack's and the harness's tree roots; None: CPU not attributed
-        self.shortfalls = assess(figures, demand, thresholds)
-        self.runs: dict[str, dict[str, Any]] = {}
-        self.verdicts: dict[str, str] = {}
-        self.write()
-
-    @property
-    def fits(self) -> bool:
-        return not self.shortfalls
-
-    def write(self) -> None:
-        doc = {"profile": asdict(self.demand), "fsync_needed_per_s": self.demand.fsync_per_s,
-               "changes_per_reading": CHANGES_PER_READING, "thresholds": asdict(self.thresholds),
-               "figures": self.figures.to_dict(), "shortfalls": [asdict(s) for s in self.shortfalls],
-               "runs": self.runs, "verdicts": self.verdicts}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-        tmp.replace(self.path)
-
-    def record_run(self, name: str, summary: MonitorSummary) -> list[Shortfall]:
-        """Keep a run's monitor summary and what it implies; returns the run's shortfalls."""
-        found = assess_run(summary, self.demand, self.thresholds)
-        self.runs[name] = {"monitor": summary.to_dict(), "shortfalls": [asdict(s) for s in found]}
-        self.write()
-        return found
-
-    @contextmanager
-    def monitor(self, name: str, *, interval: float = 1.0) -> Iterator[HostMonitor]:
-        """Monitor the block and record it under `name`; `.summary` is set on exit."""
-        mon = HostMonitor(Path(self.figures.fsync_dir) if self.figures.fsync_per_s is not None else None,
-                          interval=interval, own_roots=self.own_roots)
-        try:
-            with mon:
-                yield mon
-        finally:
-            assert mon.summary is not None
-            self.record_run(name, mon.summary)
-
-    def judge(self, breach_text: str, monitor_summary: MonitorSummary | None = None) -> NoReturn:
-        judge(breach_text, self.figures, monitor_summary, demand=self.demand, thresholds=self.thresholds,
-              figures_path=self.path)
-
-    @contextmanager
-    def judging(self, monitor_summary: MonitorSummary | None = None) -> Iterator[None]:
-        """Around a test's asserts: an AssertionError is re-raised as it is (pytest's diff intact) when the host
-        carried the run, and becomes an EnvironmentVerdict when it fell short before or during it."""
-        try:
-            yield
-        except EnvironmentVerdict:
-            raise
-        except AssertionError as exc:
-            found = self.shortfalls + (assess_run(monitor_summary, self.demand, self.thresholds)
-                                       if monitor_summary else [])
-            if not found:
-                raise
-            raise EnvironmentVerdict(self.demand, found, breach_text=str(exc), figures=self.figures,
-                                     monitor=monitor_summary, figures_path=self.path) from exc
-
-    def line(self) -> str:
-        """One line for the terminal: the figures that matter and the verdict."""
-        f = self.figures
-        fs = f"fsync {f.fsync_per_s:.0f}/s (p50 {f.fsync_p50_ms:.2f} ms)" if f.fsync_per_s else "fsync not measured"
-        psi = (f"psi cpu {f.psi_cpu_some_avg10:.0f}% io {f.psi_io_some_avg10:.0f}%"
-               if f.psi_cpu_some_avg10 is not None and f.psi_io_some_avg10 is not None else "no PSI")
-        cpu = (f"other work {f.foreign_cores:.1f} of {f.cores} cores (ours {f.own_cores or 0:.1f})"
-               if f.foreign_cores is not None else "CPU not attributed")
-        head = (f"{fs}, {f.usable_cores:g} cores, {cpu}, load {f.loadavg[0]:.2f}, {psi}, loopback p50 "
-                f"{f.tcp_rtt_p50_us:.0f} µs, generator {f.generator_per_s:.0f} readings/s ({f.seconds:.1f} s)")
-        if self.fits:
-            return f"{head} → fits profile {self.demand.profile} ({self.demand.fsync_per_s:.0f} fsync/s needed)"
-        return f"{head} → SHORT for profile {self.demand.profile}: " + "; ".join(s.text for s in self.shortfalls)
+def with_context(exc: AssertionError, said: list[str]) -> AssertionError:
+    """The stack's failure, as it is (pytest's diff intact), with a note per slow-but-ours finding."""
+    for line in said:
+        exc.add_note(f"host: {line}")
+    return exc
