@@ -840,3 +840,80 @@ def test_a_breach_under_own_io_stays_the_stacks_with_a_note_and_under_foreign_io
     assert type(plain.value) is AssertionError and str(plain.value) == BREACH and plain.value.__notes__
     run = fit.record_run("latency", summary(fsync_p50_ms=9.0, **writes(40.0, 38.0)))
     assert run == [] and fit.runs["latency"]["context"][0].endswith("38.0 of 40.0 MB/s on vda: not the host")
+
+
+# --- I/O attribution on this host, with a real disk hog ------------------------------------------------------------
+
+# A stand-in for supervisord, as FAKE_SUPERVISOR, whose child writes and fsyncs 4 MB files back to back in argv[2]
+# (a broker rewriting a grown database with autosave_interval 1) for argv[1] seconds, pausing 50 ms between saves:
+# ≤ 4 MB ÷ 0.05 s = 80 MB/s, enough to tell apart without starving the others sharing the disk (unpaced: ~500 MB/s).
+FAKE_SUPERVISOR_DISK = FAKE_SUPERVISOR.replace("""    while time.monotonic() < end:
+        pass
+""", """    block = b"\\1" * 4_000_000
+    while time.monotonic() < end:
+        fd = os.open(sys.argv[2] + "/db.new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, block)
+        os.fsync(fd)
+        os.close(fd)
+        os.replace(sys.argv[2] + "/db.new", sys.argv[2] + "/db")
+        time.sleep(0.05)
+""")
+
+
+@pytest.fixture
+def stack_disk_hog_running(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    (tmp_path / "hog").mkdir()
+    out = subprocess.run([sys.executable, "-c", FAKE_SUPERVISOR_DISK, "20", str(tmp_path / "hog")],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=10, check=True).stdout
+    supervisor, hog = map(int, out.split())
+    yield supervisor, hog
+    for pid in (hog, supervisor):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_disk_hog_below_the_stack_is_ours_and_the_same_hog_unclaimed_is_foreign(stack_disk_hog_running, tmp_path):
+    """The same window watched twice, the probe beside the hog on one filesystem: with the fake supervisord named as
+    the stack's root its saves are ours and a slow probe is no shortfall; unclaimed, they are foreign and it is. The
+    disk is shared (another session's stress-ng writes here), so the share bound is placed from the hog's own bytes
+    (its /proc/<pid>/io over the window)."""
+    supervisor, hog = stack_disk_hog_running
+    me = os.getpid()
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    hog_io = Path(f"/proc/{hog}/io")
+    first, t0 = d.parse_pid_io(hog_io.read_text()), time.monotonic()
+    with h.HostMonitor(probe, interval=0.5, own_roots=lambda: [me, supervisor]) as ours, \
+            h.HostMonitor(probe, interval=0.5, own_roots=lambda: [me]) as unclaimed:
+        time.sleep(2.7)
+    hog_mb_s = (d.parse_pid_io(hog_io.read_text()) - first) / (time.monotonic() - t0) / 1e6
+    s_ours, s_unclaimed = ours.summary, unclaimed.summary
+    assert s_ours.io_attributed and s_unclaimed.io_attributed and s_ours.samples >= 4, (s_ours, ours._notes)
+    assert hog_mb_s > 2, f"the hog wrote {hog_mb_s:.1f} MB/s: too little to tell anything apart"
+    assert s_ours.own_write_mb_s >= 0.7 * hog_mb_s, (s_ours, hog_mb_s)
+    moved = s_unclaimed.foreign_write_mb_s - s_ours.foreign_write_mb_s
+    assert moved >= 0.7 * hog_mb_s, (s_ours, s_unclaimed, hog_mb_s)
+    # max_fsync_p50_ms_during 0 makes every probe slow and min_own_write_mb_s 0 keeps the floor out of it: this test
+    # is about whose the hog's writes are. The bound sits half the hog's rate above what was foreign with it ours.
+    device = s_ours.device_write_mb_s
+    bound = h.Thresholds(max_fsync_p50_ms_during=0, min_own_write_mb_s=0,
+                         min_foreign_write_pct=min(100.0, 100 * (s_ours.foreign_write_mb_s + hog_mb_s / 2) / device))
+    assert "fsync" not in [s.what for s in h.assess_run(s_ours, QUICK, bound)]
+    assert "fsync" in [s.what for s in h.assess_run(s_unclaimed, QUICK, bound)]
+    # A breach with only our own disk load stays the stack's: a plain AssertionError, the writes noted as context
+    # (the CPU bounds opened: the shared host's stress-ng is not what this test is about).
+    disk_only = dataclasses.replace(bound, max_foreign_cpu_pct=100, max_steal_pct=100)
+    with pytest.raises(AssertionError) as info:
+        h.judge(BREACH, None, s_ours, demand=QUICK, thresholds=disk_only)
+    assert type(info.value) is AssertionError and "not the host" in info.value.__notes__[0]
+    with pytest.raises(h.EnvironmentVerdict, match="other writers"):
+        h.judge(BREACH, None, s_unclaimed, demand=QUICK, thresholds=disk_only)
+    print(f"hog {hog_mb_s:.1f} MB/s; ours: {s_ours.own_write_mb_s:.1f} of {device:.1f} MB/s, foreign "
+          f"{s_ours.foreign_write_pct:.0f}%; unclaimed: foreign {s_unclaimed.foreign_write_mb_s:.1f} MB/s "
+          f"({s_unclaimed.foreign_write_pct:.0f}%), probe p50 {s_ours.fsync_p50_ms:.1f} ms, {s_ours.io_device}")
