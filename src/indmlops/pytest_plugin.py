@@ -374,7 +374,8 @@ def _own_roots(config: pytest.Config) -> "OwnRoots | None":
     """The pids heading our own process trees, asked again at each sample: this pytest (the xdist controller when in
     a worker) with Locust and the chaos clients below it, and on the local target the stack's supervisord (from its
     pid file, checked against its command line) with every service below it. None on Kubernetes: the stack runs in
-    containers whose processes we do not map, so the host's CPU is not attributed there."""
+    containers whose processes we do not map, so neither the host's CPU nor its disk writes are attributed
+    there."""
     if option(config, "target") != "local":
         return None
     from indmlops.local.layout import Layout

@@ -885,16 +885,19 @@ def test_a_disk_hog_below_the_stack_is_ours_and_the_same_hog_unclaimed_is_foreig
     (its /proc/<pid>/io over the window)."""
     supervisor, hog = stack_disk_hog_running
     me = os.getpid()
-    probe = tmp_path / "probe"
+    # A probe directory each: two probes sharing one file would replace and unlink it under each other.
+    probe, probe2 = tmp_path / "probe", tmp_path / "probe2"
     probe.mkdir()
+    probe2.mkdir()
     hog_io = Path(f"/proc/{hog}/io")
     first, t0 = d.parse_pid_io(hog_io.read_text()), time.monotonic()
     with h.HostMonitor(probe, interval=0.5, own_roots=lambda: [me, supervisor]) as ours, \
-            h.HostMonitor(probe, interval=0.5, own_roots=lambda: [me]) as unclaimed:
+            h.HostMonitor(probe2, interval=0.5, own_roots=lambda: [me]) as unclaimed:
         time.sleep(2.7)
     hog_mb_s = (d.parse_pid_io(hog_io.read_text()) - first) / (time.monotonic() - t0) / 1e6
     s_ours, s_unclaimed = ours.summary, unclaimed.summary
     assert s_ours.io_attributed and s_unclaimed.io_attributed and s_ours.samples >= 4, (s_ours, ours._notes)
+    assert s_ours.fsync_p50_ms is not None and s_unclaimed.fsync_p50_ms is not None
     assert hog_mb_s > 2, f"the hog wrote {hog_mb_s:.1f} MB/s: too little to tell anything apart"
     assert s_ours.own_write_mb_s >= 0.7 * hog_mb_s, (s_ours, hog_mb_s)
     moved = s_unclaimed.foreign_write_mb_s - s_ours.foreign_write_mb_s
