@@ -448,6 +448,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             mon = run["monitor"]
             found = "; ".join(s["text"] for s in run["shortfalls"]) or (
                 "carried it" if mon["samples"] else "not sampled (shorter than the monitor's interval)")
+            if run.get("context"):  # e.g. a slow disk that our own writes explain: not held against the host
+                found += f"; not the host's: {'; '.join(run['context'])}"
             tr.write_line(f"host during {name} ({mon['samples']} samples, {mon['seconds']:.0f} s): {found}")
     tr.write_line(f"environment verdicts (the host, not the stack): {len(env)}")
     for rep in env:
