@@ -103,7 +103,6 @@ class InferenceService:
         self._loop_thread: threading.Thread | None = None
         self.loop_error = ""
         self._handling_since: float | None = None
-        self.last_received = self.last_handled = 0.0
         self.last_model_error = "not loaded yet"
         self.client = None
         self.http = ThreadingHTTPServer((http_host, http_port), _handler(self))
@@ -164,8 +163,7 @@ class InferenceService:
         """Handle one reading. Whatever goes wrong with it stays with it: counted by kind, reported on the errors
         topic of the topic it came on, and the reading acknowledged (dead-lettered). An exception escaping here
         would end paho's network loop, and the unacknowledged reading would be redelivered to every restart."""
-        self._handling_since = received_mono = time.monotonic()
-        self.last_received = received_mono
+        self._handling_since = time.monotonic()
         received = time.perf_counter_ns()
         try:
             self._handle(client, msg, received)
@@ -173,7 +171,6 @@ class InferenceService:
             self._dead_letter(msg, BadPayload("internal", f"{type(exc).__name__}: {str(exc)[:160]}"))
         finally:
             self._handling_since = None
-            self.last_handled = time.monotonic()
 
     def _handle(self, client, msg, received: int) -> None:
         # The subscription (factory/+/+/telemetry) admits exactly four levels, each accepted by the broker: the
