@@ -577,14 +577,14 @@ os.waitpid(hog, 0)
 """
 
 
-@pytest.fixture
-def stack_hog_running():
+def _fake_supervisor(script: str, *args: str):
+    """Start `script` (it prints "<supervisor pid> <hog pid>" and detaches), yield the pids, kill both after."""
     import signal
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", FAKE_SUPERVISOR, "20"], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True, timeout=10, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         text=True, timeout=10, check=True).stdout
     supervisor, hog = map(int, out.split())
     yield supervisor, hog
     for pid in (hog, supervisor):
@@ -592,6 +592,11 @@ def stack_hog_running():
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@pytest.fixture
+def stack_hog_running():
+    yield from _fake_supervisor(FAKE_SUPERVISOR, "20")
 
 
 def test_a_hog_below_the_stack_is_ours_and_the_same_hog_unclaimed_is_foreign(stack_hog_running, tmp_path):
@@ -862,20 +867,8 @@ FAKE_SUPERVISOR_DISK = FAKE_SUPERVISOR.replace("""    while time.monotonic() < e
 
 @pytest.fixture
 def stack_disk_hog_running(tmp_path):
-    import signal
-    import subprocess
-    import sys
-
     (tmp_path / "hog").mkdir()
-    out = subprocess.run([sys.executable, "-c", FAKE_SUPERVISOR_DISK, "20", str(tmp_path / "hog")],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=10, check=True).stdout
-    supervisor, hog = map(int, out.split())
-    yield supervisor, hog
-    for pid in (hog, supervisor):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    yield from _fake_supervisor(FAKE_SUPERVISOR_DISK, "20", str(tmp_path / "hog"))
 
 
 def test_a_disk_hog_below_the_stack_is_ours_and_the_same_hog_unclaimed_is_foreign(stack_disk_hog_running, tmp_path):
