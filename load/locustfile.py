@@ -229,6 +229,7 @@ class EdgeMqttUser(User):
         else:
             self.sent_at[info.mid] = (ts, key)
         if info.rc != 0:
+            self.match.ledger.abandoned(key)  # not sent now: no acknowledgement to wait for (one that comes counts)
             self.window.release()
             self.environment.events.request.fire(request_type="MQTT", name="mqtt:publish", response_time=0,
                                                  response_length=0, exception=ConnectionError(f"rc={info.rc}"))

@@ -14,7 +14,11 @@ predictions keep coming, and `account` then sorts every acknowledged reading int
              stopped (the edge stalled, or it was still draining at N/s when the bound ran out).
 
 Readings the broker never acknowledged are not the edge's responsibility (QoS1 promises nothing for them) and
-are counted apart. Pure and clock-injected: the chaos traffic (threads) and the Locust matcher (gevent) share it.
+are counted apart. A reading still in flight (published, neither acknowledged nor predicted nor given up by its
+publisher) is outstanding too: the drain waits for its acknowledgement, because a PUBACK that arrives after the drain
+would turn a "complete" drain into an undrained reading. When the drain ends the ledger is closed: what arrives
+later is counted in `after_close` and changes no verdict, so the drain's word and the accounting always agree.
+Pure and clock-injected: the chaos traffic (threads) and the Locust matcher (gevent) share it.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ class Drain:
 
     seconds: float
     outstanding_before: int
-    outstanding_after: int
+    outstanding_after: int  # acknowledged without a prediction, or still awaiting the broker's acknowledgement
     stopped: str  # "complete" | "no progress" | "bound"
     detail: str
 
@@ -44,7 +48,7 @@ class Drain:
 class Accounting:
     published: int
     acknowledged: int
-    unacknowledged: int  # published, never acknowledged by the broker: outside QoS1's promise
+    unacknowledged: int  # published, not acknowledged by the broker when the ledger closed: outside QoS1's promise
     predicted: int  # distinct readings with a prediction (acknowledged or not)
     on_time: int
     late: int
@@ -57,6 +61,7 @@ class Accounting:
     undrained_examples: list[str] = field(default_factory=list)
     duplicate_examples: list[str] = field(default_factory=list)
     drain: Drain | None = None
+    after_close: int = 0  # acknowledgements and predictions that arrived after the drain closed the ledger
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -69,14 +74,33 @@ class Accounting:
                     f"max {d['max']:.1f} s)")
         text = (f"{self.acknowledged} acknowledged of {self.published} published: {self.on_time} predicted on time"
                 f"{late}, {self.lost} lost, {self.undrained} undrained; {self.duplicates} predicted twice; "
-                f"{self.unacknowledged} never acknowledged by the broker")
+                f"{self.unacknowledged} not acknowledged by the broker")
         if self.lost_examples:
             text += f"; lost e.g. {', '.join(self.lost_examples)}"
         if self.undrained_examples:
             text += f"; undrained e.g. {', '.join(self.undrained_examples)}"
         if self.drain is not None:
             text += f"; drain: {self.drain.detail}"
+        if self.after_close:
+            text += f"; {self.after_close} acknowledgements or predictions arrived after the drain ended (not counted)"
         return text
+
+
+def _outstanding(unpredicted: int, in_flight: int) -> str:
+    text = f"{unpredicted + in_flight} outstanding"
+    if in_flight:
+        text += f" ({unpredicted} acknowledged without a prediction, {in_flight} awaiting the broker's acknowledgement)"
+    return text
+
+
+def _no_progress(unpredicted: int, in_flight: int, quiet_s: float) -> str:
+    if not in_flight:
+        return f"no prediction of the {unpredicted} outstanding readings for {quiet_s:g} s: the edge stopped handling them"
+    if not unpredicted:
+        return (f"no acknowledgement of the {in_flight} readings in flight for {quiet_s:g} s: the broker stopped "
+                f"acknowledging them")
+    return (f"no prediction or acknowledgement for {quiet_s:g} s ({_outstanding(unpredicted, in_flight)}): the edge "
+            f"and the broker stopped handling them")
 
 
 class Ledger:
@@ -88,17 +112,36 @@ class Ledger:
         self.predicted_at: dict[Key, float] = {}  # first prediction's arrival
         self.predictions: dict[Key, int] = {}  # distinct predictions per reading (redeliveries of one excluded)
         self.messages = 0  # prediction messages received, redeliveries included
+        self.events = 0  # acknowledgements and prediction messages: the drain's measure of progress
+        self.closed = False
+        self.after_close = 0
         self._newest_predicted: dict[str, int] = {}  # stream → highest seq predicted
+        self._unpredicted: set[Key] = set()  # acknowledged, no prediction yet
+        self._in_flight: set[Key] = set()  # published; not acknowledged, predicted or abandoned yet
 
     def published(self, stream: str, seq: int, at: float | None = None) -> Key:
         key = (stream, seq)
         with self._lock:
             self.published_at[key] = self._clock() if at is None else at
+            self._in_flight.add(key)
         return key
 
     def acknowledged(self, key: Key) -> None:
         with self._lock:
+            if self.closed:
+                self.after_close += 1
+                return
             self.acked.add(key)
+            self.events += 1
+            self._in_flight.discard(key)
+            if key not in self.predicted_at:
+                self._unpredicted.add(key)
+
+    def abandoned(self, key: Key) -> None:
+        """The publisher gave up waiting for this reading's acknowledgement and will not report one: the drain stops
+        waiting for it (it is counted unacknowledged unless predicted)."""
+        with self._lock:
+            self._in_flight.discard(key)
 
     def predicted(self, stream: str, seq: int, *, distinct: bool = True, at: float | None = None) -> bool:
         """Record a prediction; `distinct` False for a redelivery of a message already counted. True when the reading
@@ -108,46 +151,62 @@ class Ledger:
         with self._lock:
             if key not in self.published_at:
                 return False
+            if self.closed:
+                self.after_close += 1
+                return True
             self.messages += 1
+            self.events += 1
             self.predicted_at.setdefault(key, now)
+            self._unpredicted.discard(key)
+            self._in_flight.discard(key)
             if distinct:
                 self.predictions[key] = self.predictions.get(key, 0) + 1
             if seq > self._newest_predicted.get(stream, -1):
                 self._newest_predicted[stream] = seq
         return True
 
-    def outstanding(self) -> int:
+    def pending(self) -> tuple[int, int]:
+        """(acknowledged without a prediction, in flight: published, not acknowledged, predicted or abandoned)."""
         with self._lock:
-            return sum(1 for k in self.acked if k not in self.predicted_at)
+            return self._pending()
+
+    def _pending(self) -> tuple[int, int]:  # under self._lock
+        return len(self._unpredicted), len(self._in_flight)
+
+    def outstanding(self) -> int:
+        return sum(self.pending())
 
     def drain(self, *, bound_s: float, quiet_s: float, progress: Callable[[str], None] | None = None,
               sleep: Callable[[float], None] = time.sleep, monotonic: Callable[[], float] = time.monotonic,
               every_s: float = 2.0) -> Drain:
-        """Wait until every acknowledged reading is predicted, no prediction has come for `quiet_s`, or `bound_s`
-        passed; report progress every `every_s` s."""
+        """Wait until every published reading is predicted or settled unacknowledged (abandoned), nothing (no
+        acknowledgement, no prediction) has come for `quiet_s`, or `bound_s` passed; report progress every `every_s` s.
+        Then close the ledger, so the accounting describes the state the drain ended on."""
         t0 = last_change = last_report = monotonic()
-        before = seen = self.outstanding()
+        before = self.outstanding()
+        events = self.events
         count_at_report = self.messages
         while True:
-            left = self.outstanding()
-            now = monotonic()
-            if left < seen:
-                seen, last_change = left, now
-            if left == 0:
-                stopped, detail = "complete", "every acknowledged reading predicted"
-                break
-            if now - last_change >= quiet_s:
-                stopped, detail = "no progress", (f"no prediction of the {left} outstanding readings for "
-                                                  f"{quiet_s:g} s: the edge stopped handling them")
-                break
-            if now - t0 >= bound_s:
-                rate = (before - left) / (now - t0) if now > t0 else 0.0
-                stopped, detail = "bound", (f"still draining at {rate:.0f} predictions/s when the {bound_s:g} s bound "
-                                            f"ran out ({left} outstanding)")
+            with self._lock:  # the state judged and the ledger's closing are one snapshot: no event slips between
+                unpredicted, in_flight = self._pending()
+                left, now = unpredicted + in_flight, monotonic()
+                if self.events != events:
+                    events, last_change = self.events, now
+                stopped = ""
+                if left == 0:
+                    stopped, detail = "complete", "every acknowledged reading predicted"
+                elif now - last_change >= quiet_s:
+                    stopped, detail = "no progress", _no_progress(unpredicted, in_flight, quiet_s)
+                elif now - t0 >= bound_s:
+                    rate = (before - left) / (now - t0) if now > t0 else 0.0
+                    stopped, detail = "bound", (f"still draining at {rate:.0f} predictions/s when the {bound_s:g} s "
+                                                f"bound ran out ({_outstanding(unpredicted, in_flight)})")
+                self.closed = bool(stopped)
+            if stopped:
                 break
             if progress and now - last_report >= every_s:
                 rate = (self.messages - count_at_report) / (now - last_report)
-                progress(f"draining: {left} of {before} outstanding readings still without a prediction, "
+                progress(f"draining: {_outstanding(unpredicted, in_flight)} of {before}, "
                          f"{rate:.0f} predictions/s, {now - t0:.0f} s of at most {bound_s:g} s")
                 last_report, count_at_report = now, self.messages
             sleep(0.05)
@@ -162,6 +221,7 @@ class Ledger:
             published_at, acked = dict(self.published_at), set(self.acked)
             predicted_at, predictions = dict(self.predicted_at), dict(self.predictions)
             newest = dict(self._newest_predicted)
+            after_close = self.after_close
         late_delays = [predicted_at[k] - published_at[k] for k in predicted_at
                        if predicted_at[k] - published_at[k] > late_after_s]
         missing = sorted(k for k in acked if k not in predicted_at)
@@ -176,4 +236,5 @@ class Ledger:
             undrained=len(undrained), duplicates=len(dup), late_after_s=late_after_s,
             late_delay_s={"p50": percentile(late_delays, 50), "p99": percentile(late_delays, 99),
                           "max": max(late_delays)} if late_delays else {},
-            lost_examples=show(lost), undrained_examples=show(undrained), duplicate_examples=show(dup), drain=drain)
+            lost_examples=show(lost), undrained_examples=show(undrained), duplicate_examples=show(dup), drain=drain,
+            after_close=after_close)

@@ -41,7 +41,7 @@ class LoadResult:
     requests: dict[str, int]
     late: int = 0  # predicted, but more than the locustfile's LATE_AFTER_S after being published
     undrained: int = 0  # acknowledged, no prediction when the drain ended: not shown lost
-    unacknowledged: int = 0  # published, never acknowledged by the broker
+    unacknowledged: int = 0  # published, not acknowledged by the broker when the drain ended
     acknowledged: int = 0
     delivery: str = ""  # indmlops.delivery's summary: counts, late delays, examples, how the drain ended
 

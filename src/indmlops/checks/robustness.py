@@ -212,6 +212,8 @@ class Edge:
         acked = self.publish(f"factory/{self.tag}/{machine}/telemetry", json.dumps(doc).encode())
         if acked:
             self.ledger.acknowledged(key)
+        else:
+            self.ledger.abandoned(key)  # publish() gave up waiting: no acknowledgement will be reported
         return doc["id"], key, acked
 
     def wait_late(self, done: Callable[[], bool], what: str) -> LateWait:
