@@ -1,3 +1,3 @@
-"""Root conftest: loads the IndMLOps-Lab pytest plugin (logic lives in indmlops.pytest_plugin)."""
+"""Root conftest: loads the IndMLOps-Lab pytest plugin (logic lives in indmlops.plugin)."""
 
-pytest_plugins = ["indmlops.pytest_plugin"]
+pytest_plugins = ["indmlops.plugin"]

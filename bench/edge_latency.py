@@ -38,9 +38,9 @@ import json
 import multiprocessing
 import os
 import shutil
-import statistics
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,14 +49,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from indmlops import probes
+from indmlops import wire
 from indmlops.features import FEATURE_NAMES, FeatureState
-from indmlops.local import render
-from indmlops.local.layout import default_state_dir
-from indmlops.probes import Endpoint
 from indmlops.simulator import Plant
 from indmlops.slo import percentile
-from indmlops.targets.local import LocalTarget
+from indmlops.targets.factory import TargetSpec, open_target
+from indmlops.targets.local import render
+from indmlops.targets.local.target import LocalTarget
+from indmlops.wire import Endpoint
 
 VENV_BIN = Path(sys.executable).parent
 INDMLOPS = [str(VENV_BIN / "indmlops")]
@@ -100,9 +100,9 @@ class Broker:
         deadline = time.monotonic() + 10
         while True:
             try:
-                probes.mqtt_close(probes.mqtt_connect(self.ep, user, password, timeout=1))
+                wire.mqtt_close(wire.mqtt_connect(self.ep, user, password, timeout=1))
                 return
-            except probes.ProbeFailed:
+            except wire.NoAnswer:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     raise SystemExit(f"private broker on {self.ep} did not start (exit {self.proc.poll()})") from None
                 time.sleep(0.1)
@@ -130,14 +130,14 @@ def relay_main(host: str, port: int) -> int:
         line, machine = msg.topic.split("/")[1:3]
         c.publish(f"factory/{line}/{machine}/prediction", msg.payload, qos=1)
 
-    client = probes.mqtt_connect(ep, "inference", password, client_id="indmlops-bench-relay", clean_session=False,
+    client = wire.mqtt_connect(ep, "inference", password, client_id="indmlops-bench-relay", clean_session=False,
                                  on_message=on_message)
-    probes.mqtt_subscribe(client, "factory/+/+/telemetry", qos=1)
+    wire.mqtt_subscribe(client, "factory/+/+/telemetry", qos=1)
     print("relay ready", flush=True)
     signal.signal(signal.SIGTERM, lambda *_a: stop.set())
     stop.wait()
-    probes.mqtt_close(client)
-    probes.forget_session(ep, "inference", password, "indmlops-bench-relay")  # or the broker queues for it forever
+    wire.mqtt_close(client)
+    wire.forget_session(ep, "inference", password, "indmlops-bench-relay")  # or the broker queues for it forever
     return 0
 
 
@@ -208,9 +208,9 @@ class Receiver:
         self.duplicates = 0
         self.last_ns = 0
         self.first_ts_ns = 0  # the earliest reading's publish time
-        self.client = probes.mqtt_connect(ep, "monitor", password)
+        self.client = wire.mqtt_connect(ep, "monitor", password)
         self.client.on_message = self._on
-        probes.mqtt_subscribe(self.client, "factory/+/+/prediction", qos=1)
+        wire.mqtt_subscribe(self.client, "factory/+/+/prediction", qos=1)
 
     def _on(self, _c, _u, msg) -> None:
         now = time.time_ns()
@@ -223,7 +223,7 @@ class Receiver:
             self.first_ts_ns = min(self.first_ts_ns or doc["ts_ns"], doc["ts_ns"])
 
     def close(self) -> None:
-        probes.mqtt_close(self.client)
+        wire.mqtt_close(self.client)
 
 
 def run_mqtt(kind: str, broker: Broker, creds: dict[str, str], tracking_uri: str, rate: float,
@@ -259,9 +259,9 @@ def kill_loss(broker: Broker, creds: dict[str, str], n: int = 2000, kill_no: int
     last PUBACK, restart it, resume the session: how many never arrive. Each kill has its own session and seed,
     so nothing restored from an earlier kill's database is counted; the session is forgotten afterwards."""
     client_id = f"indmlops-bench-offline-{kill_no}"
-    sub = probes.mqtt_connect(broker.ep, "inference", creds["inference"], client_id=client_id, clean_session=False)
-    probes.mqtt_subscribe(sub, "factory/+/+/telemetry", qos=1)
-    probes.mqtt_close(sub)
+    sub = wire.mqtt_connect(broker.ep, "inference", creds["inference"], client_id=client_id, clean_session=False)
+    wire.mqtt_subscribe(sub, "factory/+/+/telemetry", qos=1)
+    wire.mqtt_close(sub)
     sim = subprocess.run(INDMLOPS + ["simulate", "--mqtt", broker.hostport, "--password-env", "BENCH_SIM_PASSWORD",
                                      "--rate", "0", "--count", str(n), "--qos", "1", "--seed", str(5 + kill_no)],
                          env=dict(os.environ, BENCH_SIM_PASSWORD=creds["simulator"]), capture_output=True, text=True)
@@ -271,15 +271,15 @@ def kill_loss(broker: Broker, creds: dict[str, str], n: int = 2000, kill_no: int
     broker.start("monitor", creds["monitor"])
     got: set[str] = set()
     # Resuming the session delivers the queue right after CONNACK: on_message must be set before connecting.
-    sub = probes.mqtt_connect(broker.ep, "inference", creds["inference"], client_id=client_id,
+    sub = wire.mqtt_connect(broker.ep, "inference", creds["inference"], client_id=client_id,
                               clean_session=False, on_message=lambda _c, _u, m: got.add(json.loads(m.payload)["id"]))
     quiet_since, last = time.monotonic(), -1
     while time.monotonic() - quiet_since < 1.0:  # until nothing new arrives for 1 s
         if len(got) != last:
             quiet_since, last = time.monotonic(), len(got)
         time.sleep(0.05)
-    probes.mqtt_close(sub)
-    probes.forget_session(broker.ep, "inference", creds["inference"], client_id)
+    wire.mqtt_close(sub)
+    wire.forget_session(broker.ep, "inference", creds["inference"], client_id)
     return n - len(got)
 
 
@@ -352,7 +352,8 @@ def _http_worker(port: int, path: str, bodies: list[bytes], seconds: float, out)
     out.put((lat, errors))
 
 
-def http_load(port: int, path: str, bodies: list[bytes], seconds: float, concurrency: int) -> tuple[float, float, float, int]:
+def http_load(port: int, path: str, bodies: list[bytes], seconds: float,
+              concurrency: int) -> tuple[float, float, float, int]:
     """Closed loop from `concurrency` client processes (no GIL shared with each other): req/s, p50, p99 (ms), errors."""
     q: multiprocessing.Queue = multiprocessing.Queue()
     procs = [multiprocessing.Process(target=_http_worker, args=(port, path, bodies, seconds, q))
@@ -383,24 +384,24 @@ def mlflow_serve(tracking_uri: str):
     port = free_port()
     # `mlflow models serve --env-manager local` execs `uvicorn` through bash: the venv's bin must be on PATH.
     env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri, PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}")
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([str(VENV_BIN / "mlflow"), "models", "serve", "-m", "models:/edge-anomaly@champion",
-                             "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen([str(VENV_BIN / "mlflow"), "models", "serve", "-m", "models:/edge-anomaly@champion",
+                                 "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            wait_http("127.0.0.1", port, "/ping", 120, proc)
-        except SystemExit:
-            log.seek(0)
-            print(log.read()[-2000:].decode(errors="replace"), file=sys.stderr)
-            raise
-        yield port
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            try:
+                wait_http("127.0.0.1", port, "/ping", 120, proc)
+            except SystemExit:
+                log.seek(0)
+                print(log.read()[-2000:].decode(errors="replace"), file=sys.stderr)
+                raise
+            yield port
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 # -- main -------------------------------------------------------------------------------------------------------
@@ -428,16 +429,17 @@ def main() -> int:
     args = ap.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
 
-    target = LocalTarget(default_state_dir())
-    stack_conf = target.stack.layout.conf / "mosquitto"
-    creds = {r: target.credentials("mosquitto", r).password for r in ("simulator", "inference", "monitor")}
+    with open_target(TargetSpec("local", start=False)) as target:
+        assert isinstance(target, LocalTarget)  # this bench renders its brokers from the local stack's config
+        stack_conf = target.stack.layout.conf / "mosquitto"
+        creds = {r: target.credentials("mosquitto", r).password for r in ("simulator", "inference", "monitor")}
+        tracking_uri = target.endpoint("mlflow").url
     if args.autosave:
         durability_curve(stack_conf, creds, [int(x) for x in args.autosave.split(",")], runs=args.runs,
                          kills=args.kills, fixed_rate=args.fixed_rate, offered_rate=args.offered_rate,
                          seconds=args.seconds, queued=args.queued)
     if args.curve_only:
         return 0
-    tracking_uri = target.endpoint("mlflow").url
     shipped = int(next(line.split()[1] for line in (stack_conf / "mosquitto.conf").read_text().splitlines()
                        if line.startswith("autosave_interval")))
     if args.broker_autosave is not None:

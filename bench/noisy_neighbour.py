@@ -68,7 +68,8 @@ class RunResult:
 
     def line(self) -> str:
         loss = f"LOSS blamed on the stack: {', '.join(self.stack_losses)}" if self.stack_losses else "no stack loss"
-        env_loss = f" ({len(self.environment_losses)} environment verdicts saw losses)" if self.environment_losses else ""
+        env_loss = (f" ({len(self.environment_losses)} environment verdicts saw losses)"
+                    if self.environment_losses else "")
         if not self.junit:
             return f"run {self.index}: no JUnit XML (pytest exit {self.exit_code}): see its pytest.log"
         return (f"run {self.index}: {self.passed} passed, {len(self.failed_stack)} failed-stack, "

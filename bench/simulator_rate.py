@@ -19,11 +19,10 @@ import sys
 import threading
 import time
 
-from indmlops import probes
-from indmlops.local.layout import default_state_dir
+from indmlops import wire
 from indmlops.simulator import Plant
 from indmlops.simulator.publish import publish
-from indmlops.targets.local import LocalTarget
+from indmlops.targets.factory import TargetSpec, open_target
 
 
 def cpu() -> float:
@@ -32,7 +31,7 @@ def cpu() -> float:
 
 
 def bare_paho(ep, user, password, payload: bytes, count: int, qos: int, window: int = 200) -> float:
-    client = probes.mqtt_connect(ep, user, password)
+    client = wire.mqtt_connect(ep, user, password)
     sem = threading.Semaphore(window)
     done = threading.Event()
     acked = 0
@@ -66,9 +65,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="length of the sustained run")
     args = ap.parse_args()
 
-    target = LocalTarget(default_state_dir())
-    ep = target.endpoint("mosquitto")
-    sim = target.credentials("mosquitto", "simulator")
+    with open_target(TargetSpec("local", start=False)) as target:
+        ep = target.endpoint("mosquitto")
+        sim = target.credentials("mosquitto", "simulator")
     sample = json.dumps(next(Plant().readings()), separators=(",", ":")).encode()
     print(f"broker {ep}; reading size {len(sample)} B; {args.count} messages per run, median of {args.repeats}")
     print(f"{'QoS':<5}{'bare paho msg/s':>17}{'simulator msg/s':>17}{'simulator/bare':>16}")

@@ -19,8 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from indmlops.local.layout import REPO_ROOT, resolve_ports
-from indmlops.local.stack import LocalStack
+from indmlops.paths import REPO_ROOT
+from indmlops.targets.local.layout import resolve_ports
+from indmlops.targets.local.stack import LocalStack
 
 
 def timed_up(stack: LocalStack, services: list[str] | None = None) -> tuple[float, dict[str, float]]:
@@ -62,8 +63,8 @@ def main() -> int:
             stack.down()
             base.append(timed_up(stack, ["postgres"])[0])
             stack.down()
-            print(f"run {i + 1}: cold {cold[-1]:.1f} s, warm {warm[-1]:.1f} s, baseline (postgres alone, warm) {base[-1]:.1f} s",
-                  flush=True)
+            print(f"run {i + 1}: cold {cold[-1]:.1f} s, warm {warm[-1]:.1f} s, "
+                  f"baseline (postgres alone, warm) {base[-1]:.1f} s", flush=True)
         med = statistics.median
         print()
         print(f"{'figure':<34}{'median':>8}{'min':>8}{'max':>8}{'x baseline':>12}")

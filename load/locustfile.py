@@ -12,8 +12,8 @@ coming, printing progress) and accounts each acknowledged reading with indmlops.
 LATE_AFTER_S after it was published), lost (a later reading of its machine was predicted: it never will be), or
 undrained (the drain ended first: not shown lost). Lost and undrained readings, and a second prediction of one
 reading ("duplicate"), are failures of `mqtt:e2e`. Where the time went is sampled per prediction from its stamps:
-broker → inference (`seg:broker-in`), inference (`seg:inference`), inference → our subscriber (`seg:broker-out`). The suite (suites/latency) runs this
-file through Locust's library API, with the load of a fixtures/slo.yaml profile.
+broker → inference (`seg:broker-in`), inference (`seg:inference`), inference → our subscriber (`seg:broker-out`).
+The suite (suites/latency) runs this file through Locust's library API, with the load of a fixtures/slo.yaml profile.
 """
 
 from __future__ import annotations
@@ -29,13 +29,14 @@ import gevent.lock
 from locust import FastHttpUser, LoadTestShape, User, constant_throughput, events, task
 from locust.exception import StopUser
 
-from indmlops import probes
+from indmlops import wire
 from indmlops.delivery import Accounting, Key, Ledger
-from indmlops.probes import Endpoint
 from indmlops.simulator import Plant
 from indmlops.slo import SHAPES, mqtt_users_at  # pure, shared with the suite's accounting
+from indmlops.wire import Endpoint
 
 LATE_AFTER_S = 5.0  # a prediction arriving more than this after its reading was published is late
+ACK_WAIT_S = 5.0  # a stopping MQTT user waits this long for its in-flight PUBACKs
 DRAIN_BOUND_S = 60.0  # after the load: wait for outstanding predictions at most this long ...
 DRAIN_QUIET_S = 10.0  # ... and stop early when none has come for this long (the edge stopped handling them)
 _user_numbers = count(1)
@@ -70,23 +71,22 @@ def _settings(opts) -> dict:
            "pub_password": os.environ.get(opts.publisher_password_env, "") if opts.publisher_password_env else "",
            "sub_password": os.environ.get(opts.subscriber_password_env, "") if opts.subscriber_password_env else ""}
     if not out["mqtt"] or not out["pub_password"] or not out["sub_password"]:
-        from indmlops.local.layout import default_state_dir
-        from indmlops.targets.local import LocalTarget
+        from indmlops.targets.factory import TargetSpec, open_target
 
-        target = LocalTarget(default_state_dir())
-        ep = target.endpoint("mosquitto")
-        out["mqtt"] = out["mqtt"] or f"{ep.host}:{ep.port}"
-        out["pub_password"] = out["pub_password"] or target.credentials("mosquitto", out["pub_user"]).password
-        out["sub_password"] = out["sub_password"] or target.credentials("mosquitto", out["sub_user"]).password
-        if not getattr(opts, "host", None):
-            opts.host = target.endpoint("inference").url
+        with open_target(TargetSpec("local", start=False)) as target:
+            ep = target.endpoint("mosquitto")
+            out["mqtt"] = out["mqtt"] or f"{ep.host}:{ep.port}"
+            out["pub_password"] = out["pub_password"] or target.credentials("mosquitto", out["pub_user"]).password
+            out["sub_password"] = out["sub_password"] or target.credentials("mosquitto", out["sub_user"]).password
+            if not getattr(opts, "host", None):
+                opts.host = target.endpoint("inference").url
     return out
 
 
 def _client(settings: dict, user: str, password: str, client_id: str):
-    """Connected (CONNACK accepted, Nagle off) or ProbeFailed naming the broker, the user and the reason."""
+    """Connected (CONNACK accepted, Nagle off) or NoAnswer naming the broker, the user and the reason."""
     host, _, port = settings["mqtt"].rpartition(":")
-    return probes.mqtt_connect(Endpoint("mosquitto", host, int(port), "mqtt"), user, password, timeout=10,
+    return wire.mqtt_connect(Endpoint("mosquitto", host, int(port), "mqtt"), user, password, timeout=10,
                                client_id=client_id)
 
 
@@ -103,7 +103,7 @@ class Matcher:
         self.client = _client(settings, settings["sub_user"], settings["sub_password"],
                               f"indmlops-load-sub-{os.getpid()}")
         self.client.on_message = self._on_prediction
-        probes.mqtt_subscribe(self.client, "factory/+/+/prediction", qos=1, timeout=10)
+        wire.mqtt_subscribe(self.client, "factory/+/+/prediction", qos=1, timeout=10)
 
     def _on_prediction(self, _c, _u, msg) -> None:
         now = time.time_ns()
@@ -235,9 +235,17 @@ class EdgeMqttUser(User):
                                                  response_length=0, exception=ConnectionError(f"rc={info.rc}"))
 
     def on_stop(self) -> None:
-        if getattr(self, "client", None) is not None:  # on_start may have failed before connecting
-            self.client.disconnect()
-            self.client.loop_stop()
+        if getattr(self, "client", None) is None:  # on_start may have failed before connecting
+            return
+        # Readings in flight get their PUBACK for a moment; what is still unacknowledged then is given up in the
+        # ledger (this publisher leaves: no acknowledgement will be reported), so the drain does not wait for it.
+        deadline = time.monotonic() + ACK_WAIT_S
+        while self.sent_at and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        for _ts, key in list(self.sent_at.values()):
+            self.match.ledger.abandoned(key)
+        self.client.disconnect()
+        self.client.loop_stop()
 
 
 class PredictHttpUser(FastHttpUser):

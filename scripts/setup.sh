@@ -16,7 +16,7 @@ fi
 stamp=.venv/.indmlops-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing indmlops and its Python dependencies into .venv"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,onnx]'
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[suite,test]'
   touch "$stamp"
 else
   echo "setup: .venv up to date"

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 from indmlops import intent
-from indmlops.checks.isolation import Intent, load_intent
-from indmlops.checks.manifests import Manifests, load_cached
-from indmlops.local.layout import REPO_ROOT
-from indmlops.pytest_plugin import manifests_dir
+from indmlops.checks.static.isolation import Intent, load_intent
+from indmlops.manifests import Manifests, load_cached
+from indmlops.paths import REPO_ROOT
+from indmlops.plugin import manifests_dir
 
 PROJECT_MANIFESTS = REPO_ROOT / "manifests"
 INTENT_FILE = REPO_ROOT / "fixtures" / "isolation" / "intent.yaml"

@@ -7,13 +7,12 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from indmlops.local.layout import resolve_ports
-from indmlops.local.stack import LocalStack
+from indmlops.targets.local.layout import resolve_ports
+from indmlops.targets.local.stack import LocalStack
 
 # Scratch stacks get their own ports (offset from the defaults) so they never disturb the shared stack. Every
 # port must stay below the kernel's ephemeral range (32768+): there a client socket of any process may hold it
@@ -59,18 +58,7 @@ def module_scratch_stack() -> Iterator:
 @pytest.fixture
 def stopped(target):
     """Context manager: stop a supervised service for the block, then start it and wait until it is ready."""
-
-    @contextmanager
-    def stop(component: str):
-        sup = target.stack.supervisor
-        sup.stop(component)
-        try:
-            yield
-        finally:
-            sup.start(component)
-            target.wait_ready(component, 60)
-
-    return stop
+    return target.outage
 
 
 @pytest.fixture(scope="session")

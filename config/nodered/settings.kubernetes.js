@@ -1,5 +1,5 @@
 // Node-RED settings on Kubernetes (manifests/base/03-ot-edge/nodered.yaml): the same choices as the local
-// target's rendered settings (src/indmlops/local/render.py, nodered_settings), with the user directory on the
+// target's rendered settings (src/indmlops/targets/local/render.py, nodered_settings), with the user directory on the
 // PVC at /data. The init container copies flows.json (config/nodered/flows.json) there on every start, so the
 // ConfigMap stays the one source of the flow.
 module.exports = {

@@ -4,16 +4,23 @@ build its images."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from indmlops.errors import IndMLOpsError
-from indmlops.local.layout import default_state_dir, ports_from_environment
-from indmlops.local.services import SERVICES
-from indmlops.local.stack import LocalStack, format_status
+from indmlops.targets.base import Target
+from indmlops.targets.local.layout import default_state_dir, ports_from_environment
+from indmlops.targets.local.services import SERVICES
+from indmlops.wire import Endpoint
+
+if TYPE_CHECKING:
+    from indmlops.targets.local.stack import LocalStack
 
 
 def _progress(msg: str) -> None:
@@ -27,7 +34,7 @@ def _ports(args: argparse.Namespace) -> dict[str, int] | None:
 def _broker_autosave(args: argparse.Namespace) -> int | None:
     """--broker-autosave, else INDMLOPS_BROKER_AUTOSAVE (the plugin's resolution, errors naming the source);
     None when neither is set: a running stack keeps its setting."""
-    from indmlops.options import OptionError, resolve
+    from indmlops.plugin.options import OptionError, resolve
 
     try:
         res = resolve("broker_autosave", cli=args.broker_autosave)
@@ -37,6 +44,8 @@ def _broker_autosave(args: argparse.Namespace) -> int | None:
 
 
 def _status_text(stack: LocalStack) -> str:
+    from indmlops.targets.local.stack import format_status
+
     rows = stack.status()
     autosave = stack.config().broker_autosave
     return (format_status(rows) + f"\nbroker_autosave {autosave}: mosquitto saves its database every {autosave} "
@@ -50,29 +59,36 @@ def _hostport(text: str, flag: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _mqtt_endpoint(args: argparse.Namespace, state_dir: Path):
-    from indmlops.probes import Endpoint
-    from indmlops.targets.local import LocalTarget
+@contextlib.contextmanager
+def _local(state_dir: Path) -> Iterator[Target]:
+    """The local stack in `state_dir` as it is (not started here), from the one factory."""
+    from indmlops.targets.factory import TargetSpec, open_target
 
+    with open_target(TargetSpec("local", state_dir=state_dir, start=False)) as target:
+        yield target
+
+
+def _mqtt_endpoint(args: argparse.Namespace, state_dir: Path) -> Endpoint:
     if args.mqtt:
         return Endpoint("mosquitto", *_hostport(args.mqtt, "--mqtt"), "mqtt")
-    return LocalTarget(state_dir).endpoint("mosquitto")
+    with _local(state_dir) as target:
+        return target.endpoint("mosquitto")
 
 
 def _mqtt_password(args: argparse.Namespace, state_dir: Path) -> str:
-    from indmlops.targets.local import LocalTarget
-
     if args.password_env:
         if args.password_env not in os.environ:
             raise IndMLOpsError(f"--password-env {args.password_env}: that variable is not set")
         return os.environ[args.password_env]
-    return LocalTarget(state_dir).credentials("mosquitto", args.username).password
+    with _local(state_dir) as target:
+        return target.credentials("mosquitto", args.username).password
 
 
 def _tracking_uri(args: argparse.Namespace, state_dir: Path) -> str:
-    from indmlops.targets.local import LocalTarget
-
-    return args.tracking_uri or LocalTarget(state_dir).endpoint("mlflow").url
+    if args.tracking_uri:
+        return str(args.tracking_uri)
+    with _local(state_dir) as target:
+        return target.endpoint("mlflow").url
 
 
 def _train(args: argparse.Namespace, state_dir: Path) -> int:
@@ -145,10 +161,10 @@ def _images(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace, state_dir: Path) -> int:
-    from indmlops import doctor
-    from indmlops.targets.local import LocalTarget
+    from indmlops.checks.live import doctor
 
-    findings = doctor.diagnose(LocalTarget(state_dir))
+    with _local(state_dir) as target:
+        findings = doctor.diagnose(target)
     print(doctor.render(findings))
     return 0 if all(f.ok for f in findings) else 1
 
@@ -157,9 +173,9 @@ def _simulate(args: argparse.Namespace, state_dir: Path) -> int:
     import itertools
     import json
 
-    from indmlops.probes import ProbeFailed
     from indmlops.simulator.model import Plant
     from indmlops.simulator.publish import publish
+    from indmlops.wire import NoAnswer
 
     try:
         seed = time.time_ns() if args.seed == -1 else args.seed
@@ -177,7 +193,7 @@ def _simulate(args: argparse.Namespace, state_dir: Path) -> int:
     try:
         stats = publish(plant, endpoint=endpoint, username=args.username, password=password, rate=args.rate,
                         count=args.count, duration=args.duration, qos=args.qos, progress=_progress)
-    except (ProbeFailed, TimeoutError, ConnectionError, ValueError) as exc:
+    except (NoAnswer, TimeoutError, ConnectionError, ValueError) as exc:
         raise IndMLOpsError(str(exc)) from None
     print(stats.summary())
     return 0 if stats.qos == 0 or stats.acked == stats.published else 1
@@ -250,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="print service, pid, ready, uptime, restarts, endpoint")
     args = parser.parse_args(argv)
     state_dir = args.state_dir or default_state_dir()
+    if args.cmd in ("up", "down", "status"):  # the stack's machinery (supervisor) is not in the images' extras
+        from indmlops.targets.local.stack import LocalStack
     try:
         if args.cmd == "up":
             stack = LocalStack(state_dir, _ports(args), broker_autosave=_broker_autosave(args))
@@ -269,14 +287,15 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "images":
             return _images(args)
         elif args.cmd == "kube-config":
-            from indmlops.kube_config import write_all
+            from indmlops.configs.kubernetes import write_all
 
             for path in write_all():
                 print(f"indmlops kube-config: wrote {path}")
         elif args.cmd == "down":
             stack = LocalStack(state_dir)
             stopped = stack.down(progress=_progress)
-            print("indmlops down: stopped" if stopped else f"indmlops down: nothing running in {stack.layout.state_dir}")
+            print("indmlops down: stopped" if stopped
+                  else f"indmlops down: nothing running in {stack.layout.state_dir}")
         else:
             print(_status_text(LocalStack(state_dir)))
     except IndMLOpsError as exc:

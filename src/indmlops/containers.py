@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from indmlops.errors import IndMLOpsError
-from indmlops.local.layout import REPO_ROOT
+from indmlops.paths import REPO_ROOT
 
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-images.sh"
 IMAGES = ("simulator", "inference", "mlflow", "probe")

@@ -95,7 +95,8 @@ def _outstanding(unpredicted: int, in_flight: int) -> str:
 
 def _no_progress(unpredicted: int, in_flight: int, quiet_s: float) -> str:
     if not in_flight:
-        return f"no prediction of the {unpredicted} outstanding readings for {quiet_s:g} s: the edge stopped handling them"
+        return (f"no prediction of the {unpredicted} outstanding readings for {quiet_s:g} s: the edge stopped "
+                f"handling them")
     if not unpredicted:
         return (f"no acknowledgement of the {in_flight} readings in flight for {quiet_s:g} s: the broker stopped "
                 f"acknowledging them")
@@ -228,7 +229,7 @@ class Ledger:
         lost = [k for k in missing if newest.get(k[0], -1) > k[1]]
         undrained = [k for k in missing if newest.get(k[0], -1) < k[1]]
         dup = sorted(k for k, n in predictions.items() if n > 1)
-        show = lambda keys: [f"{s}#{q}" for s, q in keys[:examples]]  # noqa: E731
+        show = lambda keys: [f"{s}#{q}" for s, q in keys[:examples]]
         return Accounting(
             published=len(published_at), acknowledged=len(acked),
             unacknowledged=len(published_at.keys() - acked), predicted=len(predicted_at),

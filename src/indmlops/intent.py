@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from indmlops.local.layout import REPO_ROOT
+from indmlops.paths import REPO_ROOT
 
 FIXTURES_DIR = REPO_ROOT / "fixtures"
 

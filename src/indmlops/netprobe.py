@@ -147,7 +147,8 @@ def listen(port: int, host: str = "0.0.0.0", ready: threading.Event | None = Non
 
 
 def self_test(timeout: float = 2.0) -> int:
-    ready, stop, bound = threading.Event(), threading.Event(), []
+    ready, stop = threading.Event(), threading.Event()
+    bound: list[int] = []
     t = threading.Thread(target=listen, args=(0, "127.0.0.1", ready, stop, bound), daemon=True)
     t.start()
     if not ready.wait(timeout):
@@ -161,7 +162,8 @@ def self_test(timeout: float = 2.0) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="indmlops-netprobe", description=__doc__.splitlines()[0])
-    ap.add_argument("--self-test", action="store_true", help="probe a loopback listener of its own; exit 0 if connected")
+    ap.add_argument("--self-test", action="store_true",
+                    help="probe a loopback listener of its own; exit 0 if connected")
     sub = ap.add_subparsers(dest="command")
     p = sub.add_parser("probe", help="try each HOST:PORT[/UDP] at once and report what happened")
     p.add_argument("targets", nargs="+")

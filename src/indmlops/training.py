@@ -58,9 +58,8 @@ def evaluate(model, X, y) -> dict[str, float]:
 
 
 def to_onnx(model):
-    from skl2onnx import to_onnx as convert
-
     import numpy as np
+    from skl2onnx import to_onnx as convert
 
     return convert(model, np.zeros((1, len(FEATURE_NAMES)), dtype=np.float32),
                    options={id(model): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
@@ -73,6 +72,7 @@ def train_and_register(tracking_uri: str, *, train_seed: int = 1, test_seed: int
     import mlflow.onnx
     import mlflow.sklearn
     import pandas as pd
+    from mlflow.data.pandas_dataset import from_pandas
     from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
 
@@ -89,7 +89,7 @@ def train_and_register(tracking_uri: str, *, train_seed: int = 1, test_seed: int
                            "features": ",".join(FEATURE_NAMES)})
         mlflow.log_metrics(metrics)
         frame = pd.DataFrame(X, columns=FEATURE_NAMES).assign(label=y)
-        mlflow.log_input(mlflow.data.from_pandas(frame, name=f"simulator-seed{train_seed}", targets="label"),
+        mlflow.log_input(from_pandas(frame, name=f"simulator-seed{train_seed}", targets="label"),
                          context="training")
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "train.csv.gz")

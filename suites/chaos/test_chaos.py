@@ -9,7 +9,7 @@ import pytest
 
 from indmlops import intent
 from indmlops.chaos import context, runner
-from indmlops.pytest_plugin import option
+from indmlops.plugin import option
 
 pytestmark = pytest.mark.chaos
 

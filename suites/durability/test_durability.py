@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from indmlops import intent
-from indmlops.checks import durability
-from indmlops.pytest_plugin import option
+from indmlops.checks.live import durability
+from indmlops.plugin import option
 
 # Kills disturb everything else, so these run with the chaos tests, after the rest of the session.
 pytestmark = [pytest.mark.durability, pytest.mark.chaos]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from indmlops.checks import isolation_live
+from indmlops.checks.live import isolation as isolation_live
 from indmlops.errors import IsolationNotEnforced, NotSupportedByTarget
-from indmlops.pytest_plugin import option
+from indmlops.plugin import option
 from indmlops.targets.base import EnforcementEvidence
 
 

@@ -14,7 +14,7 @@ def test_network_policy_enforced_by_the_cluster(network_policy_enforced):
 
 
 def test_observed_reachability_matches_intent_and_static_matrix(reachability_observed):
-    from indmlops.checks.isolation_live import verdict
+    from indmlops.checks.live.isolation import verdict
 
     live = reachability_observed
     assert live.cells, (f"no cell was probed ({len(live.unprobed)} could not be: "

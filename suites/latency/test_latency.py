@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from indmlops import slo
-from indmlops.checks import latency
+from indmlops.checks.live import latency
+from indmlops.checks.live.loadrun import LoadResult
 from indmlops.hostcheck import MonitorSummary
-from indmlops.loadrun import LoadResult
-from indmlops.pytest_plugin import option
+from indmlops.plugin import option
 
 pytestmark = pytest.mark.latency
 
@@ -26,7 +26,7 @@ def slo_profile(profile: str) -> slo.Profile:
 def load_applied(target, slo_profile, pytestconfig, host_fit) -> tuple[LoadResult, list[latency.Row], MonitorSummary]:
     """One load run per session and profile, with the host watched meanwhile; every test below judges a part of it.
     A breach on a host that could not carry the profile (before or during the run) is an environment verdict."""
-    from indmlops import latency_report
+    from indmlops.checks.live import latency_report
 
     out = Path(option(pytestconfig, "reports_dir")) / "latency"
     with host_fit.monitor("latency") as host_run:

@@ -6,8 +6,7 @@ import uuid
 
 import pytest
 
-from indmlops import doctor
-from indmlops.checks import mlflow_store
+from indmlops.checks.live import doctor, mlflow_store
 
 pytestmark = pytest.mark.mlflow
 

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from indmlops import slo
-from indmlops.checks import robustness as rb
-from indmlops.checks import robustness_strategies as hs
-from indmlops.pytest_plugin import option
+from indmlops.checks.live import robustness as rb
+from indmlops.checks.live.robustness import strategies as hs
+from indmlops.plugin import option
 
 pytestmark = pytest.mark.robustness
 

@@ -3,7 +3,7 @@
 import pytest
 
 from indmlops import intent
-from indmlops.checks import smoke
+from indmlops.checks.live import smoke
 
 pytestmark = pytest.mark.smoke
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from indmlops import intent as fixtures
-from indmlops.checks.manifests import ManifestError, load_cached
-from indmlops.checks.static_rules import StaticPolicy, cases
-from indmlops.local.layout import REPO_ROOT
-from indmlops.pytest_plugin import manifests_dir, resolved_options
+from indmlops.checks.static.rules import StaticPolicy, cases
+from indmlops.manifests import ManifestError, load_cached
+from indmlops.paths import REPO_ROOT
+from indmlops.plugin import manifests_dir, resolved_options
 
 
 def _policy() -> StaticPolicy:

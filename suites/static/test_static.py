@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from indmlops.checks import schema
-from indmlops.checks.isolation import computed_matrix
-from indmlops.checks.manifests import ManifestError
-from indmlops.checks.netpol import format_matrix
-from indmlops.checks.static_rules import message, run
-from indmlops.pytest_plugin import option
+from indmlops.checks.static import schema
+from indmlops.checks.static.isolation import computed_matrix
+from indmlops.checks.static.netpol import format_matrix
+from indmlops.checks.static.rules import message, run
+from indmlops.manifests import ManifestError
+from indmlops.plugin import option
 
 pytestmark = pytest.mark.static
 

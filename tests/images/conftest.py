@@ -29,7 +29,7 @@ def engine() -> str:
 def images_built(engine: str, pytestconfig: pytest.Config) -> containers.BuildResult:
     """All images, built (or found up to date in the build cache) by scripts/build-images.sh; the build log is
     kept in <reports>/images/build.log."""
-    from indmlops.pytest_plugin import option
+    from indmlops.plugin import option
 
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
     capman = pytestconfig.pluginmanager.get_plugin("capturemanager")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from indmlops import containers, probes
+from indmlops import clients, containers, wire
 from indmlops.simulator import Plant
 
 pytestmark = pytest.mark.images
@@ -60,7 +60,7 @@ def unique(prefix: str) -> str:
 def containers_started(engine, pytestconfig):
     """Factory: start a container on the host network. After the test, each one's log is kept in
     <reports>/images/<container>.log and the container is removed."""
-    from indmlops.pytest_plugin import option
+    from indmlops.plugin import option
 
     made: list[containers.Container] = []
 
@@ -126,7 +126,7 @@ def test_inference_image_becomes_ready_and_answers_predict(target, images_built,
         c.stop()
         # --forget-session ends the session on SIGTERM; this also covers a container that had to be killed,
         # or the broker would queue every reading for it forever.
-        probes.forget_session(mqtt, creds.username, creds.password, client_id)
+        wire.forget_session(mqtt, creds.username, creds.password, client_id)
 
 
 def test_simulator_image_publishes_readings_that_arrive(target, images_built, containers_started):
@@ -139,10 +139,10 @@ def test_simulator_image_publishes_readings_that_arrive(target, images_built, co
     plant = Plant(seed=seed, lines=1, machines=2)
     expected = {r["id"] for r in itertools.islice(plant.readings(), count)}
     seen: queue.Queue = queue.Queue()
-    sub = probes.mqtt_connect(mqtt, mon.username, mon.password)
+    sub = wire.mqtt_connect(mqtt, mon.username, mon.password)
     try:
         sub.on_message = lambda _c, _u, m: seen.put(json.loads(m.payload).get("id"))
-        probes.mqtt_subscribe(sub, "factory/+/+/telemetry", qos=1)
+        wire.mqtt_subscribe(sub, "factory/+/+/telemetry", qos=1)
         c = containers_started("simulator", [
             "simulate", "--mqtt", f"{mqtt.host}:{mqtt.port}", "--password-env", "MQTT_PASSWORD",
             "--lines", "1", "--machines", "2", "--seed", str(seed), "--count", str(count), "--rate", "40",
@@ -163,7 +163,7 @@ def test_simulator_image_publishes_readings_that_arrive(target, images_built, co
         assert code == 0, f"simulator container exited {code}; logs:\n{c.logs()}"
         assert re.search(rf"published {count} readings", c.logs()), c.logs()
     finally:
-        probes.mqtt_close(sub)
+        wire.mqtt_close(sub)
 
 
 def test_mlflow_image_answers_health_and_writes_an_artifact_to_the_bucket(target, images_built,
@@ -188,8 +188,8 @@ def test_mlflow_image_answers_health_and_writes_an_artifact_to_the_bucket(target
 
     def healthy() -> tuple[bool, str]:
         try:
-            return True, probes.http_ready(f"{url}/health", expect_body="OK")
-        except probes.ProbeFailed as exc:
+            return True, clients.http_ready(f"{url}/health", expect_body="OK")
+        except wire.NoAnswer as exc:
             return False, str(exc)
 
     # MLflow's import and uvicorn start: ~10 s here; 120 s budget.
@@ -203,7 +203,7 @@ def test_mlflow_image_answers_health_and_writes_an_artifact_to_the_bucket(target
     client.log_text(run.info.run_id, body, "smoke/hello.txt")
     client.set_terminated(run.info.run_id)
     key = f"{exp}/{run.info.run_id}/artifacts/smoke/hello.txt"
-    bucket = probes.s3_client(s3_ep, s3.username, s3.password, s3.extra["region"])
+    bucket = clients.s3_client(s3_ep, s3.username, s3.password, s3.extra["region"])
     try:
         got = bucket.get_object(Bucket=s3.extra["bucket"], Key=key)["Body"].read().decode()
     except Exception as exc:  # name the key and what the bucket holds for this run

@@ -12,7 +12,7 @@ pytest_plugins = ["pytester"]
 CONFTEST = '''
 import pytest
 
-pytest_plugins = ["indmlops.pytest_plugin"]
+pytest_plugins = ["indmlops.plugin"]
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +30,8 @@ import pytest
 
 from indmlops.hostcheck import Demand, EnvironmentVerdict, Shortfall
 
-SHORT = [Shortfall("fsync", "before", 240, 700, "the broker's disk did 240 fsync/s (p50 4.1 ms), the profile needs >= 700/s")]
+SHORT = [Shortfall("fsync", "before", 240, 700,
+                   "the broker's disk did 240 fsync/s (p50 4.1 ms), the profile needs >= 700/s")]
 
 
 def test_late_readings_on_a_slow_disk(host_fit):

@@ -12,7 +12,7 @@ IMAGES_CONFTEST = Path(__file__).resolve().parents[1] / "images" / "conftest.py"
 @pytest.fixture
 def no_engine(pytester, monkeypatch, tmp_path):
     """A project using tests/images/conftest.py, run with a PATH holding neither docker nor podman."""
-    pytester.makeconftest(IMAGES_CONFTEST.read_text() + '\npytest_plugins = ["indmlops.pytest_plugin"]\n')
+    pytester.makeconftest(IMAGES_CONFTEST.read_text() + '\npytest_plugins = ["indmlops.plugin"]\n')
     pytester.makepyfile(test_x="def test_needs_engine(engine):\n    pass\n")
     empty = tmp_path / "bin"
     empty.mkdir()

@@ -13,7 +13,7 @@ CONFTEST = '''
 import pytest
 from indmlops.errors import IsolationNotEnforced, NotSupportedByTarget
 
-pytest_plugins = ["indmlops.pytest_plugin"]
+pytest_plugins = ["indmlops.plugin"]
 
 
 class StandIn:

@@ -4,7 +4,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-CONFTEST = 'pytest_plugins = ["indmlops.pytest_plugin"]\n'
+CONFTEST = 'pytest_plugins = ["indmlops.plugin"]\n'
 
 
 @pytest.fixture
@@ -27,7 +27,8 @@ def test_invalid_profile_from_environment_names_the_variable(project, monkeypatc
     monkeypatch.setenv("INDMLOPS_PROFILE", "nightly")
     result = project.runpytest_subprocess()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--profile 'nightly' from environment INDMLOPS_PROFILE: expected one of quick, full*"])
+    result.stderr.fnmatch_lines(
+        ["*--profile 'nightly' from environment INDMLOPS_PROFILE: expected one of quick, full*"])
 
 
 def test_ini_value_used_when_no_cli_or_env(project, monkeypatch):
@@ -66,7 +67,7 @@ def test_kubeconfig_target_at_kinds_context_stops_clearly_without_a_cluster(proj
     result = project.runpytest_subprocess("--target", "kubeconfig", "--context", "kind-indmlops",
                                           "--kubeconfig", str(missing), "test_t.py")
     assert result.ret == 3
-    result.stdout.fnmatch_lines([f"*the kubeconfig target could not be reached: no cluster at context "
+    result.stdout.fnmatch_lines([f"*the kubeconfig target could not be set up: no cluster at context "
                                  f"'kind-indmlops' in kubeconfig {missing}*kind create cluster*"])
 
 
@@ -115,7 +116,8 @@ def test_failure_on_kubernetes_keeps_pod_evidence_and_the_command_to_reproduce(p
     assert (out / "mlflow.pods.txt").read_text() == "pod it-core/mlflow-a uid=uid-a, phase=Running\n"
     assert (out / "events.it-core.txt").read_text().startswith("unavailable: list events in namespace it-core")
     reproduce = (out / "reproduce.sh").read_text()
-    assert "kubectl --context kind-indmlops get pods,events -A -o wide" in reproduce
+    assert f"kubectl --kubeconfig {kubeconfig} --context kind-indmlops get pods,events -A -o wide" in \
+        (out / "cluster.sh").read_text()
     assert f"test_t.py::test_fails --target kubeconfig --kubeconfig {kubeconfig} --context kind-indmlops" in reproduce
 
 
@@ -137,7 +139,7 @@ def test_junit_and_self_contained_html_written_to_reports_dir(project):
 def test_marker_overrides_session_option(project):
     project.makepyfile(test_m="""
         import pytest
-        from indmlops.pytest_plugin import option
+        from indmlops.plugin import option
 
         @pytest.mark.indmlops(profile="full")
         def test_m(request):
@@ -188,3 +190,11 @@ def test_disruptive_tests_run_last(pytester):
     """)
     result = pytester.runpytest_subprocess("-v")
     result.stdout.fnmatch_lines(["*test_b_calm PASSED*", "*test_a_kill PASSED*"])
+
+
+def test_every_option_is_registered_as_a_flag_and_an_ini_key(project):
+    from indmlops.plugin.options import OPTIONS
+
+    out = project.runpytest("--help").stdout.str()
+    missing = [n for opt in OPTIONS.values() for n in (opt.cli, opt.ini) if n not in out]
+    assert missing == [], f"not in `pytest --help`: {missing}"

@@ -16,7 +16,8 @@ WEB = {
     "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
     "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
         "metadata": {"labels": {"app": "web"}},
-        "spec": {"securityContext": {"runAsNonRoot": True, "runAsUser": 101, "seccompProfile": {"type": "RuntimeDefault"}},
+        "spec": {"securityContext": {"runAsNonRoot": True, "runAsUser": 101,
+                                     "seccompProfile": {"type": "RuntimeDefault"}},
                  "containers": [{
                      "name": "web", "image": "nginxinc/nginx-unprivileged:1.29.1",
                      "ports": [{"name": "http", "containerPort": 8080}],

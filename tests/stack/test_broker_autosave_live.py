@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from indmlops import probes
-from indmlops.local import services
+from indmlops import wire
+from indmlops.targets.local import services
 
 pytestmark = pytest.mark.stack
 
@@ -34,11 +34,11 @@ def test_changed_broker_autosave_restarts_only_mosquitto_and_keeps_its_data(scra
     cfg = stack.config()
     ep = services.endpoint(cfg, "mosquitto")
     pw = cfg.credentials["mosquitto"]["probe_password"]
-    client = probes.mqtt_connect(ep, "probe", pw)
+    client = wire.mqtt_connect(ep, "probe", pw)
     try:
         client.publish("indmlops/probe/autosave-test", b"kept", qos=1, retain=True).wait_for_publish(5)
     finally:
-        probes.mqtt_close(client)
+        wire.mqtt_close(client)
 
     up = subprocess.run(cli + ["up", "--broker-autosave", "100"], env=env, capture_output=True, text=True,
                         timeout=120)
@@ -50,14 +50,14 @@ def test_changed_broker_autosave_restarts_only_mosquitto_and_keeps_its_data(scra
     assert after["mosquitto"] != before["mosquitto"], "mosquitto still runs the old configuration"
     # Stopped with SIGTERM, Mosquitto wrote its database: the retained message survived the restart.
     got = {}
-    client = probes.mqtt_connect(ep, "probe", pw, on_message=lambda _c, _u, m: got.setdefault(m.topic, m.payload))
+    client = wire.mqtt_connect(ep, "probe", pw, on_message=lambda _c, _u, m: got.setdefault(m.topic, m.payload))
     try:
-        probes.mqtt_subscribe(client, "indmlops/probe/autosave-test", qos=1)
+        wire.mqtt_subscribe(client, "indmlops/probe/autosave-test", qos=1)
         deadline = time.monotonic() + 5
         while not got and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
-        probes.mqtt_close(client)
+        wire.mqtt_close(client)
     assert got == {"indmlops/probe/autosave-test": b"kept"}
 
     status = subprocess.run(cli + ["status"], env=env, capture_output=True, text=True, timeout=30)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from indmlops.chaos import runner
-from indmlops.targets.local import LocalTarget
+from indmlops.targets.local.target import LocalTarget
 
 pytestmark = pytest.mark.stack
 

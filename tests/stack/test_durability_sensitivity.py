@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from indmlops.checks import durability
-from indmlops.targets.local import LocalTarget
+from indmlops.checks.live import durability
+from indmlops.targets.local.target import LocalTarget
 
 pytestmark = [pytest.mark.stack, pytest.mark.durability]
 

@@ -15,7 +15,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from indmlops import probes, training
+from indmlops import training, wire
 from indmlops.inference.model import current_version
 from indmlops.inference.parse import PAYLOAD_KINDS
 from indmlops.inference.service import InferenceService
@@ -64,10 +64,10 @@ class Watcher:
     def __init__(self, target, topics=("factory/+/+/prediction", "factory/+/+/errors")) -> None:
         mon = target.credentials("mosquitto", "monitor")
         self.messages: queue.Queue = queue.Queue()
-        self.client = probes.mqtt_connect(target.endpoint("mosquitto"), mon.username, mon.password)
+        self.client = wire.mqtt_connect(target.endpoint("mosquitto"), mon.username, mon.password)
         self.client.on_message = lambda _c, _u, m: self.messages.put((m.topic, json.loads(m.payload)))
         for t in topics:
-            probes.mqtt_subscribe(self.client, t, qos=1)
+            wire.mqtt_subscribe(self.client, t, qos=1)
 
     def collect(self, n: int, timeout: float = 10.0, suffix: str = "prediction", service: str | None = None,
                 quiet: float = 3.0, ids: list[str] | None = None) -> list[dict]:
@@ -90,7 +90,7 @@ class Watcher:
         return out
 
     def close(self) -> None:
-        probes.mqtt_close(self.client)
+        wire.mqtt_close(self.client)
 
 
 def planned_ids(plant: Plant, count: int) -> list[str]:
@@ -135,7 +135,7 @@ def test_bad_mqtt_payloads_are_counted_reported_and_do_not_stall(target, service
     sim = target.credentials("mosquitto", "simulator")
     before = service.metrics.errors.labels("bad_json")._value.get()
     watcher = Watcher(target)
-    client = probes.mqtt_connect(target.endpoint("mosquitto"), sim.username, sim.password)
+    client = wire.mqtt_connect(target.endpoint("mosquitto"), sim.username, sim.password)
     try:
         for i in range(200):
             client.publish("factory/fuzz/m-1/telemetry", b"{not json " + str(i).encode(), qos=1).wait_for_publish(5)
@@ -144,7 +144,7 @@ def test_bad_mqtt_payloads_are_counted_reported_and_do_not_stall(target, service
         ids = publish_readings(target, Plant(seed=77, lines=1, machines=1), 5)
         preds = watcher.collect(5, timeout=10, service=service.client_id, ids=ids)
     finally:
-        probes.mqtt_close(client)
+        wire.mqtt_close(client)
         watcher.close()
     assert len(errors) == 201 and {e["kind"] for e in errors} == {"bad_json", "too_large"}
     assert service.metrics.errors.labels("bad_json")._value.get() - before == 200
@@ -234,14 +234,14 @@ def test_poison_reading_is_dead_lettered_and_the_edge_keeps_predicting(target, s
     sim = target.credentials("mosquitto", "simulator")
     before = service.metrics.errors.labels(kind)._value.get()
     watcher = Watcher(target)
-    client = probes.mqtt_connect(target.endpoint("mosquitto"), sim.username, sim.password)
+    client = wire.mqtt_connect(target.endpoint("mosquitto"), sim.username, sim.password)
     try:
         client.publish(topic, hostile(template, **changes), qos=1).wait_for_publish(5)
         errors = watcher.collect(1, timeout=10, suffix="errors", service=service.client_id)
         ids = publish_readings(target, plant, 5)
         preds = watcher.collect(5, timeout=10, service=service.client_id, ids=ids)
     finally:
-        probes.mqtt_close(client)
+        wire.mqtt_close(client)
         watcher.close()
     assert service.liveness()[0] and service.ready()[0], f"after {case}: {service.liveness()} {service.ready()}"
     assert [e["kind"] for e in errors] == [kind], f"after {case}: error reports {errors}"

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import pytest
 
 from indmlops import slo
-from indmlops.checks import latency
+from indmlops.checks.live import latency
 
 pytestmark = pytest.mark.stack
 
@@ -65,7 +65,7 @@ def test_latency_verdict_fails_with_lost_readings_when_the_edge_session_is_dropp
     """A real loss: while inference is down its persistent session is ended (as an expiry or a clean-session restart
     would), so the broker drops what it queued; inference comes back and predicts the later readings. Those before
     are lost, and the verdict says lost, proven by the later predictions of the same machines."""
-    from indmlops import probes
+    from indmlops import wire
 
     profile = dataclasses.replace(slo.profile("quick"), duration_s=12.0)
     inf = target.credentials("mosquitto", "inference")
@@ -74,7 +74,7 @@ def test_latency_verdict_fails_with_lost_readings_when_the_edge_session_is_dropp
         load = threading.Thread(target=lambda: out.update(result=latency.run_load(target, profile, out_dir=tmp_path)))
         load.start()
         threading.Event().wait(4)  # the load has started (child start-up ~2 s) and readings queue for inference
-        probes.forget_session(target.endpoint("mosquitto"), inf.username, inf.password, "indmlops-inference")
+        wire.forget_session(target.endpoint("mosquitto"), inf.username, inf.password, "indmlops-inference")
     load.join(profile.duration_s + 180)
     result = out["result"]
     rows = latency.verdict(result, profile)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from indmlops.errors import MissingDependency, PortInUse, ServiceExited, StateDirError
-from indmlops.local import services
-from indmlops.local.stack import LocalStack, check_port_free
+from indmlops.errors import IndMLOpsError, MissingDependency, PortInUse, ServiceExited, StateDirError
+from indmlops.targets.local import services
+from indmlops.targets.local.stack import LocalStack, check_port_free
 
 pytestmark = pytest.mark.stack
 
@@ -73,7 +73,8 @@ def test_up_fails_naming_port_and_service_when_port_in_use(scratch_stack):
 
 def test_up_fails_with_install_command_when_system_package_missing(scratch_stack, monkeypatch):
     real = services.which
-    monkeypatch.setattr(services, "which", lambda name, *extra: None if name == "mosquitto" else real(name, *extra))
+    monkeypatch.setattr(services.mosquitto, "which",
+                        lambda name, *extra: None if name == "mosquitto" else real(name, *extra))
     stack = scratch_stack()
     with pytest.raises(MissingDependency, match=r"mosquitto is not installed: run `sudo scripts/install-system-"
                                                 r"packages.sh` \(Debian: apt-get install mosquitto\)"):
@@ -131,14 +132,15 @@ def test_mosquitto_persistence_file_written_by_unprivileged_broker(scratch_stack
         import pwd
 
         assert pwd.getpwuid(db.stat().st_uid).pw_name == "mosquitto"
-        assert pwd.getpwuid(Path(f"/proc/{stack.supervisor.info('mosquitto').pid}").stat().st_uid).pw_name == "mosquitto"
+        broker_proc = Path(f"/proc/{stack.supervisor.info('mosquitto').pid}")
+        assert pwd.getpwuid(broker_proc.stat().st_uid).pw_name == "mosquitto"
 
 
 def test_up_fails_when_mosquitto_cannot_write_its_persistence(scratch_stack, is_root):
     if not is_root:
         pytest.skip("needs root to hand the persistence directory to another owner")
     stack = scratch_stack()
-    original = services._mosquitto_prepare
+    original = services.mosquitto.prepare
 
     def prepare_then_break(cfg):
         program = original(cfg)
@@ -147,7 +149,7 @@ def test_up_fails_when_mosquitto_cannot_write_its_persistence(scratch_stack, is_
 
     services.SERVICES["mosquitto"].prepare = prepare_then_break
     try:
-        with pytest.raises(Exception, match="did not write its persistence file"):
+        with pytest.raises(IndMLOpsError, match="did not write its persistence file"):
             stack.up(["mosquitto"])
     finally:
         services.SERVICES["mosquitto"].prepare = original
@@ -174,7 +176,8 @@ def test_cli_rejects_unknown_service_by_name(scratch_stack):
     res = subprocess.run([sys.executable, "-m", "indmlops.cli", "up", "minio"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
-    assert "unknown service(s) minio: expected postgres, s3, mosquitto, prometheus, nodered, mlflow, inference, simulator" in res.stderr
+    assert ("unknown service(s) minio: expected postgres, s3, mosquitto, prometheus, nodered, mlflow, inference, "
+            "simulator") in res.stderr
 
 
 def test_up_reaps_services_orphaned_when_supervisord_was_killed(scratch_stack):

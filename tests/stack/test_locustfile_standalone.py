@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from indmlops.local.layout import REPO_ROOT
+from indmlops.paths import REPO_ROOT
 
 pytestmark = pytest.mark.stack
 
@@ -26,7 +26,8 @@ def test_locust_command_reports_e2e_and_predict_when_run_headless(target, tmp_pa
            "--publisher-password-env", "PUB_PW", "--subscriber-password-env", "SUB_PW"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, f"{' '.join(cmd)}\nexit {out.returncode}\n{out.stdout[-2000:]}{out.stderr[-2000:]}"
-    rows = {r["Name"]: r for r in csv.DictReader(open(tmp_path / "run_stats.csv"))}
+    with open(tmp_path / "run_stats.csv") as f:
+        rows = {r["Name"]: r for r in csv.DictReader(f)}
     for name in ("mqtt:e2e", "mqtt:publish", "http:predict"):
         assert int(rows[name]["Request Count"]) > 0, f"{name}: no requests in {tmp_path / 'run_stats.csv'}"
         assert int(rows[name]["Failure Count"]) == 0, f"{name}: failures in {tmp_path / 'run_failures.csv'}"
@@ -52,6 +53,7 @@ def test_locust_distributed_master_and_worker_report_e2e(target, tmp_path):
         worker_log = worker.communicate(timeout=30)[0]
     assert out.returncode == 0, f"master exit {out.returncode}\n{out.stdout[-1500:]}{out.stderr[-1500:]}\n" \
                                 f"worker:\n{worker_log[-1500:]}"
-    rows = {r["Name"]: r for r in csv.DictReader(open(tmp_path / "dist_stats.csv"))}
+    with open(tmp_path / "dist_stats.csv") as f:
+        rows = {r["Name"]: r for r in csv.DictReader(f)}
     for name in ("mqtt:e2e", "mqtt:publish", "http:predict"):
         assert int(rows[name]["Request Count"]) > 0 and int(rows[name]["Failure Count"]) == 0, rows.get(name)

@@ -10,9 +10,8 @@ import sys
 
 import pytest
 
-from indmlops import doctor
-from indmlops.checks import mlflow_store
-from indmlops.targets.local import LocalTarget
+from indmlops.checks.live import doctor, mlflow_store
+from indmlops.targets.local.target import LocalTarget
 
 pytestmark = [pytest.mark.stack, pytest.mark.mlflow]
 
@@ -27,7 +26,7 @@ def mlflow_scratch(module_scratch_stack) -> LocalTarget:
 @pytest.fixture
 def bucket_deleted(mlflow_scratch):
     """mlflow-bucket emptied and deleted on the scratch stack; created again afterwards."""
-    from indmlops.local.services import ensure_bucket
+    from indmlops.targets.local.services import ensure_bucket
 
     s3, bucket = mlflow_store.s3_for(mlflow_scratch)
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
@@ -51,8 +50,8 @@ def test_artifact_check_and_doctor_name_the_bucket_when_bucket_deleted(mlflow_sc
 
 
 def _doctor_cli(target: LocalTarget) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "indmlops.cli", "--state-dir", str(target.stack.layout.state_dir),
-                           "doctor"], check=False, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "indmlops.cli", "--state-dir", str(target.state_dir), "doctor"],
+                          check=False, capture_output=True, text=True, timeout=120)
 
 
 def test_doctor_cli_prints_one_line_per_cause_and_exits_0_when_stack_ready(target, no_s3_credentials):

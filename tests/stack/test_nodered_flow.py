@@ -8,7 +8,7 @@ import uuid
 import pytest
 import requests
 
-from indmlops import probes
+from indmlops import wire
 
 pytestmark = pytest.mark.stack
 
@@ -27,13 +27,13 @@ def publish_prediction(target, **fields) -> dict:
     prediction = {"id": f"test-{uuid.uuid4().hex}", "line": LINE, "machine": MACHINE, "seq": 1,
                   "label": "normal", "fault": False, "p_fault": 0.01, "model_version": "test",
                   "ts_ns": time.time_ns(), **fields}
-    client = probes.mqtt_connect(target.endpoint("mosquitto"), inf.username, inf.password)
+    client = wire.mqtt_connect(target.endpoint("mosquitto"), inf.username, inf.password)
     try:
         info = client.publish(f"factory/{LINE}/{MACHINE}/prediction", json.dumps(prediction), qos=1)
         info.wait_for_publish(timeout=5)
         assert info.is_published(), "the broker did not acknowledge the prediction (QoS 1)"
     finally:
-        probes.mqtt_close(client)
+        wire.mqtt_close(client)
     return prediction
 
 
@@ -63,17 +63,17 @@ def test_fault_prediction_reaches_hmi_state_and_alarms(target):
 def test_plc_heartbeat_beats_every_second(target):
     mon = target.credentials("mosquitto", "monitor")
     got: queue.Queue = queue.Queue()
-    client = probes.mqtt_connect(target.endpoint("mosquitto"), mon.username, mon.password)
+    client = wire.mqtt_connect(target.endpoint("mosquitto"), mon.username, mon.password)
     try:
         client.on_message = lambda _c, _u, m: got.put((m.topic, json.loads(m.payload), time.time_ns()))
-        probes.mqtt_subscribe(client, "factory/+/plc/heartbeat", qos=0)
+        wire.mqtt_subscribe(client, "factory/+/plc/heartbeat", qos=0)
         try:
             topic, first, arrived = got.get(timeout=3)
             _, second, _ = got.get(timeout=2)
         except queue.Empty:
             pytest.fail("no PLC heartbeat on factory/+/plc/heartbeat within 3 s (and the next within 2 s)")
     finally:
-        probes.mqtt_close(client)
+        wire.mqtt_close(client)
     assert topic == "factory/line-1/plc/heartbeat"
     assert first["source"] == "node-red" and isinstance(first["seq"], int) and isinstance(first["ts_ns"], int)
     assert abs(arrived - first["ts_ns"]) < 2e9, "heartbeat timestamp is not the wall clock in ns"
@@ -86,7 +86,7 @@ def test_hmi_keeps_the_500_most_recent_machines_when_names_keep_coming(target):
     without bound; the most recently updated machines stay."""
     inf = target.credentials("mosquitto", "inference")
     run = uuid.uuid4().hex[:6]
-    client = probes.mqtt_connect(target.endpoint("mosquitto"), inf.username, inf.password)
+    client = wire.mqtt_connect(target.endpoint("mosquitto"), inf.username, inf.password)
     try:
         for i in range(520):
             doc = {"id": f"{run}-{i}", "line": f"flood-{run}", "machine": f"m{i}", "seq": 1, "label": "normal",
@@ -94,7 +94,7 @@ def test_hmi_keeps_the_500_most_recent_machines_when_names_keep_coming(target):
             info = client.publish(f"factory/flood-{run}/m{i}/prediction", json.dumps(doc), qos=1)
         info.wait_for_publish(timeout=30)
     finally:
-        probes.mqtt_close(client)
+        wire.mqtt_close(client)
     deadline = time.monotonic() + 10
     while True:
         machines = hmi_state(target)["machines"]

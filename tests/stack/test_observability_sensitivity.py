@@ -9,9 +9,9 @@ import pytest
 import requests
 import yaml
 
-from indmlops.checks import observability as obs
-from indmlops.checks import smoke
-from indmlops.targets.local import LocalTarget
+from indmlops.checks.live import observability as obs
+from indmlops.checks.live import smoke
+from indmlops.targets.local.target import LocalTarget
 
 pytestmark = [pytest.mark.stack, pytest.mark.observability]
 

@@ -12,11 +12,11 @@ import uuid
 import pytest
 
 from indmlops import training
-from indmlops.checks import robustness as rb
-from indmlops.checks import robustness_strategies as hs
+from indmlops.checks.live import robustness as rb
+from indmlops.checks.live.robustness import strategies as hs
 from indmlops.inference.model import current_version
 from indmlops.inference.service import InferenceService
-from indmlops.probes import Endpoint
+from indmlops.wire import Endpoint
 
 pytestmark = [pytest.mark.stack, pytest.mark.robustness]
 

@@ -6,7 +6,7 @@ import queue
 
 import pytest
 
-from indmlops import probes
+from indmlops import wire
 from indmlops.simulator import Plant
 from indmlops.simulator.publish import publish
 
@@ -18,10 +18,10 @@ def test_published_readings_arrive_complete_and_in_order(target, qos):
     ep = target.endpoint("mosquitto")
     inf, sim = target.credentials("mosquitto", "inference"), target.credentials("mosquitto", "simulator")
     got: queue.Queue = queue.Queue()
-    sub = probes.mqtt_connect(ep, inf.username, inf.password)
+    sub = wire.mqtt_connect(ep, inf.username, inf.password)
     try:
         sub.on_message = lambda _c, _u, m: got.put((m.topic, json.loads(m.payload)))
-        probes.mqtt_subscribe(sub, "factory/+/+/telemetry", qos=1)
+        wire.mqtt_subscribe(sub, "factory/+/+/telemetry", qos=1)
         plant = Plant(seed=99, lines=2, machines=2)
         stats = publish(plant, endpoint=ep, username=sim.username, password=sim.password, rate=2000,
                         count=400, qos=qos)
@@ -32,7 +32,7 @@ def test_published_readings_arrive_complete_and_in_order(target, qos):
             if r["id"] in expected:
                 received.append((topic, r))
     finally:
-        probes.mqtt_close(sub)
+        wire.mqtt_close(sub)
     assert stats.published == 400 and (qos == 0 or stats.acked == 400), f"expected 400 of 400: {stats.summary()}"
     expected = Plant(seed=99, lines=2, machines=2).readings()
     want = [next(expected) for _ in range(400)]
@@ -46,6 +46,6 @@ def test_published_readings_arrive_complete_and_in_order(target, qos):
 
 
 def test_publish_fails_clearly_with_wrong_password(target):
-    with pytest.raises(probes.MqttRefused, match="CONNACK refused for user 'simulator'"):
+    with pytest.raises(wire.MqttRefused, match="CONNACK refused for user 'simulator'"):
         publish(Plant(), endpoint=target.endpoint("mosquitto"), username="simulator", password="wrong",
                 rate=10, count=1)

@@ -58,7 +58,7 @@ def server_kubeconfig(server: HTTPServer, tmp_path: Path, name: str = "kubeconfi
 @contextlib.contextmanager
 def target_at(server: HTTPServer, tmp_path: Path, **kwargs: Any) -> Iterator[Any]:
     """A KubernetesTarget("kind") on the fake API server at context CONTEXT, closed afterwards."""
-    from indmlops.targets.kubernetes import KubernetesTarget
+    from indmlops.targets.kubernetes.target import KubernetesTarget
 
     t = KubernetesTarget("kind", kubeconfig=str(server_kubeconfig(server, tmp_path)), context=CONTEXT, **kwargs)
     try:

@@ -17,7 +17,8 @@ from indmlops import netprobe
 
 Reach = Callable[[dict[str, str], str, str, int, str], tuple[bool | None, str]]
 
-CORE = re.compile(r"^/api/v1/namespaces(?:/(?P<ns>[^/]+)(?:/(?P<kind>[a-z]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>log))?)?)?)?$")
+CORE = re.compile(r"^/api/v1/namespaces(?:/(?P<ns>[^/]+)(?:/(?P<kind>[a-z]+)"
+                  r"(?:/(?P<name>[^/]+)(?:/(?P<sub>log))?)?)?)?$")
 NETPOL = re.compile(r"^/apis/networking\.k8s\.io/v1/namespaces/(?P<ns>[^/]+)/networkpolicies$")
 
 

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from indmlops import broker, cli, intent, kube_config
-from indmlops.local import render
-from indmlops.local.layout import DEFAULT_PORTS, StackConfig, new_credentials
-from indmlops.options import OptionError, resolve
 from test_render import conf_lines
+
+from indmlops import broker, cli, intent
+from indmlops.configs import kubernetes as kube_config
+from indmlops.plugin.options import OptionError, resolve
+from indmlops.targets.local import render
+from indmlops.targets.local import stack as stack_module
+from indmlops.targets.local.layout import DEFAULT_PORTS, StackConfig, new_credentials
 
 pytest_plugins = ["pytester"]
 
@@ -93,7 +95,7 @@ def test_indmlops_up_passes_an_explicit_setting_and_none_when_unset(monkeypatch)
             seen.append(broker_autosave)
             raise cli.IndMLOpsError("stop here")
 
-    monkeypatch.setattr(cli, "LocalStack", Stack)
+    monkeypatch.setattr(stack_module, "LocalStack", Stack)
     monkeypatch.delenv("INDMLOPS_BROKER_AUTOSAVE", raising=False)
     cli.main(["up", "--broker-autosave", "100"])
     cli.main(["up"])  # unset: a running stack keeps its setting
@@ -108,7 +110,7 @@ def test_indmlops_up_passes_an_explicit_setting_and_none_when_unset(monkeypatch)
 ], ids=["cli", "ini"])
 def test_plugin_refuses_a_bad_broker_autosave_as_a_usage_error(pytester, monkeypatch, args, ini, message):
     monkeypatch.delenv("INDMLOPS_BROKER_AUTOSAVE", raising=False)
-    pytester.makeconftest('pytest_plugins = ["indmlops.pytest_plugin"]\n')
+    pytester.makeconftest('pytest_plugins = ["indmlops.plugin"]\n')
     pytester.makeini(f"[pytest]\n{ini}\n")
     pytester.makepyfile(test_x=PRINT_SETTING)
     result = pytester.runpytest_subprocess(*args)
@@ -118,7 +120,7 @@ def test_plugin_refuses_a_bad_broker_autosave_as_a_usage_error(pytester, monkeyp
 
 def test_plugin_reports_the_resolved_setting_and_its_source(pytester, monkeypatch):
     monkeypatch.setenv("INDMLOPS_BROKER_AUTOSAVE", "100")
-    pytester.makeconftest('pytest_plugins = ["indmlops.pytest_plugin"]\n')
+    pytester.makeconftest('pytest_plugins = ["indmlops.plugin"]\n')
     pytester.makepyfile(test_x=PRINT_SETTING)
     result = pytester.runpytest_subprocess("-s", "--state-dir", str(pytester.path / "no-stack"))
     result.stdout.fnmatch_lines(["indmlops: *broker_autosave=100 (environment INDMLOPS_BROKER_AUTOSAVE)*",
@@ -255,15 +257,15 @@ def test_broker_autosave_fixture_is_the_local_stacks_setting_else_the_option(pyt
     monkeypatch.setenv("INDMLOPS_BROKER_AUTOSAVE", "10")
     pytester.makeconftest('''
         import types, pytest
-        pytest_plugins = ["indmlops.pytest_plugin"]
+        pytest_plugins = ["indmlops.plugin"]
 
         @pytest.fixture(scope="session", params=["local", "kube"])
         def target(request):
-            # A local target carries its stack's config; a Kubernetes target does not know the Secret's value.
-            return types.SimpleNamespace(cfg=types.SimpleNamespace(broker_autosave=100)) if request.param == "local" \\
-                else types.SimpleNamespace()
+            # A local target reads its stack's config; a Kubernetes target does not know the Secret's value.
+            return types.SimpleNamespace(name=request.param,
+                                         broker_autosave=lambda: 100 if request.param == "local" else None)
     ''')
     pytester.makepyfile(test_x="def test_x(broker_autosave, target):\n"
-                               "    print('SETTING', 'local' if hasattr(target, 'cfg') else 'kube', broker_autosave)\n")
+                               "    print('SETTING', target.name, broker_autosave)\n")
     result = pytester.runpytest_subprocess("-s", "-p", "no:randomly")
     result.stdout.fnmatch_lines(["*SETTING local 100*", "*SETTING kube 10*"])

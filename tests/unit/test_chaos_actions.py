@@ -144,7 +144,8 @@ def test_broker_loss_bound_follows_the_broker_setting_under_test():
 
     context.use_target(None)
     assert context.loss_bound("mosquitto", 1) == broker.max_lost_acknowledged(1)
-    assert context.loss_bound("mosquitto", 100) == broker.max_lost_acknowledged(100) > context.loss_bound("mosquitto", 1)
+    assert (context.loss_bound("mosquitto", 100) == broker.max_lost_acknowledged(100)
+            > context.loss_bound("mosquitto", 1))
     assert context.loss_bound("inference", 100) == 0  # inference kills lose nothing, whatever the broker does
     with pytest.raises(InterruptExecution, match="no row for broker_autosave 1000000"):
         context.loss_bound("mosquitto", 1_000_000)

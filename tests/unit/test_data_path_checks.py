@@ -9,12 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from indmlops import intent
-from indmlops.checks import durability
-from indmlops.checks import observability as obs
-from indmlops.checks.content import WRITERS
-from indmlops.doctor import Finding
-from indmlops.local.layout import CONFIG_DIR
-from indmlops.local.render import nodered_settings
+from indmlops.checks.live import durability
+from indmlops.checks.live import observability as obs
+from indmlops.checks.live.content import WRITERS
+from indmlops.checks.live.doctor import Finding
+from indmlops.paths import CONFIG_DIR
+from indmlops.targets.local.render import nodered_settings
 
 
 def test_every_shipped_dashboard_panel_has_a_query():
@@ -87,7 +87,7 @@ def test_doctor_line_puts_status_first():
 
 
 def test_nodered_context_flushes_every_second_on_both_targets(tmp_path):
-    from indmlops.local.layout import StackConfig, new_credentials
+    from indmlops.targets.local.layout import StackConfig, new_credentials
 
     cfg = StackConfig(tmp_path, credentials=new_credentials())
     assert '"flushInterval": 1' in nodered_settings(cfg)

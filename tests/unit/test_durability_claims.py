@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from indmlops.checks.durability import ContentLost, content_survives_kill
+from indmlops.checks.live.durability import ContentLost, content_survives_kill
 from indmlops.errors import NotSupportedByTarget
 from indmlops.targets.base import KillEvidence, ReadyEvidence
 

@@ -634,7 +634,8 @@ from indmlops.hostcheck import diskio as d  # noqa: E402
 # device, and a 4.x line (14 fields: no discard or flush columns).
 DISKSTATS = """\
    7       0 loop0 12 0 96 1 0 0 0 0 0 4 1 0 0 0 0 0 0
- 254       0 vda 209079 13265 8640866 458655 {ops} 361925 {sectors} 456021 6 281740 1050337 593497 102 173869616 87795 {flushes} 47865
+ 254       0 vda 209079 13265 8640866 458655 {ops} 361925 {sectors} 456021 6 281740 1050337 593497 102 \
+173869616 87795 {flushes} 47865
  254       1 vda1 100 0 800 10 {ops} 0 {sectors} 400 0 300 410 0 0 0 0 0 0
    8       0 sdb 5 0 40 1 7 0 56 2 0 3 3
 """
@@ -720,7 +721,8 @@ def io_snaps(tmp_path, before, after, *, sectors=(0, 80 * MB // 512), probe=(0, 
     return snaps_
 
 
-SUPERVISORD, BROKER, PYTEST = pid_stat(10, 1, "supervisord", 0), pid_stat(11, 10, "mosquitto", 0), pid_stat(20, 1, "pytest", 0)
+SUPERVISORD, BROKER, PYTEST = (pid_stat(10, 1, "supervisord", 0), pid_stat(11, 10, "mosquitto", 0),
+                               pid_stat(20, 1, "pytest", 0))
 HOG = pid_stat(30, 1, "stress-ng-hdd", 0)
 
 

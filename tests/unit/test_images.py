@@ -7,9 +7,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from packaging.specifiers import SpecifierSet
 
-from indmlops.checks.images import ENTRYPOINTS, RULES, check_dockerfile, parse
+from indmlops.checks.static.images import ENTRYPOINTS, RULES, check_dockerfile, parse
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON_APP_IMAGES = ["inference", "simulator", "mlflow"]  # a venv built with pip in the builder stage
@@ -37,12 +36,37 @@ def test_every_image_directory_is_checked():
     assert sorted(p.parent.name for p in (REPO / "images").glob("*/Dockerfile")) == sorted(IMAGES)
 
 
-def test_mlflow_image_installs_its_drivers_at_build_time_pinned_like_pyproject():
+@pytest.mark.parametrize(("image", "extra"), [("inference", "serve"), ("simulator", "simulate"),
+                                              ("mlflow", "tracking")], ids=["image/inference", "image/simulator",
+                                                                            "image/mlflow"])
+def test_image_installs_its_extra_and_pins_nothing_itself(image, extra):
+    """pyproject.toml is the one source of pins: an image installs its extra's requirements as
+    scripts/requirements.py reads them, and no RUN line names a version of its own."""
+    _, text = dockerfile(image)
+    runs = [i.args for i in parse(text) if i.keyword == "RUN"]
+    assert any(f"scripts/requirements.py {extra} " in r and "pip install" in r for r in runs), runs
+    pinned = [m for r in runs for m in re.findall(r"[\w.\[\]-]+(?:==|>=)[0-9][\w.]*", r)]
+    assert pinned == [], f"images/{image}/Dockerfile pins {pinned}: put them in pyproject.toml's {extra} extra"
+
+
+def test_requirements_script_expands_extras_from_pyproject():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "requirements.py"), "tracking"], check=True,
+                         capture_output=True, text=True).stdout.split()
+    for pin in ("mlflow==3.17.2", "psycopg[binary]==3.3.9", "prometheus-flask-exporter==0.23.2", "paho-mqtt==2.2.0"):
+        assert pin in out, (pin, out)
+    suite = subprocess.run([sys.executable, str(REPO / "scripts" / "requirements.py"), "suite"], check=True,
+                           capture_output=True, text=True).stdout.split()
+    assert "mlflow-skinny==3.17.2" in suite and "onnxruntime==1.32.0" in suite  # indmlops[serve,...] expanded
+    bad = subprocess.run([sys.executable, str(REPO / "scripts" / "requirements.py"), "nope"], capture_output=True,
+                         text=True)
+    assert bad.returncode != 0 and "no extra 'nope'" in bad.stderr
+
+
+def test_mlflow_image_serves_mlflow_on_5000():
     _, text = dockerfile("mlflow")
-    pyproject = (REPO / "pyproject.toml").read_text()
-    for pin in ("mlflow==3.17.2", "psycopg[binary]==3.3.9", "prometheus-flask-exporter==0.23.2"):
-        assert f'"{pin}"' in pyproject and f'"{pin}"' in text, pin
-    assert re.search(r'"boto3==[0-9.]+"', text)
     final = final_stage(text)
     assert [json.loads(i.args) for i in final if i.keyword == "ENTRYPOINT"] == [["mlflow"]]
     assert [i.args for i in final if i.keyword == "EXPOSE"] == ["5000"]
@@ -81,54 +105,14 @@ def test_probe_image_ships_one_standard_library_script_and_installs_nothing():
 def test_only_the_inference_image_installs_onnxruntime_and_exposes_8088():
     _, inference = dockerfile("inference")
     _, simulator = dockerfile("simulator")
-    assert "onnxruntime==" in inference and "onnxruntime" not in simulator
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert any(r.startswith("onnxruntime==") for r in extras["serve"])
+    assert not any("onnxruntime" in r for r in project["dependencies"] + extras["simulate"])
+    assert "scripts/requirements.py serve " in inference and "scripts/requirements.py simulate " in simulator
     assert [i.args for i in final_stage(inference) if i.keyword == "EXPOSE"] == ["8088"]
     assert "http://127.0.0.1:8088/healthz" in inference
     assert "indmlops simulate --stdout --count 1" in simulator
-
-
-def pip_requirements(text: str) -> dict[str, str]:
-    """{distribution: specifier} of every quoted requirement that a RUN ... pip install line names."""
-    out = {}
-    for ins in parse(text):
-        if ins.keyword == "RUN" and "pip install" in ins.args:
-            for req in re.findall(r'"([A-Za-z][A-Za-z0-9_.-]*(?:\[[a-z,]+\])?[=<>!~][^"]*)"', ins.args):
-                name = re.match(r"[A-Za-z0-9_.-]+(?:\[[a-z,]+\])?", req).group(0)
-                out[name.lower()] = req[len(name):]
-    return out
-
-
-def pyproject_requirements() -> dict[str, str]:
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    reqs = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
-    out = {}
-    for req in reqs:
-        name = re.match(r"[A-Za-z0-9_.-]+(?:\[[a-z,]+\])?", req).group(0)
-        out[name.lower()] = req[len(name):]
-    return out
-
-
-@pytest.mark.parametrize("image", PYTHON_APP_IMAGES, ids=[f"image/{i}" for i in PYTHON_APP_IMAGES])
-def test_image_requirements_are_pinned_as_in_pyproject(image):
-    """An image installs what pyproject.toml pins, at the same version (or an exact pin inside pyproject's range):
-    the images and the local stack run the same code. mlflow-skinny (inference) is MLflow's client half and must
-    carry mlflow's version."""
-    _, text = dockerfile(image)
-    in_image = pip_requirements(text)
-    assert in_image, f"images/{image}/Dockerfile: no pinned pip requirement found"
-    pinned = pyproject_requirements()
-    pinned["mlflow-skinny"] = pinned["mlflow"]
-
-    def agrees(name: str, spec: str) -> bool:
-        if name not in pinned:
-            return False
-        if spec == pinned[name]:
-            return True
-        exact = re.fullmatch(r"==([0-9][0-9a-z.]*)", spec)  # an exact pin inside pyproject's range
-        return bool(exact) and not pinned[name].startswith("==") and SpecifierSet(pinned[name]).contains(exact[1])
-
-    assert {n: s for n, s in in_image.items() if not agrees(n, s)} == {}, \
-        f"images/{image}/Dockerfile: requirements differ from pyproject.toml {pinned}"
 
 
 def test_dockerignore_keeps_local_state_out_of_the_build_context():

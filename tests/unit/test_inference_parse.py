@@ -101,7 +101,7 @@ def test_an_accepted_identifier_makes_a_topic_level_the_broker_accepts(text):
     """What identifier_problem lets through is a topic level Mosquitto takes; what it refuses, it names."""
     why = identifier_problem(text)
     if why is None:
-        topic = f"factory/{text}/m/prediction".encode("utf-8")  # raises on a lone surrogate
+        topic = f"factory/{text}/m/prediction".encode()  # raises on a lone surrogate
         assert len(topic.split(b"/")) == 4 and b"+" not in topic and b"#" not in topic and b"\x00" not in topic
         assert all(not (0x7F <= ord(c) <= 0x9F or ord(c) < 0x20) for c in text)
         assert 0 < len(text) <= 128

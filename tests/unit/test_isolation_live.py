@@ -10,10 +10,10 @@ import pytest
 from kube_fake import target_at
 from kube_probe_fake import FakeProbeCluster
 
-from indmlops.checks import isolation_live
-from indmlops.checks.isolation import computed_matrix, load_intent, pods
-from indmlops.checks.manifests import load_cached
-from indmlops.checks.netpol import Cell
+from indmlops.checks.live import isolation as isolation_live
+from indmlops.checks.static.isolation import computed_matrix, load_intent, pods
+from indmlops.checks.static.netpol import Cell
+from indmlops.manifests import load_cached
 
 REPO = Path(__file__).resolve().parents[2]
 INTENT = load_intent(REPO / "fixtures" / "isolation" / "intent.yaml")

@@ -15,11 +15,11 @@ from kube_fake import (
     workload,
 )
 
-from indmlops.checks.manifests import load
 from indmlops.containers import IMAGES
 from indmlops.errors import ImageNotLoaded, NotReady
-from indmlops.targets import kube_deploy
-from indmlops.targets.kind_cluster import (
+from indmlops.manifests import load
+from indmlops.targets.kubernetes import deploy as kube_deploy
+from indmlops.targets.kubernetes.kind import (
     KIND_OVERLAY,
     KindCluster,
     KindError,
@@ -45,7 +45,7 @@ def quick_polls(monkeypatch):
 
     import pytest_kubernetes.providers.base as pk_base
 
-    from indmlops.targets import kube_deploy
+    from indmlops.targets.kubernetes import deploy as kube_deploy
 
     monkeypatch.setattr(pk_base, "sleep", lambda s: time.sleep(min(s, 0.05)))
     monkeypatch.setattr(kube_deploy, "POLL", 0.05)

@@ -7,9 +7,9 @@ import pytest
 from kind_fake import make_stubs
 from kube_fake import FakeCluster, FakeKindApi, server_kubeconfig, workload
 
-from indmlops.checks.manifests import load
-from indmlops.targets import kube_deploy
-from indmlops.targets.kind_cluster import KIND_OVERLAY, project_images
+from indmlops.manifests import load
+from indmlops.targets.kubernetes import deploy as kube_deploy
+from indmlops.targets.kubernetes.kind import KIND_OVERLAY, project_images
 
 pytest_plugins = ["pytester"]
 
@@ -25,8 +25,9 @@ def project(pytester, httpserver, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{stubs.bin}:/usr/bin:/bin")
     monkeypatch.delenv("KIND_EXPERIMENTAL_PROVIDER", raising=False)
     # kubectl apply cannot run against the fake API (no OpenAPI): the stub records it instead.
-    pytester.makeconftest(f'import indmlops.targets.kind_cluster as k\nk.kubectl_binary = lambda: {stubs.kubectl!r}\n'
-                          'pytest_plugins = ["indmlops.pytest_plugin"]\n')
+    pytester.makeconftest('import indmlops.targets.kubernetes.kind as k\n'
+                          f'k.kubectl_binary = lambda: {stubs.kubectl!r}\n'
+                          'pytest_plugins = ["indmlops.plugin"]\n')
     pytester.makepyfile(test_x="def test_on_kind(target):\n    assert target.name == 'kind'\n")
     pytester.stubs = stubs
     pytester.kubeconfig = tmp_path / "user.kubeconfig"
@@ -37,11 +38,12 @@ def test_target_kind_creates_deploys_runs_and_deletes_the_cluster(project):
     result = project.runpytest_subprocess("--target", "kind", "--kubeconfig", str(project.kubeconfig),
                                           "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["indmlops kind: created cluster indmlops (docker, context kind-indmlops) in *",
-                                 "indmlops kind: loaded indmlops-mlflow:3.17.2 (from localhost/indmlops-mlflow:3.17.2)*",
-                                 "indmlops kind: it-core/postgres ready in * s (1/1 ready, 1 updated, 1 total)",
-                                 "indmlops kind: all ready in *",
-                                 "*indmlops kind: deleted cluster indmlops (created by this session)*"])
+    result.stdout.fnmatch_lines([
+        "indmlops kind: created cluster indmlops (docker, context kind-indmlops) in *",
+        "indmlops kind: loaded indmlops-mlflow:3.17.2 (from localhost/indmlops-mlflow:3.17.2)*",
+        "indmlops kind: it-core/postgres ready in * s (1/1 ready, 1 updated, 1 total)",
+        "indmlops kind: all ready in *",
+        "*indmlops kind: deleted cluster indmlops (created by this session)*"])
     assert [x for x in project.stubs.log() if x.startswith("kind delete cluster")]
 
 
@@ -65,5 +67,5 @@ def test_set_up_failure_exits_the_session_with_the_reason(project):
 
 def test_context_other_than_kinds_is_a_usage_error(project):
     result = project.runpytest_subprocess("--target", "kind", "--context", "prod", "-p", "no:cacheprovider")
-    result.stdout.fnmatch_lines(["*--context 'prod' with --target kind: kind's cluster has context 'kind-indmlops'*"])
-    result.assert_outcomes(errors=1)
+    result.stderr.fnmatch_lines(["*--context 'prod' with --target kind: kind's cluster has context 'kind-indmlops'*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -1,4 +1,5 @@
-"""The Kubernetes target's port-forwards: opened on demand, reused, reopened after a kill, closed, and failing clearly."""
+"""The Kubernetes target's port-forwards: opened on demand, reused, reopened after a kill, closed, and failing
+clearly."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import pytest
 from kube_fake import CONTEXT, FakeCluster, fake_kubectl, pod, server_kubeconfig, status
 
 from indmlops.errors import PortForwardFailed
-from indmlops.targets import portforward
-from indmlops.targets.kubernetes import KubernetesTarget
-from indmlops.targets.portforward import kubectl_binary
+from indmlops.targets.kubernetes import portforward
+from indmlops.targets.kubernetes.portforward import kubectl_binary
+from indmlops.targets.kubernetes.target import KubernetesTarget
 
 
 @pytest.fixture
@@ -97,7 +98,8 @@ def test_kubectl_that_never_forwards_times_out_clearly(cluster, kubeconfig, tmp_
     monkeypatch.setattr(portforward, "START_TIMEOUT", 0.5)
     kubectl, _ = fake_kubectl(tmp_path, "#!/bin/sh\necho 'still thinking' >&2\nexec sleep 60\n")
     t = KubernetesTarget("kind", kubeconfig=kubeconfig, context=CONTEXT, kubectl=kubectl)
-    with pytest.raises(PortForwardFailed, match=r"kubectl printed no 'Forwarding from' line within 0 s: still thinking"):
+    with pytest.raises(PortForwardFailed,
+                       match=r"kubectl printed no 'Forwarding from' line within 0 s: still thinking"):
         t.endpoint("prometheus")
 
 

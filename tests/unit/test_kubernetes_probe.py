@@ -10,8 +10,8 @@ from kube_fake import CONTEXT, target_at
 from kube_probe_fake import FakeProbeCluster
 
 from indmlops.errors import ImageNotLoaded, IsolationNotEnforced, KubernetesError, RbacForbidden
-from indmlops.targets import kube_probe
 from indmlops.targets.base import Peer, ProbeRequest
+from indmlops.targets.kubernetes import probe_pods as kube_probe
 
 MLFLOW = Peer("it-core/mlflow", "it-core", (("app.kubernetes.io/name", "mlflow"),))
 POSTGRES = Peer("it-core/postgres", "it-core", (("app.kubernetes.io/name", "postgres"),))
@@ -127,7 +127,8 @@ def test_probe_pod_stuck_pending_reports_its_state_and_events(kube, fake, monkey
 def test_probe_pod_without_a_result_line_is_unknown_with_its_log(kube, fake):
     fake.mode = "no-marker"
     [result] = kube.probe([ProbeRequest(MLFLOW, POSTGRES, 5432)], 2.0)
-    assert result.reachable is None and "printed no result" in result.outcome and "Too many open files" in result.outcome
+    assert (result.reachable is None and "printed no result" in result.outcome
+            and "Too many open files" in result.outcome)
 
 
 def test_rbac_forbidding_pod_creation_names_verb_resource_and_namespace(kube, fake):

@@ -8,8 +8,8 @@ import pytest
 from kube_fake import FakeCluster, fake_kubectl, pod, target_at
 
 from indmlops.errors import NotReady
-from indmlops.targets.kube_components import COMPONENTS
-from indmlops.targets.kube_readiness import HTTP_READY
+from indmlops.targets.kubernetes.components import COMPONENTS
+from indmlops.targets.kubernetes.readiness import HTTP_READY
 
 
 @pytest.fixture

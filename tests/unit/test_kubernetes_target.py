@@ -8,12 +8,22 @@ from pathlib import Path
 import pytest
 from kube_fake import CONTEXT, FakeCluster, pod, status, target_at, write_kubeconfig
 
-from indmlops.checks.manifests import load_cached
-from indmlops.errors import (ApiUnauthorized, ApiUnreachable, ImageNotLoaded, IndMLOpsError, KubernetesError,
-                             NoClusterAtContext, NotReady, NotSupportedByTarget, RbacForbidden, UnknownComponent)
+from indmlops.errors import (
+    ApiUnauthorized,
+    ApiUnreachable,
+    ImageNotLoaded,
+    IndMLOpsError,
+    KubernetesError,
+    NoClusterAtContext,
+    NotReady,
+    NotSupportedByTarget,
+    RbacForbidden,
+    UnknownComponent,
+)
+from indmlops.manifests import load_cached
 from indmlops.targets.base import Target
-from indmlops.targets.kube_components import COMPONENTS
-from indmlops.targets.kubernetes import KubernetesTarget
+from indmlops.targets.kubernetes.components import COMPONENTS
+from indmlops.targets.kubernetes.target import KubernetesTarget
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -300,7 +310,7 @@ def test_evidence_keeps_pod_states_log_tails_and_events(kube, cluster, httpserve
     cluster.add_event("it-core", "mlflow-a", "BackOff", "Back-off restarting failed container")
     cluster.fail["governance/events"] = status(403, "Forbidden",
                                                'events is forbidden: User "ci" cannot list resource "events"')
-    files = kube.evidence()
+    files = kube.evidence_files()
     assert files["mlflow.pods.txt"] == "pod it-core/mlflow-a uid=uid-a, phase=Running"
     assert files["mlflow.mlflow-a.mlflow.log.tail"] == "boot\nserving\n"
     assert files["grafana.pods.txt"] == "no pod matches governance/grafana (app.kubernetes.io/name=grafana)"

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from indmlops.errors import IndMLOpsError, StateDirError
-from indmlops.local.layout import (
+from indmlops.targets.local.layout import (
     DEFAULT_PORTS,
     Layout,
     StackConfig,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from indmlops import kube_config
-from indmlops.checks import manifests
-from indmlops.checks.manifests import ManifestError, load, load_cached
+from indmlops import manifests
+from indmlops.configs import kubernetes as kube_config
+from indmlops.manifests import ManifestError, load, load_cached
 
 REPO = Path(__file__).resolve().parents[2]
 KIND = REPO / "manifests" / "overlays" / "kind"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from indmlops.checks.netpol import Cell, Evaluator, Pod, Port, matrix, parse_policy, selector_matches
+from indmlops.checks.static.netpol import Cell, Evaluator, Pod, Port, matrix, parse_policy, selector_matches
 
 NS = ["a", "b"]
 APPS = ["web", "db", "cache"]
@@ -39,7 +39,8 @@ def test_a_flow_needs_egress_at_the_source_and_ingress_at_the_destination():
     egress = ("a", {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Egress"],
                     "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "db"}}}], "ports": [{"port": 5432}]}]})
     ingress = ("a", {"podSelector": {"matchLabels": {"app": "db"}}, "policyTypes": ["Ingress"],
-                     "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}], "ports": [{"port": "pg"}]}]})
+                     "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}],
+                                  "ports": [{"port": "pg"}]}]})
     assert matrix([WEB, DB], policies(("a", DENY_ALL), egress))[Cell("a/web", "a/db", 5432)] is False
     cells = matrix([WEB, DB], policies(("a", DENY_ALL), egress, ingress))
     assert cells[Cell("a/web", "a/db", 5432)] is True  # the ingress names the port "pg": resolved on db
@@ -83,7 +84,8 @@ def test_ip_blocks_match_outside_addresses_with_except_and_pods_only_when_everyt
     internet = Pod("internet", "", {}, (Port(443),), ip="198.51.100.7")
     narrow = ("a", {"podSelector": {}, "policyTypes": ["Egress"],
                     "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["198.51.100.0/24"]}}]}]})
-    wide = ("a", {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]})
+    wide = ("a", {"podSelector": {}, "policyTypes": ["Egress"],
+                  "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]})
     assert matrix([WEB, DB], policies(narrow), external=[internet])[Cell("a/web", "internet", 443)] is False
     cells = matrix([WEB, DB], policies(wide), external=[internet])
     assert cells[Cell("a/web", "internet", 443)] and cells[Cell("a/web", "a/db", 5432)]

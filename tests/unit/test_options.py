@@ -1,10 +1,12 @@
 """Option resolution order (marker > CLI > env > ini > default) and errors that name their source."""
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from indmlops.options import OPTIONS, OptionError, resolve
+from indmlops.plugin.options import OPTIONS, OptionError, resolve
 
 SOURCES = ["marker", "cli", "env", "ini"]
 PROFILE_VALUES = st.sampled_from(["quick", "full"])
@@ -47,6 +49,12 @@ def test_boolean_option_rejects_other_words():
         resolve("keep_stack", env={"INDMLOPS_KEEP_STACK": "maybe"})
 
 
-def test_every_option_has_cli_env_and_ini_names():
-    for opt in OPTIONS.values():
-        assert opt.cli.startswith("--") and opt.env.startswith("INDMLOPS_") and opt.ini.startswith("indmlops_")
+def test_every_option_is_documented_in_the_readme_with_its_three_names():
+    """README's "Options" table is what users read: an option added without its row, or a row naming another
+    spelling of the flag, environment variable or ini key, fails here."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line for line in readme.splitlines() if line.startswith("| `--")}
+    wrong = {opt.name: rows.get(opt.cli, "no row") for opt in OPTIONS.values()
+             if opt.cli not in rows or f"`{opt.env}`" not in rows[opt.cli] or f"`{opt.ini}`" not in rows[opt.cli]}
+    assert wrong == {}, f"README.md, section Options: rows missing or naming other names: {wrong}"
+    assert sorted(rows) == sorted(opt.cli for opt in OPTIONS.values()), "README.md documents options that do not exist"

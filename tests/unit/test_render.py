@@ -9,8 +9,9 @@ import pytest
 import yaml
 from paho.mqtt.client import topic_matches_sub
 
-from indmlops.local import render
-from indmlops.local.layout import CONFIG_DIR, MQTT_USERS, StackConfig, new_credentials, resolve_ports
+from indmlops.paths import CONFIG_DIR
+from indmlops.targets.local import render
+from indmlops.targets.local.layout import MQTT_USERS, StackConfig, new_credentials, resolve_ports
 
 
 @pytest.fixture

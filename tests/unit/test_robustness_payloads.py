@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from indmlops.checks import robustness as rb
-from indmlops.checks import robustness_payloads as saved
-from indmlops.checks import robustness_strategies as hs
+from indmlops.checks.live import robustness as rb
+from indmlops.checks.live.robustness import payloads as saved
+from indmlops.checks.live.robustness import strategies as hs
 from indmlops.delivery import Ledger
 from indmlops.inference.parse import MAX_PAYLOAD_BYTES, BadPayload, identifier_problem, parse_reading
 

@@ -146,7 +146,8 @@ def test_every_reading_is_well_formed():
         assert set(r["features"]) == set(SIGNALS) and all(math.isfinite(v) for v in r["features"].values())
         assert r["label"] in LABELS
     assert len(ids) == len(rows)
-    assert {r["line"] for r in rows} == {"line-1", "line-2"} and {r["machine"] for r in rows} == {"m-01", "m-02", "m-03"}
+    assert {r["line"] for r in rows} == {"line-1", "line-2"}
+    assert {r["machine"] for r in rows} == {"m-01", "m-02", "m-03"}
 
 
 @pytest.mark.parametrize("kwargs,fragment", [

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from indmlops import intent, slo
-from indmlops.checks import latency
-from indmlops.local.layout import CONFIG_DIR
-from indmlops.loadrun import LoadResult
+from indmlops.checks.live import latency
+from indmlops.checks.live.loadrun import LoadResult
+from indmlops.paths import CONFIG_DIR
 
 RULES = CONFIG_DIR / "prometheus" / "rules" / "slo.yml"
 
@@ -74,7 +74,8 @@ def test_prometheus_rules_file_matches_the_slo_fixture():
 
 def test_prometheus_rules_pass_promtool_and_alert_on_every_bound_it_can_see():
     promtool = shutil.which("promtool") or "/usr/bin/promtool"
-    assert Path(promtool).exists(), "promtool missing: install the Debian package prometheus (scripts/install-system-packages.sh)"
+    assert Path(promtool).exists(), ("promtool missing: install the Debian package prometheus "
+                                     "(scripts/install-system-packages.sh)")
     out = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     text = RULES.read_text()

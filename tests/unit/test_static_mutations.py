@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from indmlops.checks.isolation import load_intent
-from indmlops.checks.manifests import Manifests, load, load_cached
-from indmlops.checks.static_rules import RULES, StaticPolicy, cases, failing, message, run
+from indmlops.checks.static.isolation import load_intent
+from indmlops.checks.static.rules import RULES, StaticPolicy, cases, failing, message, run
+from indmlops.manifests import Manifests, load, load_cached
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -123,7 +123,8 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
         {"Service/ot-edge/nodered-svc:service-selects"}),
     "scrape-target-missing-service": (lambda m: edit_prometheus(m, "inference-svc.ot-edge", "inference.ot-edge"),
                                       {f"{SCRAPE}/inference"}),
-    "scrape-target-wrong-port": (lambda m: edit_prometheus(m, "mlflow-svc.it-core.svc:5000", "mlflow-svc.it-core.svc:5001"),
+    "scrape-target-wrong-port": (lambda m: edit_prometheus(m, "mlflow-svc.it-core.svc:5000",
+                                                           "mlflow-svc.it-core.svc:5001"),
                                  {f"{SCRAPE}/mlflow"}),
     "nodeport-service": (lambda m: m.find("Service/governance/grafana-svc").body["spec"].update(type="NodePort"),
                          {"Service/governance/grafana-svc:service-type"}),

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from indmlops.checks import schema
-from indmlops.checks.manifests import Manifests, Obj
-from indmlops.checks.object_rules import check_scrape_job
-from indmlops.checks.workload_rules import check_no_secret_literals, check_pinned_images, image_tag
+from indmlops.checks.static import schema
+from indmlops.checks.static.object_rules import check_scrape_job
+from indmlops.checks.static.workload_rules import check_no_secret_literals, check_pinned_images, image_tag
+from indmlops.manifests import Manifests, Obj
 
 
 def deployment(**container) -> Obj:

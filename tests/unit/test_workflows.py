@@ -72,8 +72,8 @@ def test_nightly_leaves_cluster_cni_loading_and_deploy_to_the_lifecycle():
 
 
 def test_nightly_kind_version_is_the_lifecycles_pin_and_cluster_is_kind_cluster_yaml():
-    from indmlops.targets.kind_cluster import KIND_VERSION
-    from indmlops.targets.kubernetes import KIND_CONTEXT
+    from indmlops.targets.kubernetes.kind import KIND_VERSION
+    from indmlops.targets.kubernetes.target import KIND_CONTEXT
 
     doc = yaml.safe_load((WORKFLOWS / "nightly.yml").read_text())
     assert doc["env"]["KIND_VERSION"] == KIND_VERSION

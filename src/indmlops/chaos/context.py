@@ -8,14 +8,17 @@ context defaults to kind-indmlops).
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
-
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from chaoslib.exceptions import InterruptExecution
 
+from indmlops.errors import IndMLOpsError
 from indmlops.targets.base import KillEvidence, Target
+from indmlops.targets.factory import TargetSpec, TargetSpecError, open_target
 
 
 @dataclass
@@ -23,10 +26,13 @@ class RunState:
     kills: dict[str, list[KillEvidence]] = field(default_factory=dict)
     restarts_before: dict[str, int] = field(default_factory=dict)
     recoveries: dict[str, list[dict]] = field(default_factory=dict)
-    known: dict[str, object] = field(default_factory=dict)  # the steady state's own content, made on first check
+    # The steady state's own content, made on first check.
+    known: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 _target: Target | None = None
+_held = contextlib.ExitStack()  # a target this process opened from the configuration, closed at exit
+atexit.register(_held.close)
 state = RunState()
 
 
@@ -38,28 +44,24 @@ def use_target(target: Target | None) -> None:
 
 
 def target(configuration: dict | None) -> Target:
+    """The target the experiment acts on: the suite's, or the one its configuration names, opened once per process
+    by the factory (`chaos run` starts no local stack: it acts on the one running) and closed at exit."""
     global _target
     if _target is not None:
         return _target
     cfg = configuration or {}
-    kind = cfg.get("indmlops_target") or "local"
-    if kind in ("kind", "kubeconfig"):
-        from indmlops.errors import IndMLOpsError
-        from indmlops.targets.kubernetes import KIND_CONTEXT, KubernetesTarget
-
-        context = cfg.get("indmlops_context") or (KIND_CONTEXT if kind == "kind" else None)
-        try:
-            _target = KubernetesTarget(kind, kubeconfig=cfg.get("indmlops_kubeconfig") or None, context=context)
-        except IndMLOpsError as exc:
-            raise InterruptExecution(f"indmlops_target {kind!r}: {exc}") from None
-        return _target
-    if kind != "local":
-        raise InterruptExecution(f"indmlops_target {kind!r}: expected one of local, kind, kubeconfig")
-    from indmlops.local.layout import default_state_dir
-    from indmlops.targets.local import LocalTarget
-
     state_dir = cfg.get("indmlops_state_dir") or None
-    _target = LocalTarget(Path(state_dir) if state_dir else default_state_dir())
+    name = cfg.get("indmlops_target") or "local"
+    try:
+        spec = TargetSpec(name=name, start=False, state_dir=Path(state_dir) if state_dir else None,
+                          kubeconfig=cfg.get("indmlops_kubeconfig") or None,
+                          context=cfg.get("indmlops_context") or None)
+    except TargetSpecError as exc:
+        raise InterruptExecution(f"indmlops_target {name!r}: {exc.reason}") from None
+    try:
+        _target = _held.enter_context(open_target(spec))
+    except IndMLOpsError as exc:
+        raise InterruptExecution(f"indmlops_target {name!r}: {exc}") from None
     return _target
 
 
@@ -82,8 +84,8 @@ def loss_bound(component: str, broker_autosave: int | None = None) -> int:
 
     if component == "mosquitto":
         if broker_autosave is None:
-            cfg = getattr(_target, "cfg", None)
-            broker_autosave = int(cfg.broker_autosave) if cfg is not None else int(
+            deployed = _target.broker_autosave() if _target is not None else None
+            broker_autosave = deployed if deployed is not None else int(
                 os.environ.get("INDMLOPS_BROKER_AUTOSAVE") or broker.DEFAULT_BROKER_AUTOSAVE)
         try:
             return broker.max_lost_acknowledged(broker_autosave)

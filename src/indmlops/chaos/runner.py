@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indmlops.chaos import context
-from indmlops.local.layout import REPO_ROOT
+from indmlops.paths import REPO_ROOT
 from indmlops.targets.base import Target
 
 EXPERIMENTS_DIR = REPO_ROOT / "fixtures" / "chaos"
@@ -131,7 +131,8 @@ def summarize(journal_dir: Path) -> str:
                          f"{sum(t['acknowledged'] for t in ts):>8}{sum(t.get('late', 0) for t in ts):>6}"
                          f"{sum(t['lost_acknowledged'] for t in ts):>6}{sum(t.get('undrained', 0) for t in ts):>10}"
                          f"{sum(t['duplicates'] for t in ts):>5}")
-    lines += ["", "status: " + ", ".join(f"{n} {'/'.join(sorted(set(s)))} ×{len(s)}" for n, s in sorted(statuses.items()))]
+    lines += ["", "status: " + ", ".join(f"{n} {'/'.join(sorted(set(s)))} ×{len(s)}"
+                                         for n, s in sorted(statuses.items()))]
     text = "\n".join(lines) + "\n"
     (journal_dir / "summary.txt").write_text(text)
     return text

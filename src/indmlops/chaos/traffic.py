@@ -23,7 +23,7 @@ from chaoslib.exceptions import InterruptExecution
 from paho.mqtt.client import Client, MQTTv311
 from paho.mqtt.enums import CallbackAPIVersion
 
-from indmlops import probes
+from indmlops import wire
 from indmlops.chaos import context
 from indmlops.delivery import Key, Ledger
 from indmlops.simulator import Plant
@@ -63,10 +63,10 @@ class Traffic:
 
     @staticmethod
     def _client(client_id: str, creds) -> Client:
-        c = probes.no_nagle(Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTv311,
+        c = wire.no_nagle(Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTv311,
                                    clean_session=False))
         c.username_pw_set(creds.username, creds.password)
-        c.reconnect_delay_set(0.1, 2)
+        c.reconnect_delay_set(0.1, 2)  # type: ignore[arg-type]  # paho types the delays int; floats work
         return c
 
     def _connect(self, c: Client) -> None:
@@ -126,9 +126,9 @@ class Traffic:
                                   progress=lambda line: print(f"traffic {self.line}: {line}", flush=True))
         acc = self.ledger.account(late_after_s, drain)
         for c, cid, creds in ((self.tx, self.tx_id, self.pub_creds), (self.rx, self.rx_id, self.sub_creds)):
-            probes.mqtt_close(c)
-            with contextlib.suppress(probes.ProbeFailed):  # broker gone: its sessions went with it
-                probes.forget_session(self.ep, creds.username, creds.password, cid)
+            wire.mqtt_close(c)
+            with contextlib.suppress(wire.NoAnswer):  # broker gone: its sessions went with it
+                wire.forget_session(self.ep, creds.username, creds.password, cid)
         # QoS1 is at least once. A reading the broker redelivers after a kill is predicted again (a second
         # prediction, new published_ns); a prediction the broker redelivers arrives twice (same published_ns).
         report = {"line": self.line, "seconds": round(seconds, 2), "published": acc.published,

@@ -3,17 +3,52 @@
 blame the environment, not the stack (`verdict`)."""
 
 from indmlops.hostcheck.attribution import (
-    CpuShare, OwnRoots, Snapshot, attribute, parse_cpu_stat, parse_pid_stat, snapshot)
+    CpuShare,
+    OwnRoots,
+    Snapshot,
+    attribute,
+    parse_cpu_stat,
+    parse_pid_stat,
+    snapshot,
+)
 from indmlops.hostcheck.diskio import (
-    Devices, DiskCounters, IoShare, IoSnapshot, attribute_io, devices_for, io_snapshot, parse_diskstats, parse_pid_io)
+    Devices,
+    DiskCounters,
+    IoShare,
+    IoSnapshot,
+    attribute_io,
+    devices_for,
+    io_snapshot,
+    parse_diskstats,
+    parse_pid_io,
+)
 from indmlops.hostcheck.fit import HostFit
 from indmlops.hostcheck.measure import (
-    FSYNC_PAYLOAD, HostFigures, Pressure, fsync_once, measure_fsync, measure_generator, measure_loopback_rtt, parse_psi,
-    preflight, read_psi)
+    FSYNC_PAYLOAD,
+    HostFigures,
+    Pressure,
+    fsync_once,
+    measure_fsync,
+    measure_generator,
+    measure_loopback_rtt,
+    parse_psi,
+    preflight,
+    read_psi,
+)
 from indmlops.hostcheck.monitor import HostMonitor, MonitorSummary
 from indmlops.hostcheck.verdict import (
-    CHANGES_PER_READING, HOST_FILE, Demand, EnvironmentVerdict, HostFileError, Shortfall, Thresholds, assess, assess_run,
-    context, judge)
+    CHANGES_PER_READING,
+    HOST_FILE,
+    Demand,
+    EnvironmentVerdict,
+    HostFileError,
+    Shortfall,
+    Thresholds,
+    assess,
+    assess_run,
+    context,
+    judge,
+)
 
 __all__ = [
     "CHANGES_PER_READING", "FSYNC_PAYLOAD", "HOST_FILE", "CpuShare", "Demand", "Devices", "DiskCounters",

@@ -14,8 +14,17 @@ from indmlops.hostcheck.attribution import OwnRoots
 from indmlops.hostcheck.measure import HostFigures
 from indmlops.hostcheck.monitor import HostMonitor, MonitorSummary
 from indmlops.hostcheck.verdict import (
-    CHANGES_PER_READING, Demand, EnvironmentVerdict, Shortfall, Thresholds, assess, assess_run, context, judge,
-    with_context)
+    CHANGES_PER_READING,
+    Demand,
+    EnvironmentVerdict,
+    Shortfall,
+    Thresholds,
+    assess,
+    assess_run,
+    context,
+    judge,
+    with_context,
+)
 
 
 class HostFit:
@@ -84,7 +93,8 @@ class HostFit:
                                        if monitor_summary else [])
             said = self.context + context(None, monitor_summary, self.demand, self.thresholds)
             if not found:
-                raise with_context(exc, said)
+                with_context(exc, said)  # adds notes to exc itself
+                raise
             raise EnvironmentVerdict(self.demand, found, breach_text=str(exc), figures=self.figures,
                                      monitor=monitor_summary, figures_path=self.path, context=said) from exc
 

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from indmlops.hostcheck.attribution import CpuShare, OwnRoots, Snapshot, attribute, snapshot
-from indmlops.hostcheck.diskio import Devices, IoShare, IoSnapshot, attribute_io, devices_for, io_snapshot, thread_written
+from indmlops.hostcheck.diskio import (
+    Devices,
+    IoShare,
+    IoSnapshot,
+    attribute_io,
+    devices_for,
+    io_snapshot,
+    thread_written,
+)
 from indmlops.simulator import Plant
 
 FSYNC_PAYLOAD = 4096  # bytes per probe save: the order of the broker's database with a short queue
@@ -239,8 +247,9 @@ def _top(share: CpuShare) -> list[str]:
     return [f"{name} {cores:.2f}" for name, cores in share.top_foreign]
 
 
-def preflight(*, fsync_dir: Path, proc: Path = Path("/proc"), sys: Path = Path("/sys"), fsync_seconds: float = 0.8, rtt_seconds: float = 0.3,
-              generator_seconds: float = 0.4, own_roots: OwnRoots | None = None) -> HostFigures:
+def preflight(*, fsync_dir: Path, proc: Path = Path("/proc"), sys: Path = Path("/sys"),
+              fsync_seconds: float = 0.8, rtt_seconds: float = 0.3, generator_seconds: float = 0.4,
+              own_roots: OwnRoots | None = None) -> HostFigures:
     """Measure what the host can carry now, in about 1.5 s (the three budgets plus reads of /proc). With `own_roots`
     (the pids heading the stack's and the harness's process trees) the CPU used meanwhile is split into ours and
     foreign, and so are the writes of the disk holding `fsync_dir`, the probe's own saves set aside; without, neither

@@ -143,7 +143,8 @@ class HostMonitor:
             return sum(xs) / len(xs) if xs else None
 
         load_mean = mean(self._load) or 0.0
-        shares, names = self._shares, {}
+        shares = self._shares
+        names: dict[str, float] = {}
         for share in shares:
             for name, cores in share.top_foreign:
                 names[name] = names.get(name, 0.0) + cores / len(shares)

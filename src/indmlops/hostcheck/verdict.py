@@ -11,8 +11,9 @@ import yaml
 
 from indmlops.hostcheck.measure import HostFigures
 from indmlops.hostcheck.monitor import MonitorSummary
+from indmlops.paths import FIXTURES_DIR
 
-HOST_FILE = Path(__file__).resolve().parents[3] / "fixtures" / "host.yaml"
+HOST_FILE = FIXTURES_DIR / "host.yaml"
 
 # Database saves the shipped broker makes per reading (fixtures/slo.yaml): with `autosave_interval 1` and
 # `autosave_on_changes true` every change is a save (rewrite + fsync), and one QoS1 reading makes ~7 changes: it is

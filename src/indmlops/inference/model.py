@@ -9,12 +9,11 @@ from typing import Any
 import numpy as np
 
 
-
 @dataclass
 class LoadedModel:
     name: str
     version: str
-    run_id: str
+    run_id: str | None  # None: a version registered from outside any run
     flavor: str  # "onnx" or "sklearn"
     predict_fn: Any
     loaded_at: float = field(default_factory=time.time)

@@ -9,76 +9,21 @@ import os
 import threading
 import time
 import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-
-from indmlops import probes
+from indmlops import wire
 from indmlops.features import FeatureState
 from indmlops.inference import model as models
-from indmlops.inference.parse import ERROR_KINDS, FLOAT32_MAX, MAX_PAYLOAD_BYTES, BadPayload, Reading, parse_reading
-from indmlops.probes import Endpoint
-from indmlops.simulator.model import SIGNALS
+from indmlops.inference.http import handler
+from indmlops.inference.metrics import Drift, Metrics
+from indmlops.inference.parse import FLOAT32_MAX, BadPayload, Reading, parse_reading
+from indmlops.wire import Endpoint
+
+if TYPE_CHECKING:
+    from paho.mqtt.client import Client
 
 TELEMETRY = "factory/+/+/telemetry"
-# Latency buckets from 50 µs to 2 s: the service itself takes tens of µs; MQTT hops add ~100 µs each.
-BUCKETS = (5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5, 1.0, 2.0)
-
-
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = r = CollectorRegistry()
-        self.messages = Counter("indmlops_inference_messages", "Readings handled", ["source", "outcome"], registry=r)
-        self.errors = Counter("indmlops_inference_errors", "Rejected readings by kind", ["kind"], registry=r)
-        self.latency = Histogram("indmlops_inference_latency_seconds", "Receive to prediction published",
-                                 ["source"], buckets=BUCKETS, registry=r)
-        # The reading's age when its prediction leaves: publisher clock to ours (same host here; NTP-synced nodes on
-        # Kubernetes). It is the Prometheus view of the latency suite's mqtt:e2e (fixtures/slo.yaml).
-        self.e2e = Histogram("indmlops_inference_e2e_seconds", "Reading published (its ts_ns) to prediction published",
-                             buckets=BUCKETS, registry=r)
-        self.model = Gauge("indmlops_inference_model_info", "Loaded model (value 1)", ["name", "version", "flavor"],
-                           registry=r)
-        self.swaps = Counter("indmlops_inference_model_swaps", "Model versions hot-swapped in", registry=r)
-        self.drift = Gauge("indmlops_inference_feature_drift",
-                           "EWMA of mean |z| of the signals against the first 2,000 readings after start", registry=r)
-        for kind in ERROR_KINDS:  # export zeros, so a dashboard shows a flat line rather than no data
-            self.errors.labels(kind)
-        # Label lookups take a lock and a dict probe; the per-message path uses children bound once here.
-        self.predicted = {s: self.messages.labels(s, "predicted") for s in ("mqtt", "http")}
-        self.rejected = {s: self.messages.labels(s, "error") for s in ("mqtt", "http")}
-        self.latency_of = {s: self.latency.labels(s) for s in ("mqtt", "http")}
-
-
-class Drift:
-    """Mean absolute z-score of the signals against a baseline of the first `n` readings, smoothed by an EWMA."""
-
-    def __init__(self, n: int = 2000, alpha: float = 0.01) -> None:
-        self.n, self.alpha = n, alpha
-        self.sums = [0.0] * len(SIGNALS)
-        self.sq = [0.0] * len(SIGNALS)
-        self.count = 0
-        self.stats: list[tuple[float, float]] | None = None
-        self.value = 0.0
-
-    def update(self, features: dict[str, float]) -> float:
-        xs = [features[s] for s in SIGNALS]
-        if self.stats is None:
-            self.count += 1
-            for i, x in enumerate(xs):
-                self.sums[i] += x
-                self.sq[i] += x * x
-            if self.count == self.n:
-                self.stats = [(s / self.n, max(1e-9, (q / self.n - (s / self.n) ** 2)) ** 0.5)
-                              for s, q in zip(self.sums, self.sq)]
-            return self.value
-        # Capped: one extreme reading (a float32-sized value over a noise-sized sd is ~1e47) would hold the gauge
-        # far above any real drift for thousands of readings; 100 σ already says "far out".
-        z = min(100.0, sum(abs(x - m) / sd for x, (m, sd) in zip(xs, self.stats)) / len(xs))
-        self.value += self.alpha * (z - self.value)
-        return self.value
-
-
 class InferenceService:
     def __init__(self, *, mqtt: Endpoint, username: str, password: str, tracking_uri: str,
                  model_name: str = "edge-anomaly", alias: str = "champion", http_host: str = "127.0.0.1",
@@ -104,8 +49,8 @@ class InferenceService:
         self.loop_error = ""
         self._handling_since: float | None = None
         self.last_model_error = "not loaded yet"
-        self.client = None
-        self.http = ThreadingHTTPServer((http_host, http_port), _handler(self))
+        self.client: Client | None = None  # made by start()
+        self.http = ThreadingHTTPServer((http_host, http_port), handler(self))
         self.http.daemon_threads = True
 
     # -- model -------------------------------------------------------------------------------------------
@@ -136,9 +81,15 @@ class InferenceService:
 
     # -- MQTT --------------------------------------------------------------------------------------------
 
+    @property
+    def _mqtt(self) -> Client:
+        if self.client is None:
+            raise RuntimeError("the MQTT client is made by start(), which has not run")
+        return self.client
+
     def _subscribe(self) -> None:
         # Subscribe only once a model is loaded: until then the broker keeps our persistent session's queue.
-        self.client.subscribe(TELEMETRY, qos=1)
+        self._mqtt.subscribe(TELEMETRY, qos=1)
         self._subscribed = True
 
     def _on_subscribe(self, _c, _u, _mid, reason_codes, _props) -> None:
@@ -167,7 +118,7 @@ class InferenceService:
         received = time.perf_counter_ns()
         try:
             self._handle(client, msg, received)
-        except Exception as exc:  # noqa: BLE001 (containment is the point; the kind says where it came from)
+        except Exception as exc:
             self._dead_letter(msg, BadPayload("internal", f"{type(exc).__name__}: {str(exc)[:160]}"))
         finally:
             self._handling_since = None
@@ -186,7 +137,7 @@ class InferenceService:
             return
         try:
             out = self.predict(reading, self.state_mqtt, "mqtt", received)
-        except Exception as exc:  # noqa: BLE001 (a model may raise anything on an input it was not trained for)
+        except Exception as exc:
             self._dead_letter(msg, BadPayload("predict_failed", f"{type(exc).__name__}: {str(exc)[:160]}"))
             return
         out["received_ns"] = self._wall_ns(received)
@@ -219,7 +170,7 @@ class InferenceService:
         """Count an MQTT reading that gets no prediction, report it on the errors topic of the topic it came on, and
         acknowledge it once the broker holds that report (at once when there is no report to wait for)."""
         self._count("mqtt", exc)
-        client = self.client
+        client = self._mqtt
         try:
             parts = msg.topic.split("/")
             if len(parts) != 4:
@@ -229,7 +180,7 @@ class InferenceService:
             info = client.publish(f"factory/{parts[1]}/{parts[2]}/errors",
                                   json.dumps(report, separators=(",", ":")), qos=1)
             self._ack_after[info.mid] = msg.mid
-        except Exception as report_exc:  # noqa: BLE001 (nowhere to report it: handled once counted)
+        except Exception as report_exc:
             print(f"inference: a {exc.kind} reading (mid {msg.mid}) not reported: {report_exc!r}", flush=True)
             with contextlib.suppress(Exception):  # disconnected: the broker redelivers it, and we dead-letter it again
                 client.ack(msg.mid, 1)
@@ -241,6 +192,8 @@ class InferenceService:
         vector = state.vector(f"{reading.line}/{reading.machine}", reading.features)
         if not all(abs(x) <= FLOAT32_MAX for x in vector):  # two extreme readings in a row: their change overflows
             raise BadPayload("out_of_range", "a change since the machine's previous reading is beyond float32")
+        if model is None:
+            raise RuntimeError("no model loaded")
         label, p_fault = model.predict(vector)
         if not math.isfinite(p_fault):  # NaN is not JSON: the HMI and every strict consumer would reject the message
             raise ValueError(f"the model answered p_fault={p_fault} for {reading.id!r}")
@@ -265,25 +218,25 @@ class InferenceService:
         # (see _on_publish). With paho's automatic PUBACK a reading was acknowledged as soon as its callback
         # returned, while its prediction could still wait in paho's outgoing queue (20 in flight by default):
         # a kill then lost acknowledged readings (92 of 1,483 across three kills at 200 readings/s).
-        self.client = Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=MQTTv311,
-                             clean_session=False, manual_ack=True)
-        self.client.max_inflight_messages_set(100)  # as many as the broker sends us (max_inflight_messages 100)
-        self.client.on_publish = self._on_publish
-        probes.no_nagle(self.client)
-        self.client.username_pw_set(self.username, self.password)
-        self.client.on_connect, self.client.on_disconnect = self._on_connect, self._on_disconnect
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = self._on_subscribe
-        self.client.reconnect_delay_set(0.2, 5)
-        self.client.connect_async(self.mqtt_ep.host, self.mqtt_ep.port, keepalive=30)
+        self.client = client = Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=MQTTv311,
+                                      clean_session=False, manual_ack=True)
+        client.max_inflight_messages_set(100)  # as many as the broker sends us (max_inflight_messages 100)
+        client.on_publish = self._on_publish
+        wire.no_nagle(client)
+        client.username_pw_set(self.username, self.password)
+        client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        client.reconnect_delay_set(0.2, 5)  # type: ignore[arg-type]  # paho types the delays int; floats work
+        client.connect_async(self.mqtt_ep.host, self.mqtt_ep.port, keepalive=30)
         self._loop_thread = threading.Thread(target=self._loop, name="mqtt-loop", daemon=True)
         self._loop_thread.start()
         threading.Thread(target=self._watch, name="model-watch", daemon=True).start()
 
     def _loop(self) -> None:
         try:
-            self.client.loop_forever(retry_first_connection=True)
-        except BaseException as exc:  # noqa: BLE001 (recorded for liveness; the watchdog ends the process)
+            self._mqtt.loop_forever(retry_first_connection=True)
+        except BaseException as exc:
             self.loop_error = f"{type(exc).__name__}: {str(exc)[:200]}"
             traceback.print_exc()
 
@@ -336,102 +289,6 @@ class InferenceService:
         self.http.server_close()
         if forget_session:
             try:
-                probes.forget_session(self.mqtt_ep, self.username, self.password, self.client_id)
-            except probes.ProbeFailed as exc:  # the broker is gone: nothing will queue for us there anyway
+                wire.forget_session(self.mqtt_ep, self.username, self.password, self.client_id)
+            except wire.NoAnswer as exc:  # the broker is gone: nothing will queue for us there anyway
                 print(f"inference: could not end the MQTT session {self.client_id}: {exc}", flush=True)
-
-
-def _handler(svc: InferenceService):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body go out in two writes; with Nagle on, the body waits for the client's delayed ACK of the
-        # headers (40 ms on Linux) on every keep-alive request: 92 req/s at p50 44 ms before this line.
-        disable_nagle_algorithm = True
-
-        # A client that stops sending mid-request frees its thread after this many seconds.
-        timeout = 10
-
-        def log_message(self, *_a) -> None:  # one line per request would dominate the log at load
-            pass
-
-        def _send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _json(self, code: int, doc: dict) -> None:
-            self._send(code, json.dumps(doc, separators=(",", ":")).encode())
-
-        def do_GET(self) -> None:
-            if self.path == "/healthz":
-                ok, why = svc.liveness()
-                self._json(200 if ok else 503, {"ok": ok, "detail": why})
-            elif self.path == "/readyz":
-                ok, why = svc.ready()
-                self._json(200 if ok else 503, {"ready": ok, "detail": why})
-            elif self.path == "/metrics":
-                self._send(200, generate_latest(svc.metrics.registry), CONTENT_TYPE_LATEST)
-            else:
-                self._json(404, {"error": "not_found", "detail": self.path[:200]})
-
-        def _refuse(self, code: int, exc: BadPayload, *, close: bool = False) -> None:
-            svc._count("http", exc)
-            self.close_connection = self.close_connection or close
-            self._json(code, {"error": exc.kind, "detail": exc.detail})
-
-        def do_POST(self) -> None:
-            if self.path != "/predict":
-                self._json(404, {"error": "not_found", "detail": self.path[:200]})
-                return
-            received = time.perf_counter_ns()
-            try:
-                body = self._body()
-                if body is None:
-                    return
-                reading = parse_reading(body)
-                if svc.model is None:
-                    self._json(503, {"error": "no_model", "detail": svc.last_model_error})
-                    return
-                try:
-                    out = svc.predict(reading, svc.state_http, "http", received)
-                except BadPayload:
-                    raise
-                except Exception as exc:  # noqa: BLE001 (the model's failure on one input answers that request only)
-                    self._refuse(500, BadPayload("predict_failed", f"{type(exc).__name__}: {str(exc)[:160]}"))
-                    return
-            except BadPayload as exc:
-                self._refuse(400, exc)
-                return
-            except (TimeoutError, ConnectionError):
-                raise  # the client went away or stalled: http.server closes the connection
-            except Exception as exc:  # noqa: BLE001 (one request's failure must not drop the connection unanswered)
-                self._refuse(500, BadPayload("internal", f"{type(exc).__name__}: {str(exc)[:160]}"), close=True)
-                return
-            try:
-                self._json(200, out)
-            except ConnectionError:  # the client left before its answer: nothing to tell it, nothing to log
-                self.close_connection = True
-                return
-            svc.metrics.latency_of["http"].observe((time.perf_counter_ns() - received) / 1e9)
-
-        def _body(self) -> bytes | None:
-            """The request body, or None once a refusal was sent. Only Content-Length framing is accepted: a body we
-            cannot delimit leaves the connection unusable, so those refusals close it."""
-            if self.headers.get("Transfer-Encoding"):
-                self._refuse(411, BadPayload("bad_request", "Transfer-Encoding is not accepted: send Content-Length"),
-                             close=True)
-                return None
-            raw = (self.headers.get("Content-Length") or "0").strip()
-            if not (raw.isascii() and raw.isdigit()):  # "²".isdigit() is True, and int("²") raises
-                self._refuse(400, BadPayload("bad_request", f"Content-Length {raw[:40]!r} is not a byte count"),
-                             close=True)
-                return None
-            length = int(raw)
-            if length > MAX_PAYLOAD_BYTES:
-                self._refuse(413, BadPayload("too_large", f"{length} bytes > {MAX_PAYLOAD_BYTES}"), close=True)
-                return None
-            return self.rfile.read(length)
-
-    return Handler

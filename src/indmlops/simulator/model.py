@@ -39,6 +39,12 @@ class Episode:
             return self.start <= t < self.start + period
         return self.start <= t < self.end
 
+    def affected(self) -> str:
+        """The signal a stuck_sensor or spike episode acts on."""
+        if self.signal is None:
+            raise ValueError(f"{self.mode} episode at {self.start} s names no signal")
+        return self.signal
+
 
 def fault_schedule(seed: int, line: str, machine: str, horizon_s: float, *, mean_gap_s: float = 1800.0,
                    start_s: float = 0.0) -> list[Episode]:
@@ -115,12 +121,14 @@ class Machine:
             f["temperature_c"] += 8.0 + 20.0 * p
             f["spindle_current_a"] += 2.0 * p
         elif ep.mode == "stuck_sensor":
+            signal = ep.affected()
             if self._frozen is None:
-                self._frozen = f[ep.signal]
-            f[ep.signal] = self._frozen
+                self._frozen = f[signal]
+            f[signal] = self._frozen
         elif ep.mode == "spike":
             # A spike is 12 noise standard deviations plus 30 % of the value: unmistakable, one sample long.
-            f[ep.signal] += 12 * NOISE_SD[ep.signal] + 0.3 * abs(f[ep.signal])
+            signal = ep.affected()
+            f[signal] += 12 * NOISE_SD[signal] + 0.3 * abs(f[signal])
         return self.seq, t, f, ep.mode
 
     def new_id(self) -> str:

@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from indmlops import probes
-from indmlops.probes import Endpoint
+from indmlops import wire
 from indmlops.simulator.model import Plant
+from indmlops.wire import Endpoint
 
 
 @dataclass
@@ -49,7 +49,7 @@ def publish(plant: Plant, *, endpoint: Endpoint, username: str, password: str, r
         raise ValueError(f"rate must be >= 0 msg/s, got {rate}")
     if count is None and duration is None:
         raise ValueError("give count or duration, or the simulator never stops")
-    client = probes.mqtt_connect(endpoint, username, password)
+    client = wire.mqtt_connect(endpoint, username, password)
     acked = 0
     lock = threading.Lock()
     window = threading.Semaphore(max_inflight)
@@ -98,5 +98,5 @@ def publish(plant: Plant, *, endpoint: Endpoint, username: str, password: str, r
             while acked < sent and time.monotonic() < deadline:
                 time.sleep(0.01)
     finally:
-        probes.mqtt_close(client)
+        wire.mqtt_close(client)
     return PublishStats(sent, acked if qos else 0, elapsed, qos, rate, labels)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from indmlops.probes import Endpoint
+from indmlops.wire import Endpoint
 
 # The services a check may ask for. A target that lacks one raises NotSupportedByTarget for it.
 SERVICES = ("mosquitto", "mlflow", "s3", "postgres", "prometheus", "nodered", "inference", "grafana")
@@ -119,3 +120,35 @@ class Target(Protocol):
         ...
 
     def versions(self) -> dict[str, str]: ...
+
+    # --- what the harness needs around a test -------------------------------------------------------------------
+
+    def describe(self) -> str:
+        """One line for the report header: where the stack runs and how it is reached."""
+        ...
+
+    def evidence(self, directory: Path) -> str:
+        """Write what explains a failed test into `directory` (log tails, component state, events), each part that
+        cannot be read saying why in its place; return the pytest options that select this same target again, for
+        the `reproduce.sh` written next to it."""
+        ...
+
+    def broker_autosave(self) -> int | None:
+        """The broker's save interval (Mosquitto's autosave_interval) as deployed, when the target can read it;
+        None when it cannot (a cluster: the `broker_autosave` option says how it was deployed)."""
+        ...
+
+    def broker_data_dir(self) -> Path | None:
+        """The broker's persistence directory when it is on this host's disk (where the host check times saves),
+        else None."""
+        ...
+
+    def process_roots(self) -> list[int] | None:
+        """Pids heading the stack's processes on this host, asked again at each host sample so their CPU and disk
+        writes are not blamed on the host; None where they are not mapped (containers on a cluster), so neither the
+        host's CPU nor its disk writes are attributed there."""
+        ...
+
+    def close(self) -> None:
+        """Release what the target holds (port-forwards, API connections); the factory calls it."""
+        ...

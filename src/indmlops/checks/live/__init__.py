@@ -1,0 +1,1 @@
+"""Live checks: typed functions taking a target; the suites call them."""

@@ -1,0 +1,209 @@
+"""Rules across objects: Services, Prometheus scrape targets, the bucket bootstrap, namespaces, project images."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from indmlops.checks.static.images import ENTRYPOINTS, check_dockerfile
+from indmlops.checks.static.netpol import selector_matches
+from indmlops.checks.static.workload_rules import image_tag
+from indmlops.manifests import Manifests, Obj
+
+POD_SECURITY_LEVELS = ("baseline", "restricted")
+
+
+def selected_templates(svc: Obj, m: Manifests) -> list[Obj]:
+    selector = (svc.body.get("spec") or {}).get("selector") or {}
+    if not selector:
+        return []
+    return [w for w in m.workloads()
+            if w.namespace == svc.namespace and selector_matches({"matchLabels": selector}, w.pod_labels())]
+
+
+def check_service_type(svc: Obj, allowed: tuple[str, ...]) -> list[str]:
+    kind = (svc.body.get("spec") or {}).get("type", "ClusterIP")
+    return [] if kind in allowed else [f"type {kind}; expected one of {', '.join(allowed)} (allowed by the overlay)"]
+
+
+def check_service_selects(svc: Obj, m: Manifests) -> list[str]:
+    spec = svc.body.get("spec") or {}
+    if spec.get("type") == "ExternalName":
+        return []
+    if not spec.get("selector"):
+        return ["has no selector; expected one that matches a pod template"]
+    if not selected_templates(svc, m):
+        templates = [f"{w.ref} {w.pod_labels()}" for w in m.workloads() if w.namespace == svc.namespace]
+        return [(f"selector {spec['selector']} matches no pod template in namespace {svc.namespace} "
+                 f"(templates: {'; '.join(templates) or 'none'})")]
+    return []
+
+
+def check_service_ports(svc: Obj, m: Manifests) -> list[str]:
+    out = []
+    for w in selected_templates(svc, m):
+        declared = [p for c in w.containers(init=False) for p in c.get("ports") or []]
+        numbers = {int(p["containerPort"]) for p in declared if "containerPort" in p}
+        names = {str(p["name"]) for p in declared if p.get("name")}
+        for sp in (svc.body.get("spec") or {}).get("ports") or []:
+            target = sp.get("targetPort", sp.get("port"))
+            ok = (str(target) in names) if isinstance(target, str) and not target.isdigit() else int(target) in numbers
+            if not ok:
+                out.append(f"port {sp.get('name') or sp.get('port')}: targetPort {target!r} is not declared by "
+                           f"{w.ref} (declared: {sorted(numbers)} named {sorted(names)})")
+    return out
+
+
+def prometheus_configs(m: Manifests) -> list[tuple[Obj, str, dict[str, Any]]]:
+    """(ConfigMap, key, parsed config) for every ConfigMap value that is a Prometheus config."""
+    out = []
+    for cm in m.of_kind("ConfigMap"):
+        for key, text in (cm.body.get("data") or {}).items():
+            if not str(key).endswith((".yml", ".yaml")) or "scrape_configs" not in str(text):
+                continue
+            try:
+                doc = yaml.safe_load(text)
+            except yaml.YAMLError:
+                continue
+            if isinstance(doc, dict) and isinstance(doc.get("scrape_configs"), list):
+                out.append((cm, str(key), doc))
+    return out
+
+
+def check_scrape_job(cm: Obj, job: dict[str, Any], m: Manifests) -> list[str]:
+    out = []
+    static = [t for sc in job.get("static_configs") or [] for t in sc.get("targets") or []]
+    if not static and not any(k.endswith("_sd_configs") for k in job):
+        out.append("has no static_configs targets and no service discovery; expected at least one target")
+    for target in static:
+        host, _, port = str(target).rpartition(":")
+        parts = host.split(".")
+        if not port.isdigit() or len(parts) not in (1, 2, 3, 5) or (len(parts) >= 3 and parts[2] != "svc"):
+            out.append(f"target {target!r}: expected <service>[.<namespace>[.svc[.cluster.local]]]:<port>")
+            continue
+        ns = parts[1] if len(parts) > 1 else cm.namespace
+        svc = m.get("Service", ns, parts[0])
+        if not svc:
+            out.append(f"target {target!r}: Service {ns}/{parts[0]} does not exist in the manifests")
+            continue
+        ports = [int(p.get("port")) for p in (svc.body.get("spec") or {}).get("ports") or []]
+        if int(port) not in ports:
+            out.append(f"target {target!r}: Service {ns}/{parts[0]} has no port {port} (ports: {ports})")
+    return out
+
+
+_ARTIFACTS = re.compile(r"--artifacts-destination[= ]s3://([^/\s\"']+)")
+
+
+def artifact_buckets(obj: Obj) -> list[str]:
+    words = " ".join(str(w) for c in obj.containers(init=False)
+                     for w in (c.get("command") or []) + (c.get("args") or []))
+    return _ARTIFACTS.findall(words)
+
+
+def check_bucket_bootstrap(obj: Obj, m: Manifests) -> list[str]:
+    out = []
+    for bucket in artifact_buckets(obj):
+        creators = []
+        for job in m.of_kind("Job", "CronJob"):
+            text = " ".join(str(w) for c in job.containers() for w in (c.get("command") or []) + (c.get("args") or []))
+            if bucket in text and re.search(r"\b(mb|make_bucket|create_bucket|create-bucket)\b", text):
+                creators.append(job.ref)
+        if not creators:
+            out.append(f"artifacts go to s3://{bucket}, but no Job creates bucket {bucket!r}; expected a bootstrap "
+                       "Job (e.g. `mc mb --ignore-existing`) that retries until the S3 store answers")
+    return out
+
+
+def check_pod_security_labels(ns: Obj) -> list[str]:
+    level = (ns.meta.get("labels") or {}).get("pod-security.kubernetes.io/enforce")
+    if level in POD_SECURITY_LEVELS:
+        return []
+    return [f"label pod-security.kubernetes.io/enforce is {level!r}; expected one of {', '.join(POD_SECURITY_LEVELS)}"]
+
+
+def check_default_deny(namespace: str, m: Manifests) -> list[str]:
+    covered: set[str] = set()
+    for pol in m.of_kind("NetworkPolicy"):
+        spec = pol.body.get("spec") or {}
+        if pol.namespace != namespace or (spec.get("podSelector") or {}) != {}:
+            continue
+        types = spec.get("policyTypes") or (["Ingress"] + (["Egress"] if "egress" in spec else []))
+        if "Ingress" in types and not spec.get("ingress"):
+            covered.add("Ingress")
+        if "Egress" in types and not spec.get("egress"):
+            covered.add("Egress")
+    missing = sorted({"Ingress", "Egress"} - covered)
+    if missing:
+        return [(f"no default-deny NetworkPolicy for {' and '.join(missing)} (podSelector {{}} with policyTypes "
+                 f"{missing} and no rules); every flow must be allowed explicitly")]
+    return []
+
+
+def project_images(m: Manifests, prefix: str) -> dict[str, Obj]:
+    """Images of the project (repository name starting with `prefix`) -> first workload using them."""
+    out: dict[str, Obj] = {}
+    for w in m.workloads():
+        for c in w.containers():
+            image = str(c.get("image", ""))
+            if image_tag(image)[0].rsplit("/", 1)[-1].startswith(prefix):
+                out.setdefault(image, w)
+    return out
+
+
+def check_project_image(image: str, prefix: str, images_dir: Path) -> list[str]:
+    name = image_tag(image)[0].rsplit("/", 1)[-1][len(prefix):]
+    dockerfile = images_dir / name / "Dockerfile"
+    if not dockerfile.is_file():
+        return [f"no {dockerfile} builds it; expected every project image to have its Dockerfile in images/"]
+    return check_dockerfile(f"images/{name}/Dockerfile", dockerfile.read_text(),
+                            entrypoint=ENTRYPOINTS.get(name, "indmlops"))
+
+
+# Label syntax (k8s.io/apimachinery validation): a value is ≤ 63 characters of [A-Za-z0-9._-] that begins and ends
+# alphanumeric (or empty); a key is an optional DNS-subdomain prefix and '/', then a name like a value, non-empty.
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _label_problems(where: str, labels: Any) -> list[str]:
+    out = []
+    for key, value in (labels or {}).items() if isinstance(labels, dict) else []:
+        prefix, _, name = str(key).rpartition("/")
+        if not (len(name) <= 63 and _LABEL_NAME.match(name)) or (prefix and not (
+                len(prefix) <= 253 and _DNS_SUBDOMAIN.match(prefix))):
+            out.append(f"{where}: label key {key!r} is not a valid label key")
+        text = str(value)
+        if not isinstance(value, str):
+            out.append(f"{where}: label {key} has the non-string value {value!r} (quote it in the YAML)")
+        elif text and not (len(text) <= 63 and _LABEL_NAME.match(text)):
+            out.append(f"{where}: label {key}={text!r} is not a valid label value (≤ 63 characters of A-Z a-z 0-9 "
+                       "- _ . beginning and ending alphanumeric; an unquoted YAML date renders as "
+                       "'2025-10-20T00:00:00Z': quote it)")
+    return out
+
+
+def check_labels(obj: Obj) -> list[str]:
+    """Every label map of the object (metadata, pod template, selectors) has keys and values the API accepts: the
+    schemas only say 'string', so an invalid one passes them and fails only at `kubectl apply`."""
+    out: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                here = f"{path}.{k}" if path else str(k)
+                if k in ("labels", "matchLabels") or (k == "selector"
+                                                      and obj.kind in ("Service", "ReplicationController")
+                                                      and path == "spec" and isinstance(v, dict)):
+                    out.extend(_label_problems(here, v))
+                else:
+                    walk(v, here)
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, f"{path}[{i}]")
+
+    walk(obj.body, "")
+    return out

@@ -1,0 +1,160 @@
+"""The static rule catalogue: which (subject, rule) cases a manifest set has, and running one of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from indmlops.checks.static import object_rules as orules
+from indmlops.checks.static import schema
+from indmlops.checks.static import workload_rules as wrules
+from indmlops.checks.static.isolation import Intent, check_isolation
+from indmlops.manifests import Manifests
+
+# Rule ids, as they appear in test ids (`Deployment/it-core/mlflow:probes`) and findings.
+RULES = {
+    "schema": "valid against the Kubernetes JSON schema of each version (strict: no unknown fields)",
+    "labels": "every label key and value (metadata, pod template, selectors) is one the API accepts",
+    "pinned-images": "every image has an exact tag or digest (no :latest, no floating tag)",
+    "probes": "every long-running container has a readiness and a liveness probe on a declared port",
+    "resources": "every container requests and limits cpu and memory",
+    "security-context": "non-root, no privilege escalation, ALL capabilities dropped, RuntimeDefault seccomp, "
+                        "not privileged, no host namespaces or paths",
+    "no-secret-literals": "no secret-looking literal in env values or command/args",
+    "stateful-pvc": "a workload running a stateful image mounts a PVC at its data path",
+    "rwo-recreate": "a Deployment mounting a ReadWriteOnce PVC uses strategy Recreate and one replica",
+    "references": "every referenced ConfigMap, Secret (and key) and PVC exists",
+    "service-type": "Services are of a type the overlay allows",
+    "service-selects": "every Service selects at least one pod template",
+    "service-ports": "every Service port targets a port the selected pod templates declare",
+    "scrape-target": "every Prometheus scrape target names an existing Service and one of its ports",
+    "bucket-bootstrap": "a bucket MLflow stores artifacts in is created by a Job",
+    "pod-security": "every Namespace enforces a Pod Security level (baseline or restricted)",
+    "default-deny": "every namespace with workloads has default-deny NetworkPolicies for ingress and egress",
+    "project-image": "every project image is built from images/<name>/Dockerfile, which passes the image rules",
+    "isolation": "NetworkPolicies give exactly the reachability of the intent (or, without intent, not "
+                 "everything to everything)",
+}
+
+WORKLOAD_RULES = ("pinned-images", "probes", "resources", "security-context", "no-secret-literals", "references")
+
+
+@dataclass(frozen=True)
+class StaticPolicy:
+    kubernetes_versions: tuple[str, ...]
+    allowed_service_types: tuple[str, ...]
+    stateful_images: dict[str, str]
+    project_image_prefix: str
+    images_dir: Path
+
+    @classmethod
+    def from_fixture(cls, doc: dict[str, Any], images_dir: Path) -> StaticPolicy:
+        return cls(tuple(schema.newest_versions(int(doc["kubernetes_versions_newest"]))),
+                   tuple(doc["allowed_service_types"]), dict(doc["stateful_images"]),
+                   str(doc["project_image_prefix"]), images_dir)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One test: one rule applied to one subject (an object ref, a namespace, an image, the whole set)."""
+
+    rule: str
+    subject: str
+    source: str
+    arg: str = ""  # the Kubernetes version of a schema case, the config key and job of a scrape-target case
+
+    @property
+    def id(self) -> str:
+        return f"{self.subject}:{self.rule}" + (f"/{self.arg}" if self.arg else "")
+
+
+def cases(m: Manifests, policy: StaticPolicy) -> list[Case]:
+    out: list[Case] = []
+    for o in m.objects:
+        for v in policy.kubernetes_versions:
+            out.append(Case("schema", o.ref, o.source, v))
+        out.append(Case("labels", o.ref, o.source))
+    for w in m.workloads():
+        out += [Case(r, w.ref, w.source) for r in WORKLOAD_RULES]
+        if wrules.stateful_path(w, policy.stateful_images):
+            out.append(Case("stateful-pvc", w.ref, w.source))
+        if w.kind == "Deployment" and any("persistentVolumeClaim" in v
+                                           for v in (w.pod_spec() or {}).get("volumes") or []):
+            out.append(Case("rwo-recreate", w.ref, w.source))
+        if orules.artifact_buckets(w):
+            out.append(Case("bucket-bootstrap", w.ref, w.source))
+    for s in m.of_kind("Service"):
+        out += [Case(r, s.ref, s.source) for r in ("service-type", "service-selects", "service-ports")]
+    for cm, key, doc in orules.prometheus_configs(m):
+        for job in doc["scrape_configs"]:
+            out.append(Case("scrape-target", cm.ref, cm.source, f"{key}/{job.get('job_name')}"))
+    for ns in m.of_kind("Namespace"):
+        out.append(Case("pod-security", ns.ref, ns.source))
+    for ns_name in sorted({str(w.namespace) for w in m.workloads()}):
+        out.append(Case("default-deny", f"Namespace/{ns_name}", _policy_files(m, ns_name)))
+    for image, w in orules.project_images(m, policy.project_image_prefix).items():
+        out.append(Case("project-image", f"Image/{image}", w.source))
+    out.append(Case("isolation", "NetworkPolicies", _policy_files(m)))
+    return out
+
+
+def _policy_files(m: Manifests, namespace: str | None = None) -> str:
+    files = sorted({p.source for p in m.of_kind("NetworkPolicy") if namespace in (None, p.namespace)})
+    return ", ".join(files) if files else f"no NetworkPolicy{' in namespace ' + namespace if namespace else ''}"
+
+
+def run(case: Case, m: Manifests, policy: StaticPolicy, intent: Intent | None) -> list[str]:
+    """The problems `case` finds in `m` ([] when it holds). Raises schema.NoSchema for a custom resource."""
+    r = case.rule
+    if r == "isolation":
+        return check_isolation(m, intent)[1]
+    if r == "default-deny":
+        return orules.check_default_deny(case.subject.split("/", 1)[1], m)
+    if r == "project-image":
+        return orules.check_project_image(case.subject.split("/", 1)[1], policy.project_image_prefix,
+                                          policy.images_dir)
+    obj = m.find(case.subject)
+    if r == "schema":
+        return schema.validate(obj.body, case.arg)
+    if r == "scrape-target":
+        key, _, job_name = case.arg.partition("/")
+        docs = [doc for cm, k, doc in orules.prometheus_configs(m) if cm is obj and k == key]
+        jobs = [j for d in docs for j in d["scrape_configs"] if str(j.get("job_name")) == job_name]
+        return orules.check_scrape_job(obj, jobs[0], m) if jobs else [f"job {job_name!r} not found in {key}"]
+    checks = {
+        "labels": lambda: orules.check_labels(obj),
+        "pinned-images": lambda: wrules.check_pinned_images(obj),
+        "probes": lambda: wrules.check_probes(obj),
+        "resources": lambda: wrules.check_resources(obj),
+        "security-context": lambda: wrules.check_security_context(obj),
+        "no-secret-literals": lambda: wrules.check_no_secret_literals(obj),
+        "references": lambda: wrules.check_references(obj, m),
+        "stateful-pvc": lambda: wrules.check_stateful_pvc(obj, policy.stateful_images),
+        "rwo-recreate": lambda: wrules.check_rwo_recreate(obj, m),
+        "bucket-bootstrap": lambda: orules.check_bucket_bootstrap(obj, m),
+        "service-type": lambda: orules.check_service_type(obj, policy.allowed_service_types),
+        "service-selects": lambda: orules.check_service_selects(obj, m),
+        "service-ports": lambda: orules.check_service_ports(obj, m),
+        "pod-security": lambda: orules.check_pod_security_labels(obj),
+    }
+    return checks[r]()
+
+
+def message(case: Case, problems: list[str]) -> str:
+    """A finding: object, file, rule and what was expected vs found, one problem per line."""
+    head = f"{case.subject} ({case.source}) [{case.rule}{'/' + case.arg if case.arg else ''}]"
+    return head + " " + RULES[case.rule] + ":\n" + "\n".join(f"  - {p}" for p in problems)
+
+
+def failing(m: Manifests, policy: StaticPolicy, intent: Intent | None) -> dict[str, list[str]]:
+    """Every case of `m` that finds a problem, by case id (custom resources without a schema are left out)."""
+    out = {}
+    for case in cases(m, policy):
+        try:
+            problems = run(case, m, policy, intent)
+        except schema.NoSchema:
+            continue
+        if problems:
+            out[case.id] = problems
+    return out

@@ -1,0 +1,236 @@
+"""Rules on one workload's pod template: images, probes, resources, security, secrets, volumes, references."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from indmlops.manifests import LONG_RUNNING, Manifests, Obj
+
+_SECRET_NAME = re.compile(r"(?i)(passw|passwd|secret|token|api[_-]?key|private[_-]?key|credential)")
+# `--password=hunter2`, `password: x`, `user:pass@host` — but not `$(VAR)`/`$VAR`/`${VAR}` expansions.
+_SECRET_ASSIGN = re.compile(r"(?i)(passw(or)?d|secret|token|api[_-]?key)[\w-]*\s*[=:]\s*(?![$\"'])(\S+)")
+_URL_PASSWORD = re.compile(r"://[^/\s:@]+:(?!\$)[^@\s/]+@")
+_SECRET_FLAG = re.compile(r"(?i)^--?[\w-]*(passw(or)?d|secret|token|api-?key)$")
+
+
+def image_tag(image: str) -> tuple[str, str | None, str | None]:
+    """(repository, tag, digest) of an image reference."""
+    digest = None
+    if "@" in image:
+        image, digest = image.split("@", 1)
+    last = image.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo, tag = image.rsplit(":", 1)
+        return repo, tag, digest
+    return image, None, digest
+
+
+def check_pinned_images(obj: Obj) -> list[str]:
+    out = []
+    for c in obj.containers():
+        image = str(c.get("image", ""))
+        _, tag, digest = image_tag(image)
+        if digest:
+            continue
+        if tag is None:
+            out.append(f"container {c.get('name')}: image {image!r} has no tag; expected an exact version "
+                       "(e.g. name:1.2.3) or an @sha256 digest")
+        elif tag.lower() == "latest" or not re.search(r"\d", tag):
+            out.append(f"container {c.get('name')}: image {image!r} uses the floating tag {tag!r}; expected an "
+                       "exact version (e.g. name:1.2.3) or an @sha256 digest")
+    return out
+
+
+def _declared_port_names(c: Mapping[str, Any]) -> set[str]:
+    return {str(p.get("name")) for p in c.get("ports") or [] if p.get("name")}
+
+
+def check_probes(obj: Obj) -> list[str]:
+    if obj.kind not in LONG_RUNNING:
+        return []
+    out = []
+    for c in obj.containers(init=False):
+        for probe in ("readinessProbe", "livenessProbe"):
+            spec = c.get(probe)
+            if not spec:
+                out.append(f"container {c.get('name')}: expected a {probe}, found none")
+                continue
+            action = spec.get("httpGet") or spec.get("tcpSocket") or spec.get("grpc")
+            port = (action or {}).get("port")
+            if isinstance(port, str) and not port.isdigit() and port not in _declared_port_names(c):
+                out.append(f"container {c.get('name')}: {probe} uses port {port!r}, which the container does not "
+                           f"declare (declared: {sorted(_declared_port_names(c)) or 'none'})")
+    return out
+
+
+def check_resources(obj: Obj) -> list[str]:
+    out = []
+    for c in obj.containers():
+        res = c.get("resources") or {}
+        missing = [f"{kind}.{r}" for kind in ("requests", "limits") for r in ("cpu", "memory")
+                   if r not in (res.get(kind) or {})]
+        if missing:
+            out.append(f"container {c.get('name')}: expected resources {', '.join(missing)}; "
+                       f"found {dict(res) or 'none'}")
+    return out
+
+
+def check_security_context(obj: Obj) -> list[str]:
+    pod = obj.pod_spec() or {}
+    psc = pod.get("securityContext") or {}
+    out = []
+    for flag in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(flag):
+            out.append(f"pod spec: {flag}: true; expected false")
+    for v in pod.get("volumes") or []:
+        if "hostPath" in v:
+            out.append(f"volume {v.get('name')}: hostPath {v['hostPath'].get('path')!r}; expected no host paths")
+    for c in obj.containers():
+        sc = c.get("securityContext") or {}
+        name = f"container {c.get('name')}"
+        if not sc.get("runAsNonRoot", psc.get("runAsNonRoot")):
+            out.append(f"{name}: runAsNonRoot is not true (pod or container); expected true")
+        if sc.get("runAsUser", psc.get("runAsUser")) == 0:
+            out.append(f"{name}: runAsUser 0 (root); expected a non-zero uid")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            out.append(f"{name}: allowPrivilegeEscalation is {sc.get('allowPrivilegeEscalation')!r}; expected false")
+        if sc.get("privileged"):
+            out.append(f"{name}: privileged: true; expected false")
+        caps = sc.get("capabilities") or {}
+        if "ALL" not in (caps.get("drop") or []):
+            out.append(f"{name}: capabilities.drop is {caps.get('drop')!r}; expected it to contain ALL")
+        added = [a for a in caps.get("add") or [] if a != "NET_BIND_SERVICE"]
+        if added:
+            out.append(f"{name}: capabilities.add {added}; expected none (NET_BIND_SERVICE at most)")
+        seccomp = (sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            out.append(f"{name}: seccompProfile type {seccomp!r}; expected RuntimeDefault (pod or container)")
+    return out
+
+
+def check_no_secret_literals(obj: Obj) -> list[str]:
+    out = []
+    for c in obj.containers():
+        name = f"container {c.get('name')}"
+        for e in c.get("env") or []:
+            value = e.get("value")
+            if value and _SECRET_NAME.search(str(e.get("name", ""))) and not str(value).startswith("$("):
+                out.append(f"{name}: env {e.get('name')} has a literal value; expected valueFrom.secretKeyRef")
+        words = [str(w) for w in (c.get("command") or []) + (c.get("args") or [])]
+        for i, w in enumerate(words):
+            for m in _SECRET_ASSIGN.finditer(w):
+                out.append(f"{name}: argument contains a secret-looking literal {m.group(0)[:40]!r}; expected a "
+                           "reference to an environment variable fed from a Secret")
+            if _URL_PASSWORD.search(w):
+                out.append(f"{name}: argument has a password in a URL ({w[:60]!r}); expected it from a Secret")
+            if _SECRET_FLAG.match(w) and i + 1 < len(words) and not words[i + 1].startswith(("$", "-")):
+                out.append(f"{name}: {w} is followed by the literal {words[i + 1][:20]!r}; expected a Secret")
+    return out
+
+
+def _volumes(obj: Obj) -> dict[str, dict[str, Any]]:
+    vols = {str(v.get("name")): v for v in (obj.pod_spec() or {}).get("volumes") or []}
+    if obj.kind == "StatefulSet":
+        for t in (obj.body.get("spec") or {}).get("volumeClaimTemplates") or []:
+            vols[str((t.get("metadata") or {}).get("name"))] = {"volumeClaimTemplate": t}
+    return vols
+
+
+def stateful_path(obj: Obj, stateful_images: Mapping[str, str]) -> tuple[str, str] | None:
+    """(container, data path) when a container runs an image known to keep state, else None."""
+    for c in obj.containers(init=False):
+        repo = str(c.get("image", "")).split("@")[0].rsplit("/", 1)[-1].split(":")[0]
+        if repo in stateful_images:
+            return str(c.get("name")), stateful_images[repo]
+    return None
+
+
+def check_stateful_pvc(obj: Obj, stateful_images: Mapping[str, str]) -> list[str]:
+    found = stateful_path(obj, stateful_images)
+    if not found:
+        return []
+    cname, path = found
+    vols = _volumes(obj)
+    c = next(c for c in obj.containers(init=False) if c.get("name") == cname)
+    for vm in c.get("volumeMounts") or []:
+        mount = str(vm.get("mountPath", "")).rstrip("/")
+        if path == mount or path.startswith(mount + "/"):
+            vol = vols.get(str(vm.get("name")), {})
+            if "persistentVolumeClaim" in vol or "volumeClaimTemplate" in vol:
+                return []
+            kind = next((k for k in vol if k != "name"), "no such volume")
+            return [(f"container {cname}: data path {path} is on volume {vm.get('name')!r} ({kind}); expected a "
+                     "PersistentVolumeClaim (the data would not survive the pod)")]
+    return [f"container {cname}: nothing is mounted at its data path {path}; expected a PersistentVolumeClaim"]
+
+
+def check_rwo_recreate(obj: Obj, m: Manifests) -> list[str]:
+    if obj.kind != "Deployment":
+        return []
+    rwo = []
+    for v in _volumes(obj).values():
+        claim = (v.get("persistentVolumeClaim") or {}).get("claimName")
+        if not claim:
+            continue
+        pvc = m.get("PersistentVolumeClaim", obj.namespace, str(claim))
+        modes = ((pvc.body.get("spec") or {}).get("accessModes") or []) if pvc else ["ReadWriteOnce (assumed)"]
+        if any(str(mode).startswith(("ReadWriteOnce", "ReadWriteOncePod")) for mode in modes):
+            rwo.append(str(claim))
+    spec = obj.body.get("spec") or {}
+    strategy = (spec.get("strategy") or {}).get("type", "RollingUpdate")
+    out = []
+    if rwo and strategy != "Recreate":
+        out.append(f"mounts ReadWriteOnce claim(s) {rwo} with strategy {strategy}; expected Recreate (a rolling "
+                   "update starts the new pod while the old one holds the volume)")
+    if rwo and int(spec.get("replicas", 1)) > 1:
+        out.append(f"mounts ReadWriteOnce claim(s) {rwo} with {spec.get('replicas')} replicas; expected 1")
+    return out
+
+
+def check_references(obj: Obj, m: Manifests) -> list[str]:
+    ns, out = obj.namespace, []
+
+    def need(kind: str, name: Any, where: str, key: Any = None, optional: Any = False) -> None:
+        if optional or not name:
+            return
+        found = m.get(kind, ns, str(name))
+        if not found:
+            out.append(f"{where}: {kind} {ns}/{name} does not exist in the manifests")
+        elif key is not None and kind in ("Secret", "ConfigMap"):
+            keys = set(found.body.get("data") or {}) | set(found.body.get("stringData") or {}) \
+                | set(found.body.get("binaryData") or {})
+            if str(key) not in keys:
+                out.append(f"{where}: {kind} {ns}/{name} has no key {key!r} (keys: {sorted(keys)})")
+
+    claims = {str((t.get("metadata") or {}).get("name"))
+              for t in (obj.body.get("spec") or {}).get("volumeClaimTemplates") or []}
+    for v in (obj.pod_spec() or {}).get("volumes") or []:
+        where = f"volume {v.get('name')}"
+        if "configMap" in v:
+            need("ConfigMap", v["configMap"].get("name"), where, optional=v["configMap"].get("optional"))
+        if "secret" in v:
+            need("Secret", v["secret"].get("secretName"), where, optional=v["secret"].get("optional"))
+        if "persistentVolumeClaim" in v and v["persistentVolumeClaim"].get("claimName") not in claims:
+            need("PersistentVolumeClaim", v["persistentVolumeClaim"].get("claimName"), where)
+        for src in (v.get("projected") or {}).get("sources") or []:
+            for kind, field in (("configMap", "ConfigMap"), ("secret", "Secret")):
+                if kind in src:
+                    need(field, src[kind].get("name"), where, optional=src[kind].get("optional"))
+    for c in obj.containers():
+        cname = f"container {c.get('name')}"
+        for ef in c.get("envFrom") or []:
+            if "configMapRef" in ef:
+                need("ConfigMap", ef["configMapRef"].get("name"), cname, optional=ef["configMapRef"].get("optional"))
+            if "secretRef" in ef:
+                need("Secret", ef["secretRef"].get("name"), cname, optional=ef["secretRef"].get("optional"))
+        for e in c.get("env") or []:
+            vf = e.get("valueFrom") or {}
+            for ref, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
+                if ref in vf:
+                    need(kind, vf[ref].get("name"), f"{cname} env {e.get('name')}", vf[ref].get("key"),
+                         vf[ref].get("optional"))
+    for s in (obj.pod_spec() or {}).get("imagePullSecrets") or []:
+        need("Secret", s.get("name"), "imagePullSecrets")
+    return out

@@ -1,0 +1,63 @@
+"""Readiness by protocol: a service is ready when it answers its own protocol (MQTT CONNACK, SELECT 1, S3
+ListBuckets, an HTTP status), not when a port is open. Each raises `NoAnswer` with the last observed state."""
+
+from __future__ import annotations
+
+import requests
+
+from indmlops.wire import Endpoint, NoAnswer, mqtt_close, mqtt_connect
+
+
+def mqtt_ready(ep: Endpoint, user: str, password: str) -> str:
+    mqtt_close(mqtt_connect(ep, user, password))
+    return "CONNACK accepted"
+
+
+def postgres_ready(ep: Endpoint, user: str, password: str, database: str) -> str:
+    import psycopg
+
+    try:
+        with psycopg.connect(host=ep.host, port=ep.port, user=user, password=password, dbname=database,
+                             connect_timeout=3) as conn:
+            value = conn.execute("SELECT 1").fetchone()
+    except psycopg.Error as exc:
+        raise NoAnswer(f"PostgreSQL {ep.host}:{ep.port} db={database} user={user}: {str(exc).strip()}") from exc
+    if value != (1,):
+        raise NoAnswer(f"PostgreSQL answered SELECT 1 with {value!r}")
+    return "SELECT 1 ok"
+
+
+def s3_client(ep: Endpoint, access_key: str, secret_key: str, region: str = "us-east-1"):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3", endpoint_url=ep.url, aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+        region_name=region,
+        config=Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 1},
+                      s3={"addressing_style": "path"}),
+    )
+
+
+def s3_ready(ep: Endpoint, access_key: str, secret_key: str) -> str:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        buckets = s3_client(ep, access_key, secret_key).list_buckets()["Buckets"]
+    except ClientError as exc:
+        raise NoAnswer(f"S3 {ep.url}: ListBuckets refused: {exc.response['Error'].get('Code')}") from exc
+    except BotoCoreError as exc:
+        raise NoAnswer(f"S3 {ep.url}: ListBuckets failed: {exc}") from exc
+    return f"ListBuckets ok ({len(buckets)} buckets)"
+
+
+def http_ready(url: str, expect_status: int = 200, expect_body: str | None = None) -> str:
+    try:
+        resp = requests.get(url, timeout=3)
+    except requests.RequestException as exc:
+        raise NoAnswer(f"GET {url}: {type(exc).__name__}") from exc
+    if resp.status_code != expect_status:
+        raise NoAnswer(f"GET {url}: HTTP {resp.status_code}, expected {expect_status}: {resp.text[:200]!r}")
+    if expect_body is not None and expect_body not in resp.text:
+        raise NoAnswer(f"GET {url}: body {resp.text[:200]!r} lacks {expect_body!r}")
+    return f"HTTP {resp.status_code}"

@@ -1,0 +1,226 @@
+"""Where the local stack keeps its state, which ports it uses, and its generated credentials."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from indmlops.broker import DEFAULT_BROKER_AUTOSAVE
+from indmlops.errors import IndMLOpsError, StateDirError
+from indmlops.paths import REPO_ROOT
+
+HOST = "127.0.0.1"
+
+# The seed's ports where a service has one (MinIO's S3 API on 9000, MLflow 5000, ...). SeaweedFS's own
+# master/volume/filer ports are moved out of the common 8080/8888/9333 range; its gRPC ports are pinned
+# explicitly (it would otherwise take port + 10000) and its Iceberg/Lance side listeners are disabled.
+DEFAULT_PORTS: dict[str, int] = {
+    "mosquitto": 1883,
+    "postgres": 5432,
+    "s3": 9000,
+    "s3-grpc": 19000,
+    "s3-master": 19333,
+    "s3-master-grpc": 29333,
+    "s3-volume": 18080,
+    "s3-volume-grpc": 28080,
+    "s3-filer": 18888,
+    "s3-filer-grpc": 28888,
+    "s3-metrics": 19324,
+    "mlflow": 5000,
+    "prometheus": 9090,
+    "nodered": 1880,
+    "inference": 8088,
+}
+
+BUCKET = "mlflow-bucket"
+
+# One MQTT account per role; the ACLs in config/mosquitto/acl.conf say what each may do.
+MQTT_USERS = ("simulator", "inference", "nodered", "monitor", "probe")
+
+
+def parse_port_overrides(text: str, origin: str) -> dict[str, int]:
+    """Parse 'mosquitto=11883,mlflow=15000' into a dict, naming `origin` in any error."""
+    out: dict[str, int] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or name not in DEFAULT_PORTS:
+            raise IndMLOpsError(
+                f"port override {item!r} from {origin}: expected NAME=PORT with NAME one of "
+                f"{', '.join(DEFAULT_PORTS)}"
+            )
+        if not value.isdigit() or not 1 <= int(value) <= 65535:
+            raise IndMLOpsError(f"port override {item!r} from {origin}: port must be 1-65535")
+        out[name] = int(value)
+    return out
+
+
+def resolve_ports(offset: int = 0, overrides: dict[str, int] | None = None) -> dict[str, int]:
+    ports = {k: v + offset for k, v in DEFAULT_PORTS.items()}
+    ports.update(overrides or {})
+    bad = {k: v for k, v in ports.items() if not 1 <= v <= 65535}
+    # Ports in the ephemeral range (32768+ on Linux) work, but any outgoing connection may hold one briefly.
+    if bad:
+        raise IndMLOpsError(f"ports out of range after offset {offset}: {bad}")
+    dupes = {p for p in ports.values() if list(ports.values()).count(p) > 1}
+    if dupes:
+        clash = {k: v for k, v in ports.items() if v in dupes}
+        raise IndMLOpsError(f"two services were given the same port: {clash}")
+    return ports
+
+
+def ports_from_environment(env: Mapping[str, str] | None = None, cli_overrides: list[str] | None = None
+                           ) -> dict[str, int] | None:
+    """Ports from INDMLOPS_PORT_OFFSET, INDMLOPS_PORTS and `--port` items (later wins); None: the defaults.
+    The CLI and the pytest plugin both use it, so `INDMLOPS_PORT_OFFSET=1000 ./lab suites` shifts the stack the
+    session starts exactly as it shifts `indmlops up`."""
+    env = os.environ if env is None else env
+    offset_text = env.get("INDMLOPS_PORT_OFFSET", "")
+    if offset_text and not offset_text.lstrip("-").isdigit():
+        raise IndMLOpsError(f"INDMLOPS_PORT_OFFSET {offset_text!r} from environment: expected an integer")
+    offset = int(offset_text or 0)
+    overrides = parse_port_overrides(env.get("INDMLOPS_PORTS", ""), "INDMLOPS_PORTS")
+    for item in cli_overrides or []:
+        overrides.update(parse_port_overrides(item, "--port"))
+    if not offset and not overrides:
+        return None
+    return resolve_ports(offset, overrides)
+
+
+def default_state_dir() -> Path:
+    env = os.environ.get("INDMLOPS_STATE_DIR")
+    return Path(env) if env else REPO_ROOT / ".indmlops"
+
+
+@dataclass
+class Layout:
+    """Paths under one state directory; nothing of the stack lives outside it."""
+
+    state_dir: Path
+
+    def __post_init__(self) -> None:
+        self.state_dir = Path(self.state_dir).absolute()
+
+    @property
+    def conf(self) -> Path:
+        return self.state_dir / "conf"
+
+    @property
+    def data(self) -> Path:
+        return self.state_dir / "data"
+
+    @property
+    def logs(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def run(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def stack_file(self) -> Path:
+        return self.state_dir / "stack.json"
+
+    @property
+    def supervisor_conf(self) -> Path:
+        return self.conf / "supervisord.conf"
+
+    @property
+    def supervisor_sock(self) -> Path:
+        return self.run / "supervisor.sock"
+
+    @property
+    def supervisor_pid(self) -> Path:
+        return self.run / "supervisord.pid"
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.logs / "supervisord.log"
+
+    def log(self, service: str) -> Path:
+        return self.logs / f"{service}.log"
+
+    def ensure(self) -> None:
+        """Create the state tree, or say exactly why it cannot be."""
+        try:
+            for d in (self.state_dir, self.conf, self.data, self.logs, self.run):
+                d.mkdir(parents=True, exist_ok=True)
+            probe = self.state_dir / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise StateDirError(
+                f"state directory {self.state_dir} is not writable ({exc.strerror}: {exc.filename}): "
+                "choose another with --state-dir or INDMLOPS_STATE_DIR"
+            ) from exc
+        # A Unix socket path is limited to 107 bytes (sun_path); fail here rather than inside supervisord.
+        if len(str(self.supervisor_sock)) > 100:
+            raise StateDirError(
+                f"state directory {self.state_dir} is too deep: the supervisor socket path "
+                f"{self.supervisor_sock} exceeds 100 bytes; choose a shorter --state-dir"
+            )
+
+
+@dataclass
+class StackConfig:
+    """What `up` decided: ports, credentials and the broker's durability setting, persisted so status, targets
+    and tests read the same."""
+
+    state_dir: Path
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    credentials: dict[str, dict[str, str]] = field(default_factory=dict)
+    broker_autosave: int = DEFAULT_BROKER_AUTOSAVE
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.state_dir)
+
+    @classmethod
+    def create(cls, state_dir: Path, ports: dict[str, int],
+               broker_autosave: int = DEFAULT_BROKER_AUTOSAVE) -> StackConfig:
+        """A config for `state_dir`, keeping credentials from an earlier run so data stays readable."""
+        layout = Layout(state_dir)
+        previous = cls.load(state_dir) if layout.stack_file.exists() else None
+        creds = previous.credentials if previous else new_credentials()
+        return cls(state_dir=layout.state_dir, ports=ports, credentials=creds, broker_autosave=broker_autosave)
+
+    @classmethod
+    def load(cls, state_dir: Path) -> StackConfig:
+        layout = Layout(state_dir)
+        try:
+            raw = json.loads(layout.stack_file.read_text())
+        except FileNotFoundError:
+            raise IndMLOpsError(
+                f"{layout.stack_file} does not exist: the local stack was never started here (`indmlops up`)"
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise IndMLOpsError(
+                f"{layout.stack_file} is not valid JSON ({exc}): remove it and run `indmlops up`") from exc
+        # A stack.json written before the option existed ran the then hard-wired value, the default.
+        return cls(state_dir=layout.state_dir, ports=raw["ports"], credentials=raw["credentials"],
+                   broker_autosave=int(raw.get("broker_autosave", DEFAULT_BROKER_AUTOSAVE)))
+
+    def save(self) -> None:
+        path = self.layout.stack_file
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"ports": self.ports, "credentials": self.credentials,
+                                   "broker_autosave": self.broker_autosave}, indent=2))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+
+
+def new_credentials() -> dict[str, dict[str, str]]:
+    def pw() -> str:
+        return secrets.token_urlsafe(18)
+
+    creds: dict[str, dict[str, str]] = {
+        "postgres": {"superuser": "postgres", "superuser_password": pw(), "user": "mlflow", "password": pw(),
+                     "database": "mlflow"},
+        "s3": {"access_key": "indmlops" + secrets.token_hex(6), "secret_key": pw(), "region": "us-east-1",
+               "bucket": BUCKET},
+    }
+    creds["mosquitto"] = {f"{u}_password": pw() for u in MQTT_USERS}
+    return creds
