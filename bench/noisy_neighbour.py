@@ -213,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     stress_ng = None if args.no_stress else ensure_stress_ng(not args.no_install)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_on)
+    # Ctrl-C as KeyboardInterrupt even when started with SIGINT ignored (a background job of a non-interactive
+    # shell, nohup): Python leaves an inherited SIG_IGN in place, and the pytest it starts would inherit it too.
+    # A handler (unlike SIG_IGN) is reset to the default by exec, so pytest's own Ctrl-C teardown works as well.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     OUT.mkdir(parents=True, exist_ok=True)
     results: list[RunResult] = []
     header = (f"noisy neighbour: {args.runs} runs of `pytest suites/ --profile quick -m {args.markers!r}` under "

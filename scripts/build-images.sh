@@ -158,12 +158,15 @@ for n in "${names[@]}"; do
   fi
   secs=$(since "$t0")
   # Also the tag the Kubernetes manifests use: the project version, or MLflow's for the MLflow image.
+  # Both read where they are set once: MLflow's pin in pyproject.toml's `tracking` extra, the project's version in
+  # src/indmlops/__init__.py.
   if [ "$n" = mlflow ]; then
-    version=$(grep -o '"mlflow==[0-9][0-9.]*"' "$context/images/mlflow/Dockerfile" | head -1 | tr -d '"' | cut -d= -f3)
+    version=$(python3 "$context/scripts/requirements.py" tracking | sed -n 's/^mlflow==//p' | head -1)
   else
-    version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$context/pyproject.toml" | head -1)
+    version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$context/src/indmlops/__init__.py" | head -1)
   fi
-  [ -n "$version" ] && "$engine" tag "$ref" "localhost/indmlops-$n:$version"
+  [ -n "$version" ] || die 1 "images/$n: no version to tag it with (pyproject.toml's tracking extra pins mlflow==X; src/indmlops/__init__.py sets __version__)"
+  "$engine" tag "$ref" "localhost/indmlops-$n:$version"
   # The image this build replaced: its runtime layer (the whole venv) would otherwise stay on disk as <none>,
   # a few hundred MB per source change. The builder stages' cache is left alone. Kept if tagged otherwise.
   new=$("$engine" image inspect --format '{{.Id}}' "$ref")

@@ -113,12 +113,12 @@ def test_mqtt_check_fails_naming_the_payload_that_kills_the_loop(poisonable_edge
 def test_http_check_fails_naming_the_payload_when_the_handler_drops_the_connection(poisonable_edge, monkeypatch):
     edge = poisonable_edge
     # The variant's HTTP path is the hardened one; make its request handling raise as the old one did on 10**400.
-    from indmlops.inference import service as service_module
+    from indmlops.inference import http as http_module
 
     def overflow(*_a, **_k):
         raise OverflowError("int too large to convert to float")
 
-    monkeypatch.setattr(service_module, "parse_reading", overflow)
+    monkeypatch.setattr(http_module, "parse_reading", overflow)
     body = hs.Body(b'{"features":{"temperature_c":1' + b"0" * 400 + b"}}", "features.temperature_c = 10**400",
                    hs.Expect(False, frozenset({"out_of_range"})))
     with pytest.raises(AssertionError) as err:

@@ -108,11 +108,19 @@ def test_stress_stop_ends_its_whole_group(tmp_path, fake_stress):
 def test_script_stops_stress_when_signalled(tmp_path, fake_stress, sig):
     script, pids = fake_stress
     env = dict(os.environ, PATH=f"{script.parent}:{os.environ['PATH']}")
+    # Started with SIGINT ignored, as a background job of a non-interactive shell (nohup, CI runners) starts it:
+    # Ctrl-C must still stop it.
     proc = subprocess.Popen([sys.executable, str(BENCH), "--runs", "1", "--warmup", "60", "-m", "smoke"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    procs = _wait_for(pids)
-    proc.send_signal(sig)
-    out, _ = proc.communicate(timeout=30)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        procs = _wait_for(pids)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=30)
+    finally:  # a script that ignored the signal must not go on to run the suites against the stack
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode != 0, out
     deadline = time.monotonic() + 5
     while any(_alive(p) for p in procs) and time.monotonic() < deadline:
