@@ -16,7 +16,8 @@ from indmlops.manifests import ManifestError, load, load_cached
 REPO = Path(__file__).resolve().parents[2]
 KIND = REPO / "manifests" / "overlays" / "kind"
 SEED_SERVICES = {"minio-svc", "mlflow-svc", "postgres-svc", "mosquitto-svc", "nodered-svc", "grafana-svc",
-                 "prometheus-svc", "inference-svc", "jupyter-svc"}
+                 "prometheus-svc", "inference-svc", "jupyter-svc",
+                 "postgres-headless"}  # the StatefulSet's governing Service (per-pod DNS names), not for clients
 
 
 @pytest.fixture(scope="module")

@@ -70,6 +70,7 @@ MOSQUITTO, NODERED = "Deployment/ot-edge/mosquitto", "Deployment/ot-edge/nodered
 SIMULATOR, INFERENCE = "Deployment/ot-edge/simulator", "Deployment/ot-edge/inference"
 PROMETHEUS, GRAFANA = "Deployment/governance/prometheus", "Deployment/governance/grafana"
 SCRAPE = "ConfigMap/governance/prometheus-config:scrape-target/prometheus.yml"
+RULES_CASE = "ConfigMap/governance/prometheus-config:prometheus-rules/prometheus.yml"
 
 # name -> (mutation, the case ids that must fail). Each mutation changes one thing of the rendered set.
 MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
@@ -139,7 +140,40 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
                     {f"{INFERENCE}:schema/{v}" for v in ("1.34", "1.35", "1.36", "1.37")}),
     "project-image-without-dockerfile": (lambda m: container(m, INFERENCE).update(image="indmlops-edge:0.1.0"),
                                          {"Image/indmlops-edge:0.1.0:project-image"}),
+    # The StatefulSet's governing Service (the shipped set had the first one: a ClusterIP Service).
+    "statefulset-governed-by-clusterip-service": (
+        lambda m: m.find(POSTGRES).body["spec"].update(serviceName="postgres-svc"),
+        {f"{POSTGRES}:statefulset-service"}),
+    "statefulset-service-missing": (lambda m: drop(m, "Service/it-core/postgres-headless"),
+                                    {f"{POSTGRES}:statefulset-service"}),
+    "statefulset-service-selects-other-pods": (
+        lambda m: m.find("Service/it-core/postgres-headless").body["spec"].update(
+            selector={"app.kubernetes.io/name": "postgresql"}),
+        {f"{POSTGRES}:statefulset-service", "Service/it-core/postgres-headless:service-selects"}),
+    "statefulset-service-without-selector": (
+        lambda m: m.find("Service/it-core/postgres-headless").body["spec"].pop("selector"),
+        {f"{POSTGRES}:statefulset-service", "Service/it-core/postgres-headless:service-selects"}),
+    # Rule files: the shipped set lacked the SLO rules file in the ConfigMap Prometheus mounts.
+    "slo-rules-file-not-in-configmap": (
+        lambda m: rules_data(m).pop("slo.yml"), {RULES_CASE}),
+    "rules-configmap-not-mounted": (
+        lambda m: volume(m, PROMETHEUS, "rules")["configMap"].update(
+            name=volume(m, PROMETHEUS, "config")["configMap"]["name"]), {RULES_CASE}),
+    "rules-mounted-elsewhere": (
+        lambda m: next(v for v in container(m, PROMETHEUS)["volumeMounts"] if v["name"] == "rules").update(
+            mountPath="/etc/prometheus/alerts"), {RULES_CASE}),
+    "rule-files-pattern-matches-nothing": (lambda m: edit_prometheus(m, "/etc/prometheus/rules/*.yml",
+                                                                     "/etc/prometheus/rules/*.yaml"), {RULES_CASE}),
+    "rule-files-left-out": (lambda m: edit_prometheus(m, "rule_files:\n- /etc/prometheus/rules/*.yml\n", ""),
+                            {RULES_CASE}),
+    "alert-renamed-in-the-mounted-file": (
+        lambda m: rules_data(m).update(**{"slo.yml": rules_data(m)["slo.yml"].replace(
+            "alert: EdgeSLOBreach_mqtt_e2e_p99_quick", "alert: EdgeSloBreach_mqtt_e2e_p99_quick")}), {RULES_CASE}),
 }
+
+
+def rules_data(m: Manifests) -> dict:
+    return next(cm for cm in m.of_kind("ConfigMap") if cm.name.startswith("prometheus-rules")).body["data"]
 
 
 def pod_spec_labels(m, ref):

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from indmlops.checks.static import object_rules as orules
-from indmlops.checks.static import schema
+from indmlops.checks.static import schema, wiring_rules
 from indmlops.checks.static import workload_rules as wrules
 from indmlops.checks.static.isolation import Intent, check_isolation
 from indmlops.manifests import Manifests
@@ -29,6 +29,9 @@ RULES = {
     "service-selects": "every Service selects at least one pod template",
     "service-ports": "every Service port targets a port the selected pod templates declare",
     "scrape-target": "every Prometheus scrape target names an existing Service and one of its ports",
+    "prometheus-rules": "every rule_files pattern matches a rule file mounted into Prometheus, and the loaded files "
+                        "define every rule of the shared rule files",
+    "statefulset-service": "a StatefulSet's serviceName is a headless Service of its namespace selecting its pods",
     "bucket-bootstrap": "a bucket MLflow stores artifacts in is created by a Job",
     "pod-security": "every Namespace enforces a Pod Security level (baseline or restricted)",
     "default-deny": "every namespace with workloads has default-deny NetworkPolicies for ingress and egress",
@@ -47,12 +50,16 @@ class StaticPolicy:
     stateful_images: dict[str, str]
     project_image_prefix: str
     images_dir: Path
+    required_rules: dict[str, str]  # rule name -> shared rule file that defines it: Prometheus must load them all
 
     @classmethod
     def from_fixture(cls, doc: dict[str, Any], images_dir: Path) -> StaticPolicy:
+        root = images_dir.parent
+        pattern = doc.get("prometheus_required_rules")
         return cls(tuple(schema.newest_versions(int(doc["kubernetes_versions_newest"]))),
                    tuple(doc["allowed_service_types"]), dict(doc["stateful_images"]),
-                   str(doc["project_image_prefix"]), images_dir)
+                   str(doc["project_image_prefix"]), images_dir,
+                   wiring_rules.required_rules(str(pattern), root) if pattern else {})
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,9 @@ def cases(m: Manifests, policy: StaticPolicy) -> list[Case]:
     for cm, key, doc in orules.prometheus_configs(m):
         for job in doc["scrape_configs"]:
             out.append(Case("scrape-target", cm.ref, cm.source, f"{key}/{job.get('job_name')}"))
+        out.append(Case("prometheus-rules", cm.ref, cm.source, key))
+    for sts in m.of_kind("StatefulSet"):
+        out.append(Case("statefulset-service", sts.ref, sts.source))
     for ns in m.of_kind("Namespace"):
         out.append(Case("pod-security", ns.ref, ns.source))
     for ns_name in sorted({str(w.namespace) for w in m.workloads()}):
@@ -122,6 +132,10 @@ def run(case: Case, m: Manifests, policy: StaticPolicy, intent: Intent | None) -
         docs = [doc for cm, k, doc in orules.prometheus_configs(m) if cm is obj and k == key]
         jobs = [j for d in docs for j in d["scrape_configs"] if str(j.get("job_name")) == job_name]
         return orules.check_scrape_job(obj, jobs[0], m) if jobs else [f"job {job_name!r} not found in {key}"]
+    if r == "prometheus-rules":
+        found = [doc for cm, k, doc in orules.prometheus_configs(m) if cm is obj and k == case.arg]
+        return wiring_rules.check_prometheus_rules(obj, case.arg, found[0], m, policy.required_rules) if found \
+            else [f"{case.arg}: no Prometheus config under that key"]
     checks = {
         "labels": lambda: orules.check_labels(obj),
         "pinned-images": lambda: wrules.check_pinned_images(obj),
@@ -137,6 +151,7 @@ def run(case: Case, m: Manifests, policy: StaticPolicy, intent: Intent | None) -
         "service-selects": lambda: orules.check_service_selects(obj, m),
         "service-ports": lambda: orules.check_service_ports(obj, m),
         "pod-security": lambda: orules.check_pod_security_labels(obj),
+        "statefulset-service": lambda: wiring_rules.check_statefulset_service(obj, m),
     }
     return checks[r]()
 
