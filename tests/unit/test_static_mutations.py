@@ -71,6 +71,7 @@ SIMULATOR, INFERENCE = "Deployment/ot-edge/simulator", "Deployment/ot-edge/infer
 PROMETHEUS, GRAFANA = "Deployment/governance/prometheus", "Deployment/governance/grafana"
 SCRAPE = "ConfigMap/governance/prometheus-config:scrape-target/prometheus.yml"
 RULES_CASE = "ConfigMap/governance/prometheus-config:prometheus-rules/prometheus.yml"
+BROKER_CASE = "Secret/ot-edge/mosquitto-config:broker-auth/mosquitto.conf"
 
 # name -> (mutation, the case ids that must fail). Each mutation changes one thing of the rendered set.
 MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
@@ -169,7 +170,43 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
     "alert-renamed-in-the-mounted-file": (
         lambda m: rules_data(m).update(**{"slo.yml": rules_data(m)["slo.yml"].replace(
             "alert: EdgeSLOBreach_mqtt_e2e_p99_quick", "alert: EdgeSloBreach_mqtt_e2e_p99_quick")}), {RULES_CASE}),
+    # Service-account tokens: none of the stack's pods uses the API.
+    "token-automounted-by-the-pod": (lambda m: pod_spec(m, NODERED).update(automountServiceAccountToken=True),
+                                     {f"{NODERED}:sa-token"}),
+    "token-setting-left-out": (lambda m: pod_spec(m, JOB).pop("automountServiceAccountToken"), {f"{JOB}:sa-token"}),
+    "token-from-a-service-account-that-mounts-it": (
+        lambda m: (pod_spec(m, GRAFANA).pop("automountServiceAccountToken"),
+                   pod_spec(m, GRAFANA).update(serviceAccountName="grafana"),
+                   add(m, {"apiVersion": "v1", "kind": "ServiceAccount",
+                           "metadata": {"name": "grafana", "namespace": "governance"},
+                           "automountServiceAccountToken": True})),
+        {f"{GRAFANA}:sa-token"}),
+    # The broker: anonymous clients, no password check, one listener of several left open.
+    "broker-allows-anonymous": (lambda m: edit_broker(m, "allow_anonymous false", "allow_anonymous true"),
+                                {BROKER_CASE}),
+    "broker-without-password-file": (lambda m: edit_broker(m, "password_file /mosquitto/run/passwd\n", ""),
+                                     {BROKER_CASE}),
+    "broker-second-listener-open": (
+        lambda m: edit_broker(m, "per_listener_settings false", "per_listener_settings true",
+                              append="\nlistener 9001 0.0.0.0\nallow_anonymous true\n"),
+        {BROKER_CASE}),
 }
+
+
+def add(m: Manifests, body: dict) -> None:
+    from indmlops.manifests import Obj
+
+    m.objects.append(Obj(body, "mutation"))
+    m.__post_init__()
+
+
+def edit_broker(m: Manifests, old: str, new: str, append: str = "") -> None:
+    import base64
+
+    data = m.find("Secret/ot-edge/mosquitto-config").body["data"]
+    text = base64.b64decode("".join(data["mosquitto.conf"].split())).decode()
+    assert old in text, old
+    data["mosquitto.conf"] = base64.b64encode((text.replace(old, new) + append).encode()).decode()
 
 
 def rules_data(m: Manifests) -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from indmlops.checks.static import object_rules as orules
-from indmlops.checks.static import schema, wiring_rules
+from indmlops.checks.static import schema, security_rules, wiring_rules
 from indmlops.checks.static import workload_rules as wrules
 from indmlops.checks.static.isolation import Intent, check_isolation
 from indmlops.manifests import Manifests
@@ -32,6 +32,8 @@ RULES = {
     "prometheus-rules": "every rule_files pattern matches a rule file mounted into Prometheus, and the loaded files "
                         "define every rule of the shared rule files",
     "statefulset-service": "a StatefulSet's serviceName is a headless Service of its namespace selecting its pods",
+    "sa-token": "a pod that needs no Kubernetes API access mounts no service-account token",
+    "broker-auth": "an MQTT broker admits no anonymous client and checks passwords (password_file or auth plugin)",
     "bucket-bootstrap": "a bucket MLflow stores artifacts in is created by a Job",
     "pod-security": "every Namespace enforces a Pod Security level (baseline or restricted)",
     "default-deny": "every namespace with workloads has default-deny NetworkPolicies for ingress and egress",
@@ -51,6 +53,7 @@ class StaticPolicy:
     project_image_prefix: str
     images_dir: Path
     required_rules: dict[str, str]  # rule name -> shared rule file that defines it: Prometheus must load them all
+    api_access: tuple[str, ...] = ()  # workloads (Kind/namespace/name) that use the Kubernetes API
 
     @classmethod
     def from_fixture(cls, doc: dict[str, Any], images_dir: Path) -> StaticPolicy:
@@ -59,7 +62,8 @@ class StaticPolicy:
         return cls(tuple(schema.newest_versions(int(doc["kubernetes_versions_newest"]))),
                    tuple(doc["allowed_service_types"]), dict(doc["stateful_images"]),
                    str(doc["project_image_prefix"]), images_dir,
-                   wiring_rules.required_rules(str(pattern), root) if pattern else {})
+                   wiring_rules.required_rules(str(pattern), root) if pattern else {},
+                   tuple(str(r) for r in doc.get("api_access") or ()))
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,10 @@ def cases(m: Manifests, policy: StaticPolicy) -> list[Case]:
         out.append(Case("prometheus-rules", cm.ref, cm.source, key))
     for sts in m.of_kind("StatefulSet"):
         out.append(Case("statefulset-service", sts.ref, sts.source))
+    for w in m.workloads():
+        out.append(Case("sa-token", w.ref, w.source))
+    for obj, key, _text in security_rules.broker_configs(m):
+        out.append(Case("broker-auth", obj.ref, obj.source, key))
     for ns in m.of_kind("Namespace"):
         out.append(Case("pod-security", ns.ref, ns.source))
     for ns_name in sorted({str(w.namespace) for w in m.workloads()}):
@@ -132,6 +140,9 @@ def run(case: Case, m: Manifests, policy: StaticPolicy, intent: Intent | None) -
         docs = [doc for cm, k, doc in orules.prometheus_configs(m) if cm is obj and k == key]
         jobs = [j for d in docs for j in d["scrape_configs"] if str(j.get("job_name")) == job_name]
         return orules.check_scrape_job(obj, jobs[0], m) if jobs else [f"job {job_name!r} not found in {key}"]
+    if r == "broker-auth":
+        texts = [t for o, k, t in security_rules.broker_configs(m) if o is obj and k == case.arg]
+        return security_rules.check_broker_auth(case.arg, texts[0]) if texts else [f"{case.arg}: not a broker config"]
     if r == "prometheus-rules":
         found = [doc for cm, k, doc in orules.prometheus_configs(m) if cm is obj and k == case.arg]
         return wiring_rules.check_prometheus_rules(obj, case.arg, found[0], m, policy.required_rules) if found \
@@ -152,6 +163,7 @@ def run(case: Case, m: Manifests, policy: StaticPolicy, intent: Intent | None) -
         "service-ports": lambda: orules.check_service_ports(obj, m),
         "pod-security": lambda: orules.check_pod_security_labels(obj),
         "statefulset-service": lambda: wiring_rules.check_statefulset_service(obj, m),
+        "sa-token": lambda: security_rules.check_sa_token(obj, m, policy.api_access),
     }
     return checks[r]()
 

@@ -72,8 +72,11 @@ def rule_names(text: str) -> set[str]:
     except yaml.YAMLError:
         return set()
     groups = doc.get("groups") if isinstance(doc, dict) else None
-    return {str(r.get("alert") or r.get("record")) for g in groups or [] if isinstance(g, dict)
-            for r in g.get("rules") or [] if isinstance(r, dict) and (r.get("alert") or r.get("record"))}
+    if not isinstance(groups, list):
+        return set()
+    return {str(r.get("alert") or r.get("record")) for g in groups if isinstance(g, dict)
+            and isinstance(g.get("rules"), list) for r in g["rules"]
+            if isinstance(r, dict) and (r.get("alert") or r.get("record"))}
 
 
 def required_rules(pattern: str, root: Path) -> dict[str, str]:

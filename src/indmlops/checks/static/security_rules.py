@@ -1,0 +1,86 @@
+"""Security across objects: service-account tokens only where the API is needed, and MQTT brokers that admit
+nobody anonymously and check passwords."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+
+from indmlops.manifests import Manifests, Obj
+
+
+def check_sa_token(w: Obj, m: Manifests, api_access: tuple[str, ...]) -> list[str]:
+    """A pod that needs no API access mounts no service-account token: `automountServiceAccountToken: false` on
+    the pod, or on the ServiceAccount it runs as (the pod's own setting wins, as the API decides)."""
+    if w.ref in api_access:
+        return []
+    spec = w.pod_spec() or {}
+    pod = spec.get("automountServiceAccountToken")
+    if pod is False:
+        return []
+    account = str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
+    sa = m.get("ServiceAccount", w.namespace, account)
+    if pod is None and sa is not None and sa.body.get("automountServiceAccountToken") is False:
+        return []
+    why = ("the pod sets automountServiceAccountToken: true" if pod is True else
+           f"neither the pod nor ServiceAccount {w.namespace}/{account} "
+           f"({'not in the manifests' if sa is None else sa.source}) sets automountServiceAccountToken: false")
+    return [f"mounts a service-account token: {why}; expected false, since it needs no API access (a workload that "
+            "does is listed in fixtures/static.yaml, api_access)"]
+
+
+_DIRECTIVE = re.compile(r"^\s*([a-z_]+)(?:\s+(.*?))?\s*$")
+BROKER_KEYS = ("listener", "allow_anonymous", "password_file", "per_listener_settings", "persistence")
+
+
+def _text(obj: Obj, key: str, value: Any) -> str:
+    if obj.kind == "Secret" and key not in (obj.body.get("stringData") or {}):
+        try:
+            return base64.b64decode("".join(str(value).split()), validate=True).decode("utf-8", "replace")
+        except (binascii.Error, ValueError):
+            return ""
+    return str(value)
+
+
+def broker_configs(m: Manifests) -> list[tuple[Obj, str, str]]:
+    """(ConfigMap or Secret, key, text) of every value that is a Mosquitto configuration: a .conf value with a
+    `listener` line and at least one other broker directive."""
+    out = []
+    for obj in m.of_kind("ConfigMap", "Secret"):
+        values = {**(obj.body.get("data") or {}), **(obj.body.get("stringData") or {})}
+        for key, value in values.items():
+            if not str(key).endswith(".conf"):
+                continue
+            text = _text(obj, str(key), value)
+            words = {d.group(1) for line in text.splitlines() if (d := _DIRECTIVE.match(line.split("#", 1)[0]))}
+            if "listener" in words and len(words & set(BROKER_KEYS)) >= 2:
+                out.append((obj, str(key), text))
+    return out
+
+
+def check_broker_auth(key: str, text: str) -> list[str]:
+    """No listener admits anonymous clients, and passwords are checked (a password_file or an auth plugin): for the
+    whole broker, or, with per_listener_settings true, for every listener."""
+    sections: list[tuple[str, dict[str, str]]] = [("global", {})]
+    per_listener = False
+    for raw in text.splitlines():
+        d = _DIRECTIVE.match(raw.split("#", 1)[0])
+        if not d:
+            continue
+        name, value = d.group(1), (d.group(2) or "").strip()
+        if name == "per_listener_settings":
+            per_listener = value.lower() == "true"
+        if name == "listener":
+            sections.append((f"listener {value}", {}))
+        sections[-1][1][name] = value
+    scopes = sections[1:] if per_listener else [("the broker", {k: v for _, s in sections for k, v in s.items()})]
+    out = []
+    for where, settings in scopes:
+        if settings.get("allow_anonymous", "").lower() == "true":
+            out.append(f"{key}: {where} has allow_anonymous true; expected false (every client authenticates)")
+        if not any(k in settings for k in ("password_file", "plugin", "auth_plugin")):
+            out.append(f"{key}: {where} has no password_file (nor an auth plugin); expected one, so passwords are "
+                       "checked")
+    return out
