@@ -71,3 +71,26 @@ def test_rule_names_are_alerts_and_records_and_nothing_from_a_broken_file():
     text = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up == 0\n  - record: r:x\n    expr: sum(up)\n"
     assert rule_names(text) == {"A", "r:x"}
     assert rule_names("groups: [") == set() and rule_names("[]") == set() and rule_names("groups: 3") == set()
+
+
+def test_api_rules_mirror_what_the_api_server_rejects_and_accept_what_it_accepts():
+    from indmlops.checks.static import api_rules
+
+    job = Obj({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "namespace": "ns"},
+               "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x:1"}]}}}}, "j.yaml")
+    assert "defaults it to Always" in api_rules.check_restart_policy(job)[0]  # a Job must say OnFailure or Never
+    assert api_rules.check_restart_policy(pod("d")) == []  # unset is Always: what a Deployment needs
+    c = {"name": "c", "image": "x:1", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"},
+                                                     "limits": {"cpu": "0.5", "memory": "1024Mi"}}}
+    assert api_rules.check_requests_within_limits(pod("q", containers=[c])) == []  # equal, spelled differently
+    c["resources"]["requests"]["cpu"] = "501m"
+    assert "requests.cpu '501m' is more than limits.cpu '0.5'" in api_rules.check_requests_within_limits(
+        pod("q", containers=[c]))[0]
+    bad = pod("p", containers=[{"name": "c", "image": "x:1", "ports": [{"name": "HTTP", "containerPort": 80},
+                                                                        {"name": "9090", "containerPort": 90}],
+                                "volumeMounts": [{"name": "v", "mountPath": "/a"}, {"name": "v", "mountPath": "/a"}]}],
+              volumes=[{"name": "v", "emptyDir": {}}])
+    found = " | ".join(api_rules.check_pod_names(bad))
+    assert "'HTTP' is not a valid name" in found and "'9090' is not a valid name" in found
+    assert "mountPath ['/a'] mounted twice" in found and "does not define" not in found
+    assert api_rules.check_selector(pod("s")) and "expected matchLabels" in api_rules.check_selector(pod("s"))[0]

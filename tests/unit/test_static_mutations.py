@@ -190,6 +190,29 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
         lambda m: edit_broker(m, "per_listener_settings false", "per_listener_settings true",
                               append="\nlistener 9001 0.0.0.0\nallow_anonymous true\n"),
         {BROKER_CASE}),
+    # API invariants the schema cannot express: each of these the API server would reject.
+    "selector-does-not-match-template": (
+        lambda m: m.find(MLFLOW).body["spec"]["selector"]["matchLabels"].update({"app.kubernetes.io/name": "mlflw"}),
+        {f"{MLFLOW}:selector"}),
+    "selector-missing": (lambda m: m.find(INFERENCE).body["spec"].pop("selector"),  # the schema requires it too
+                         {f"{INFERENCE}:selector",
+                          *(f"{INFERENCE}:schema/{v}" for v in ("1.34", "1.35", "1.36", "1.37"))}),
+    "request-above-limit": (lambda m: container(m, MLFLOW)["resources"]["requests"].update(memory="64Gi"),
+                            {f"{MLFLOW}:requests-limits"}),
+    "quantity-misspelt": (lambda m: container(m, NODERED)["resources"]["limits"].update(memory="512MB"),
+                          {f"{NODERED}:requests-limits"}),
+    "deployment-restart-never": (lambda m: pod_spec(m, SIMULATOR).update(restartPolicy="Never"),
+                                 {f"{SIMULATOR}:restart-policy"}),
+    "job-restart-always": (lambda m: pod_spec(m, JOB).update(restartPolicy="Always"), {f"{JOB}:restart-policy"}),
+    "mount-of-undefined-volume": (
+        lambda m: next(v for v in container(m, GRAFANA)["volumeMounts"] if v["name"] == "dashboards").update(
+            name="dashboard"),
+        {f"{GRAFANA}:pod-names"}),
+    "port-name-too-long": (lambda m: container(m, INFERENCE)["ports"][0].update(name="http-inference-api"),
+                           {f"{INFERENCE}:pod-names", f"{INFERENCE}:probes",
+                            "Service/ot-edge/inference-svc:service-ports", "NetworkPolicies:isolation"}),
+    "object-defined-twice": (lambda m: add(m, dict(m.find("ConfigMap/ot-edge/nodered-flows").body)),
+                             {"Objects:unique-objects"}),
 }
 
 

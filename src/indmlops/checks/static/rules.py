@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from indmlops.checks.static import api_rules, schema, security_rules, wiring_rules
 from indmlops.checks.static import object_rules as orules
-from indmlops.checks.static import schema, security_rules, wiring_rules
 from indmlops.checks.static import workload_rules as wrules
 from indmlops.checks.static.isolation import Intent, check_isolation
 from indmlops.manifests import Manifests
@@ -32,6 +32,11 @@ RULES = {
     "prometheus-rules": "every rule_files pattern matches a rule file mounted into Prometheus, and the loaded files "
                         "define every rule of the shared rule files",
     "statefulset-service": "a StatefulSet's serviceName is a headless Service of its namespace selecting its pods",
+    "selector": "a controller's selector matches its pod template's labels",
+    "requests-limits": "every resource quantity is valid and no request exceeds its limit",
+    "restart-policy": "the pod template's restartPolicy is one its controller accepts",
+    "pod-names": "names inside the pod spec resolve and are unique: containers, volumes, ports, mounts",
+    "unique-objects": "no object is defined twice in the set",
     "sa-token": "a pod that needs no Kubernetes API access mounts no service-account token",
     "broker-auth": "an MQTT broker admits no anonymous client and checks passwords (password_file or auth plugin)",
     "bucket-bootstrap": "a bucket MLflow stores artifacts in is created by a Job",
@@ -42,7 +47,8 @@ RULES = {
                  "everything to everything)",
 }
 
-WORKLOAD_RULES = ("pinned-images", "probes", "resources", "security-context", "no-secret-literals", "references")
+WORKLOAD_RULES = ("pinned-images", "probes", "resources", "security-context", "no-secret-literals", "references",
+                  "selector", "requests-limits", "restart-policy", "pod-names")
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,7 @@ def cases(m: Manifests, policy: StaticPolicy) -> list[Case]:
     for image, w in orules.project_images(m, policy.project_image_prefix).items():
         out.append(Case("project-image", f"Image/{image}", w.source))
     out.append(Case("isolation", "NetworkPolicies", _policy_files(m)))
+    out.append(Case("unique-objects", "Objects", f"{len(m.objects)} objects from {m.root}"))
     return out
 
 
@@ -127,6 +134,8 @@ def run(case: Case, m: Manifests, policy: StaticPolicy, intent: Intent | None) -
     r = case.rule
     if r == "isolation":
         return check_isolation(m, intent)[1]
+    if r == "unique-objects":
+        return api_rules.check_unique_objects(m)
     if r == "default-deny":
         return orules.check_default_deny(case.subject.split("/", 1)[1], m)
     if r == "project-image":
@@ -164,6 +173,10 @@ def run(case: Case, m: Manifests, policy: StaticPolicy, intent: Intent | None) -
         "pod-security": lambda: orules.check_pod_security_labels(obj),
         "statefulset-service": lambda: wiring_rules.check_statefulset_service(obj, m),
         "sa-token": lambda: security_rules.check_sa_token(obj, m, policy.api_access),
+        "selector": lambda: api_rules.check_selector(obj),
+        "requests-limits": lambda: api_rules.check_requests_within_limits(obj),
+        "restart-policy": lambda: api_rules.check_restart_policy(obj),
+        "pod-names": lambda: api_rules.check_pod_names(obj),
     }
     return checks[r]()
 
