@@ -72,6 +72,7 @@ PROMETHEUS, GRAFANA = "Deployment/governance/prometheus", "Deployment/governance
 SCRAPE = "ConfigMap/governance/prometheus-config:scrape-target/prometheus.yml"
 RULES_CASE = "ConfigMap/governance/prometheus-config:prometheus-rules/prometheus.yml"
 BROKER_CASE = "Secret/ot-edge/mosquitto-config:broker-auth/mosquitto.conf"
+CLAIM = "PersistentVolumeClaim/it-core/minio-data"
 
 # name -> (mutation, the case ids that must fail). Each mutation changes one thing of the rendered set.
 MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
@@ -213,6 +214,19 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
                             "Service/ot-edge/inference-svc:service-ports", "NetworkPolicies:isolation"}),
     "object-defined-twice": (lambda m: add(m, dict(m.find("ConfigMap/ot-edge/nodered-flows").body)),
                              {"Objects:unique-objects"}),
+    # Availability: the API accepts these, the cluster cannot run them (or runs them broken).
+    "project-image-pulled-always": (lambda m: container(m, INFERENCE).update(imagePullPolicy="Always"),
+                                    {f"{INFERENCE}:pull-policy"}),
+    "registry-image-never-pulled": (lambda m: container(m, MOSQUITTO).update(imagePullPolicy="Never"),
+                                    {f"{MOSQUITTO}:pull-policy"}),
+    "claim-read-write-many": (lambda m: m.find(CLAIM).body["spec"].update(accessModes=["ReadWriteMany"]),
+                              {f"{CLAIM}:pvc-access-mode"}),
+    "claim-of-an-unknown-class": (lambda m: m.find(CLAIM).body["spec"].update(storageClassName="fast-ssd"),
+                                  {f"{CLAIM}:pvc-access-mode"}),
+    "broker-scaled-to-two": (lambda m: m.find(MOSQUITTO).body["spec"].update(replicas=2),  # on one RWO claim, too
+                             {f"{MOSQUITTO}:singleton-replicas", f"{MOSQUITTO}:rwo-recreate"}),
+    "database-scaled-to-three": (lambda m: m.find(POSTGRES).body["spec"].update(replicas=3),
+                                 {f"{POSTGRES}:singleton-replicas"}),
 }
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from indmlops.checks.static import api_rules, schema, security_rules, wiring_rules
+from indmlops.checks.static import api_rules, availability_rules, schema, security_rules, wiring_rules
 from indmlops.checks.static import object_rules as orules
 from indmlops.checks.static import workload_rules as wrules
 from indmlops.checks.static.isolation import Intent, check_isolation
@@ -37,6 +37,9 @@ RULES = {
     "restart-policy": "the pod template's restartPolicy is one its controller accepts",
     "pod-names": "names inside the pod spec resolve and are unique: containers, volumes, ports, mounts",
     "unique-objects": "no object is defined twice in the set",
+    "pull-policy": "an image only loaded onto the nodes is never pulled; a registry image is not Never",
+    "pvc-access-mode": "a claim asks only for access modes its storage class can bind",
+    "singleton-replicas": "a workload running a single-writer stateful image runs one replica",
     "sa-token": "a pod that needs no Kubernetes API access mounts no service-account token",
     "broker-auth": "an MQTT broker admits no anonymous client and checks passwords (password_file or auth plugin)",
     "bucket-bootstrap": "a bucket MLflow stores artifacts in is created by a Job",
@@ -48,7 +51,7 @@ RULES = {
 }
 
 WORKLOAD_RULES = ("pinned-images", "probes", "resources", "security-context", "no-secret-literals", "references",
-                  "selector", "requests-limits", "restart-policy", "pod-names")
+                  "selector", "requests-limits", "restart-policy", "pod-names", "pull-policy", "singleton-replicas")
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class StaticPolicy:
     images_dir: Path
     required_rules: dict[str, str]  # rule name -> shared rule file that defines it: Prometheus must load them all
     api_access: tuple[str, ...] = ()  # workloads (Kind/namespace/name) that use the Kubernetes API
+    storage_classes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # class -> access modes it binds
+    default_storage_class: str = "standard"
 
     @classmethod
     def from_fixture(cls, doc: dict[str, Any], images_dir: Path) -> StaticPolicy:
@@ -69,7 +74,9 @@ class StaticPolicy:
                    tuple(doc["allowed_service_types"]), dict(doc["stateful_images"]),
                    str(doc["project_image_prefix"]), images_dir,
                    wiring_rules.required_rules(str(pattern), root) if pattern else {},
-                   tuple(str(r) for r in doc.get("api_access") or ()))
+                   tuple(str(r) for r in doc.get("api_access") or ()),
+                   {str(k): tuple(v) for k, v in (doc.get("storage_classes") or {}).items()},
+                   str(doc.get("default_storage_class") or "standard"))
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,9 @@ def cases(m: Manifests, policy: StaticPolicy) -> list[Case]:
         out.append(Case("statefulset-service", sts.ref, sts.source))
     for w in m.workloads():
         out.append(Case("sa-token", w.ref, w.source))
+    if policy.storage_classes:
+        for pvc in m.of_kind("PersistentVolumeClaim"):
+            out.append(Case("pvc-access-mode", pvc.ref, pvc.source))
     for obj, key, _text in security_rules.broker_configs(m):
         out.append(Case("broker-auth", obj.ref, obj.source, key))
     for ns in m.of_kind("Namespace"):
@@ -177,6 +187,10 @@ def run(case: Case, m: Manifests, policy: StaticPolicy, intent: Intent | None) -
         "requests-limits": lambda: api_rules.check_requests_within_limits(obj),
         "restart-policy": lambda: api_rules.check_restart_policy(obj),
         "pod-names": lambda: api_rules.check_pod_names(obj),
+        "pull-policy": lambda: availability_rules.check_pull_policy(obj, policy.project_image_prefix),
+        "singleton-replicas": lambda: availability_rules.check_singleton(obj, policy.stateful_images),
+        "pvc-access-mode": lambda: availability_rules.check_pvc_access_modes(obj, policy.storage_classes,
+                                                                             policy.default_storage_class),
     }
     return checks[r]()
 
