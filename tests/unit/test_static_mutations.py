@@ -94,7 +94,7 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
                                {f"{POSTGRES}:no-secret-literals"}),
     "password-in-args": (lambda m: container(m, MLFLOW)["args"].append(
         "--backend-store-uri=postgresql+psycopg://mlflow:hunter2@postgres-svc:5432/mlflow"),
-        {f"{MLFLOW}:no-secret-literals"}),
+        {f"{MLFLOW}:no-secret-literals", f"{MLFLOW}:url-credentials"}),
     "remove-readiness-probe": (lambda m: container(m, INFERENCE).pop("readinessProbe"), {f"{INFERENCE}:probes"}),
     "probe-on-undeclared-port": (lambda m: container(m, MLFLOW)["livenessProbe"]["httpGet"].update(port="metrics"),
                                  {f"{MLFLOW}:probes"}),
@@ -227,7 +227,28 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
                              {f"{MOSQUITTO}:singleton-replicas", f"{MOSQUITTO}:rwo-recreate"}),
     "database-scaled-to-three": (lambda m: m.find(POSTGRES).body["spec"].update(replicas=3),
                                  {f"{POSTGRES}:singleton-replicas"}),
+    # Credentials: a password in a URL whatever the setting is called, and the defaults every scanner tries.
+    "password-in-a-url-env": (lambda m: container(m, MLFLOW).setdefault("env", []).append(
+        {"name": "MLFLOW_TRACKING_URI", "value": "http://admin:s3cr3t@mlflow-svc.it-core.svc:5000"}),
+        {f"{MLFLOW}:url-credentials"}),
+    "password-in-a-url-in-a-configmap": (
+        lambda m: edit_prometheus(m, "    - mlflow-svc.it-core.svc:5000\n",
+                                  "    - mlflow-svc.it-core.svc:5000\n    # remote: http://prom:hunter2@x/\n"),
+        {"ConfigMap/governance/prometheus-config:url-credentials"}),
+    "default-minio-password": (lambda m: set_secret(m, "Secret/it-core/minio-credentials", "root-password",
+                                                    "minioadmin"),
+                               {"Secret/it-core/minio-credentials:default-credentials"}),
+    "default-grafana-password": (lambda m: set_secret(m, "Secret/governance/grafana-admin", "admin-password", "Admin"),
+                                 {"Secret/governance/grafana-admin:default-credentials"}),
 }
+
+
+def set_secret(m: Manifests, ref: str, key: str, value: str) -> None:
+    import base64
+
+    data = next(s for s in m.of_kind("Secret") if s.ref.startswith(ref)).body["data"]
+    assert key in data
+    data[key] = base64.b64encode(value.encode()).decode()
 
 
 def add(m: Manifests, body: dict) -> None:

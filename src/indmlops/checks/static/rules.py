@@ -10,7 +10,7 @@ from indmlops.checks.static import api_rules, availability_rules, schema, securi
 from indmlops.checks.static import object_rules as orules
 from indmlops.checks.static import workload_rules as wrules
 from indmlops.checks.static.isolation import Intent, check_isolation
-from indmlops.manifests import Manifests
+from indmlops.manifests import WORKLOAD_KINDS, Manifests
 
 # Rule ids, as they appear in test ids (`Deployment/it-core/mlflow:probes`) and findings.
 RULES = {
@@ -41,6 +41,8 @@ RULES = {
     "pvc-access-mode": "a claim asks only for access modes its storage class can bind",
     "singleton-replicas": "a workload running a single-writer stateful image runs one replica",
     "sa-token": "a pod that needs no Kubernetes API access mounts no service-account token",
+    "url-credentials": "no URL-valued setting (env, args, ConfigMap value) carries a password",
+    "default-credentials": "no Secret holds a well-known default credential",
     "broker-auth": "an MQTT broker admits no anonymous client and checks passwords (password_file or auth plugin)",
     "bucket-bootstrap": "a bucket MLflow stores artifacts in is created by a Job",
     "pod-security": "every Namespace enforces a Pod Security level (baseline or restricted)",
@@ -65,6 +67,7 @@ class StaticPolicy:
     api_access: tuple[str, ...] = ()  # workloads (Kind/namespace/name) that use the Kubernetes API
     storage_classes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # class -> access modes it binds
     default_storage_class: str = "standard"
+    default_credentials: tuple[str, ...] = ()
 
     @classmethod
     def from_fixture(cls, doc: dict[str, Any], images_dir: Path) -> StaticPolicy:
@@ -76,7 +79,8 @@ class StaticPolicy:
                    wiring_rules.required_rules(str(pattern), root) if pattern else {},
                    tuple(str(r) for r in doc.get("api_access") or ()),
                    {str(k): tuple(v) for k, v in (doc.get("storage_classes") or {}).items()},
-                   str(doc.get("default_storage_class") or "standard"))
+                   str(doc.get("default_storage_class") or "standard"),
+                   tuple(str(c) for c in doc.get("default_credentials") or ()))
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,11 @@ def cases(m: Manifests, policy: StaticPolicy) -> list[Case]:
     if policy.storage_classes:
         for pvc in m.of_kind("PersistentVolumeClaim"):
             out.append(Case("pvc-access-mode", pvc.ref, pvc.source))
+    for obj in m.objects:
+        if obj.kind == "ConfigMap" or obj.kind in WORKLOAD_KINDS:
+            out.append(Case("url-credentials", obj.ref, obj.source))
+    for secret in m.of_kind("Secret"):
+        out.append(Case("default-credentials", secret.ref, secret.source))
     for obj, key, _text in security_rules.broker_configs(m):
         out.append(Case("broker-auth", obj.ref, obj.source, key))
     for ns in m.of_kind("Namespace"):
@@ -183,6 +192,8 @@ def run(case: Case, m: Manifests, policy: StaticPolicy, intent: Intent | None) -
         "pod-security": lambda: orules.check_pod_security_labels(obj),
         "statefulset-service": lambda: wiring_rules.check_statefulset_service(obj, m),
         "sa-token": lambda: security_rules.check_sa_token(obj, m, policy.api_access),
+        "url-credentials": lambda: security_rules.check_url_credentials(obj),
+        "default-credentials": lambda: security_rules.check_default_credentials(obj, policy.default_credentials),
         "selector": lambda: api_rules.check_selector(obj),
         "requests-limits": lambda: api_rules.check_requests_within_limits(obj),
         "restart-policy": lambda: api_rules.check_restart_policy(obj),

@@ -84,3 +84,43 @@ def check_broker_auth(key: str, text: str) -> list[str]:
             out.append(f"{key}: {where} has no password_file (nor an auth plugin); expected one, so passwords are "
                        "checked")
     return out
+
+
+# A URL carrying a password (`scheme://user:password@host`), not an expansion (`$(VAR)`, `${VAR}`, `$VAR`).
+_URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:(?!\$)[^@\s/]+@", re.IGNORECASE)
+_SECRET_KEY = re.compile(r"(?i)(passw|secret|token|api[_-]?key|private[_-]?key|credential)")
+
+
+def check_url_credentials(obj: Obj) -> list[str]:
+    """No URL-valued setting carries a password, whatever the setting is called: env values, command and args of
+    every container, and every value of a ConfigMap (a Secret is where it belongs)."""
+    found: list[tuple[str, str]] = []
+    for c in obj.containers():
+        where = f"container {c.get('name')}"
+        for e in c.get("env") or []:
+            if isinstance(e, dict) and isinstance(e.get("value"), str):
+                found.append((f"{where}: env {e.get('name')}", e["value"]))
+        found += [(f"{where}: argument", str(w)) for w in (c.get("command") or []) + (c.get("args") or [])]
+    if obj.kind == "ConfigMap":
+        found += [(f"data {k}", str(v)) for k, v in (obj.body.get("data") or {}).items()]
+    out = []
+    for where, text in found:
+        for m in _URL_CREDENTIALS.finditer(text):
+            shown = m.group(0).rsplit(":", 1)[0] + ":***@"
+            out.append(f"{where} has a password in a URL ({shown}…); expected the credential from a Secret")
+    return out
+
+
+def check_default_credentials(secret: Obj, defaults: tuple[str, ...]) -> list[str]:
+    """No credential in a Secret is a well-known default (fixtures/static.yaml, default_credentials)."""
+    values = {**(secret.body.get("data") or {}), **(secret.body.get("stringData") or {})}
+    known = {d.lower() for d in defaults}
+    out = []
+    for key, value in values.items():
+        if not _SECRET_KEY.search(str(key)):
+            continue
+        text = _text(secret, str(key), value).strip()
+        if text.lower() in known:
+            out.append(f"key {key}: a well-known default credential ({text[:2]}…, {len(text)} characters); expected "
+                       "one generated for this deployment")
+    return out
