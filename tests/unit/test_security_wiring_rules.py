@@ -94,3 +94,24 @@ def test_api_rules_mirror_what_the_api_server_rejects_and_accept_what_it_accepts
     assert "'HTTP' is not a valid name" in found and "'9090' is not a valid name" in found
     assert "mountPath ['/a'] mounted twice" in found and "does not define" not in found
     assert api_rules.check_selector(pod("s")) and "expected matchLabels" in api_rules.check_selector(pod("s"))[0]
+
+
+def test_a_rule_that_meets_a_malformed_value_fails_closed_with_a_finding_instead_of_raising():
+    import yaml as _yaml
+
+    from indmlops.checks.static.rules import StaticPolicy, cases, run
+    from indmlops.manifests import load_cached
+
+    repo = Path(__file__).resolve().parents[2]
+    policy = StaticPolicy.from_fixture(_yaml.safe_load((repo / "fixtures" / "static.yaml").read_text()),
+                                       repo / "images")
+    shipped = load_cached(repo / "manifests" / "overlays" / "kind")
+    import copy
+
+    m = Manifests(copy.deepcopy(shipped.objects))  # load_cached's objects are shared by other tests
+    grafana = m.find("Deployment/governance/grafana")
+    grafana.body["spec"]["template"]["spec"]["containers"][0]["resources"] = True  # a bool where a map belongs
+    case = next(c for c in cases(m, policy) if c.id == "Deployment/governance/grafana:resources")
+    found = run(case, m, policy, None)
+    assert len(found) == 1 and found[0].startswith("cannot be judged: a value this rule reads has an unexpected "
+                                                   "type or shape (AttributeError"), found

@@ -149,7 +149,20 @@ def _policy_files(m: Manifests, namespace: str | None = None) -> str:
 
 
 def run(case: Case, m: Manifests, policy: StaticPolicy, intent: Intent | None) -> list[str]:
-    """The problems `case` finds in `m` ([] when it holds). Raises schema.NoSchema for a custom resource."""
+    """The problems `case` finds in `m` ([] when it holds). Raises schema.NoSchema for a custom resource.
+
+    A rule that meets a value of an unexpected type or shape where it looks (a list where the API wants a map, a
+    number for a name) reports that as its finding: fails closed, never a crashed test and never a pass."""
+    try:
+        return _run(case, m, policy, intent)
+    except schema.NoSchema:
+        raise
+    except (TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
+        return [f"cannot be judged: a value this rule reads has an unexpected type or shape ({type(exc).__name__}: "
+                f"{str(exc)[:160]}); the object's schema cases name the field"]
+
+
+def _run(case: Case, m: Manifests, policy: StaticPolicy, intent: Intent | None) -> list[str]:
     r = case.rule
     if r == "isolation":
         return check_isolation(m, intent)[1]
