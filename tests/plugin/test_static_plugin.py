@@ -50,6 +50,7 @@ def test_manifests_dir_judges_foreign_yaml_with_named_findings(pytester, foreign
     result.stdout.fnmatch_lines([
         "*indmlops manifests: *theirs (CLI; static suite)*",
         "*FAILED*test_static_rule_holds?Deployment/shop/web:no-secret-literals?*",
+        "*FAILED*test_static_rule_holds?Deployment/shop/web:sa-token?*",  # it mounts the default account's token
         "*FAILED*test_static_rule_holds?Namespace/shop:pod-security?*",
         "*FAILED*test_static_rule_holds?Namespace/shop:default-deny?*",
         "*FAILED*test_static_rule_holds?NetworkPolicies:isolation?*",
@@ -61,7 +62,7 @@ def test_manifests_dir_judges_foreign_yaml_with_named_findings(pytester, foreign
     for ok in ("probes", "resources", "security-context", "pinned-images", "schema/1.37", "service-ports"):
         assert f"{ok}]" not in out.split("short test summary")[-1], ok
     outcomes = result.parseoutcomes()
-    assert outcomes["failed"] == 4 and outcomes["passed"] > 10, outcomes
+    assert outcomes["failed"] == 5 and outcomes["passed"] > 10, outcomes
     # The static suite never brings the local stack up.
     assert "indmlops up:" not in out and not (pytester.path / "state").exists()
 
@@ -82,6 +83,7 @@ def test_foreign_directory_passes_once_fixed(pytester, foreign):
     web, svc = list(web)
     web["spec"]["template"]["spec"]["containers"][0]["env"] = [
         {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]
+    web["spec"]["template"]["spec"]["automountServiceAccountToken"] = False
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"},
               "stringData": {"password": "x"}}
     deny = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
