@@ -94,7 +94,7 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
                                {f"{POSTGRES}:no-secret-literals"}),
     "password-in-args": (lambda m: container(m, MLFLOW)["args"].append(
         "--backend-store-uri=postgresql+psycopg://mlflow:hunter2@postgres-svc:5432/mlflow"),
-        {f"{MLFLOW}:no-secret-literals", f"{MLFLOW}:url-credentials"}),
+        {f"{MLFLOW}:no-secret-literals"}),
     "remove-readiness-probe": (lambda m: container(m, INFERENCE).pop("readinessProbe"), {f"{INFERENCE}:probes"}),
     "probe-on-undeclared-port": (lambda m: container(m, MLFLOW)["livenessProbe"]["httpGet"].update(port="metrics"),
                                  {f"{MLFLOW}:probes"}),

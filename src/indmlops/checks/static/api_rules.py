@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from indmlops.checks.static.netpol import selector_matches
+from indmlops.checks.static.workload_rules import pod_volumes
 from indmlops.manifests import Manifests, Obj
 
 # What each controller's pod template may say (apps/v1 and batch/v1 validation).
@@ -84,13 +85,10 @@ def check_pod_names(w: Obj) -> list[str]:
     spec = w.pod_spec() or {}
     out = []
     containers = [c for c in w.containers() if isinstance(c, dict)]
-    volumes = [str(v.get("name")) for v in spec.get("volumes") or [] if isinstance(v, dict)]
-    if w.kind == "StatefulSet":
-        volumes += [str((t.get("metadata") or {}).get("name"))
-                    for t in (w.body.get("spec") or {}).get("volumeClaimTemplates") or [] if isinstance(t, dict)]
+    volumes = pod_volumes(w)
     if d := _dupes([str(c.get("name")) for c in containers]):
         out.append(f"container names {d} used twice; expected unique names")
-    if d := _dupes(volumes):
+    if d := _dupes([str(v.get("name")) for v in spec.get("volumes") or [] if isinstance(v, dict)]):
         out.append(f"volume names {d} used twice; expected unique names")
     for c in containers:
         where = f"container {c.get('name')}"

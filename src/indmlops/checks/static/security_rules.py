@@ -8,6 +8,7 @@ import binascii
 import re
 from typing import Any
 
+from indmlops.checks.static.workload_rules import SECRET_NAME, URL_PASSWORD
 from indmlops.manifests import Manifests, Obj
 
 
@@ -86,26 +87,19 @@ def check_broker_auth(key: str, text: str) -> list[str]:
     return out
 
 
-# A URL carrying a password (`scheme://user:password@host`), not an expansion (`$(VAR)`, `${VAR}`, `$VAR`).
-_URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:(?!\$)[^@\s/]+@", re.IGNORECASE)
-_SECRET_KEY = re.compile(r"(?i)(passw|secret|token|api[_-]?key|private[_-]?key|credential)")
-
-
 def check_url_credentials(obj: Obj) -> list[str]:
-    """No URL-valued setting carries a password, whatever the setting is called: env values, command and args of
-    every container, and every value of a ConfigMap (a Secret is where it belongs)."""
+    """No URL-valued setting carries a password, whatever the setting is called: env values of every container and
+    every value of a ConfigMap (a Secret is where it belongs). Command and args are no-secret-literals' to judge."""
     found: list[tuple[str, str]] = []
     for c in obj.containers():
-        where = f"container {c.get('name')}"
         for e in c.get("env") or []:
             if isinstance(e, dict) and isinstance(e.get("value"), str):
-                found.append((f"{where}: env {e.get('name')}", e["value"]))
-        found += [(f"{where}: argument", str(w)) for w in (c.get("command") or []) + (c.get("args") or [])]
+                found.append((f"container {c.get('name')}: env {e.get('name')}", e["value"]))
     if obj.kind == "ConfigMap":
         found += [(f"data {k}", str(v)) for k, v in (obj.body.get("data") or {}).items()]
     out = []
     for where, text in found:
-        for m in _URL_CREDENTIALS.finditer(text):
+        for m in URL_PASSWORD.finditer(text):
             shown = m.group(0).rsplit(":", 1)[0] + ":***@"
             out.append(f"{where} has a password in a URL ({shown}…); expected the credential from a Secret")
     return out
@@ -117,7 +111,7 @@ def check_default_credentials(secret: Obj, defaults: tuple[str, ...]) -> list[st
     known = {d.lower() for d in defaults}
     out = []
     for key, value in values.items():
-        if not _SECRET_KEY.search(str(key)):
+        if not SECRET_NAME.search(str(key)):
             continue
         text = _text(secret, str(key), value).strip()
         if text.lower() in known:

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from indmlops.checks.static.netpol import selector_matches
+from indmlops.checks.static.workload_rules import pod_volumes
 from indmlops.manifests import Manifests, Obj
 
 
@@ -40,12 +41,12 @@ def check_statefulset_service(sts: Obj, m: Manifests) -> list[str]:
 def _mounted_files(w: Obj, container: dict[str, Any], m: Manifests) -> dict[str, tuple[Obj, str]]:
     """Path -> (ConfigMap, key) of every ConfigMap file the container sees, by its volume mounts (items and subPath
     honoured). Volumes of other kinds and ConfigMaps missing from the set contribute nothing."""
-    volumes = {v.get("name"): v for v in (w.pod_spec() or {}).get("volumes") or [] if isinstance(v, dict)}
+    volumes = pod_volumes(w)
     out: dict[str, tuple[Obj, str]] = {}
     for mount in container.get("volumeMounts") or []:
         if not isinstance(mount, dict):
             continue
-        source = (volumes.get(mount.get("name")) or {}).get("configMap") or {}
+        source = (volumes.get(str(mount.get("name"))) or {}).get("configMap") or {}
         cm = m.get("ConfigMap", w.namespace, str(source.get("name"))) if source else None
         if cm is None:
             continue

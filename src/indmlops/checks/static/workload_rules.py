@@ -8,10 +8,10 @@ from typing import Any
 
 from indmlops.manifests import LONG_RUNNING, Manifests, Obj
 
-_SECRET_NAME = re.compile(r"(?i)(passw|passwd|secret|token|api[_-]?key|private[_-]?key|credential)")
+SECRET_NAME = re.compile(r"(?i)(passw|passwd|secret|token|api[_-]?key|private[_-]?key|credential)")
 # `--password=hunter2`, `password: x`, `user:pass@host` — but not `$(VAR)`/`$VAR`/`${VAR}` expansions.
 _SECRET_ASSIGN = re.compile(r"(?i)(passw(or)?d|secret|token|api[_-]?key)[\w-]*\s*[=:]\s*(?![$\"'])(\S+)")
-_URL_PASSWORD = re.compile(r"://[^/\s:@]+:(?!\$)[^@\s/]+@")
+URL_PASSWORD = re.compile(r"://[^/\s:@]+:(?!\$)[^@\s/]+@")
 _SECRET_FLAG = re.compile(r"(?i)^--?[\w-]*(passw(or)?d|secret|token|api-?key)$")
 
 
@@ -116,22 +116,23 @@ def check_no_secret_literals(obj: Obj) -> list[str]:
         name = f"container {c.get('name')}"
         for e in c.get("env") or []:
             value = e.get("value")
-            if value and _SECRET_NAME.search(str(e.get("name", ""))) and not str(value).startswith("$("):
+            if value and SECRET_NAME.search(str(e.get("name", ""))) and not str(value).startswith("$("):
                 out.append(f"{name}: env {e.get('name')} has a literal value; expected valueFrom.secretKeyRef")
         words = [str(w) for w in (c.get("command") or []) + (c.get("args") or [])]
         for i, w in enumerate(words):
             for m in _SECRET_ASSIGN.finditer(w):
                 out.append(f"{name}: argument contains a secret-looking literal {m.group(0)[:40]!r}; expected a "
                            "reference to an environment variable fed from a Secret")
-            if _URL_PASSWORD.search(w):
+            if URL_PASSWORD.search(w):
                 out.append(f"{name}: argument has a password in a URL ({w[:60]!r}); expected it from a Secret")
             if _SECRET_FLAG.match(w) and i + 1 < len(words) and not words[i + 1].startswith(("$", "-")):
                 out.append(f"{name}: {w} is followed by the literal {words[i + 1][:20]!r}; expected a Secret")
     return out
 
 
-def _volumes(obj: Obj) -> dict[str, dict[str, Any]]:
-    vols = {str(v.get("name")): v for v in (obj.pod_spec() or {}).get("volumes") or []}
+def pod_volumes(obj: Obj) -> dict[str, dict[str, Any]]:
+    """Volume name -> volume of the pod spec, with a StatefulSet's claim templates as volumes of their own."""
+    vols = {str(v.get("name")): v for v in (obj.pod_spec() or {}).get("volumes") or [] if isinstance(v, dict)}
     if obj.kind == "StatefulSet":
         for t in (obj.body.get("spec") or {}).get("volumeClaimTemplates") or []:
             vols[str((t.get("metadata") or {}).get("name"))] = {"volumeClaimTemplate": t}
@@ -152,7 +153,7 @@ def check_stateful_pvc(obj: Obj, stateful_images: Mapping[str, str]) -> list[str
     if not found:
         return []
     cname, path = found
-    vols = _volumes(obj)
+    vols = pod_volumes(obj)
     c = next(c for c in obj.containers(init=False) if c.get("name") == cname)
     for vm in c.get("volumeMounts") or []:
         mount = str(vm.get("mountPath", "")).rstrip("/")
@@ -170,7 +171,7 @@ def check_rwo_recreate(obj: Obj, m: Manifests) -> list[str]:
     if obj.kind != "Deployment":
         return []
     rwo = []
-    for v in _volumes(obj).values():
+    for v in pod_volumes(obj).values():
         claim = (v.get("persistentVolumeClaim") or {}).get("claimName")
         if not claim:
             continue
