@@ -113,7 +113,6 @@ class Ledger:
         self.predicted_at: dict[Key, float] = {}  # first prediction's arrival
         self.predictions: dict[Key, int] = {}  # distinct predictions per reading (redeliveries of one excluded)
         self.messages = 0  # prediction messages received, redeliveries included
-        self.events = 0  # acknowledgements and prediction messages: the drain's measure of progress
         self.closed = False
         self.after_close = 0
         self._newest_predicted: dict[str, int] = {}  # stream → highest seq predicted
@@ -133,7 +132,6 @@ class Ledger:
                 self.after_close += 1
                 return
             self.acked.add(key)
-            self.events += 1
             self._in_flight.discard(key)
             if key not in self.predicted_at:
                 self._unpredicted.add(key)
@@ -156,7 +154,6 @@ class Ledger:
                 self.after_close += 1
                 return True
             self.messages += 1
-            self.events += 1
             self.predicted_at.setdefault(key, now)
             self._unpredicted.discard(key)
             self._in_flight.discard(key)
@@ -174,8 +171,8 @@ class Ledger:
     def _pending(self) -> tuple[int, int]:  # under self._lock
         return len(self._unpredicted), len(self._in_flight)
 
-    def outstanding(self) -> int:
-        return sum(self.pending())
+    def _events(self) -> int:  # under self._lock: acknowledgements and prediction messages, the drain's progress
+        return len(self.acked) + self.messages
 
     def drain(self, *, bound_s: float, quiet_s: float, progress: Callable[[str], None] | None = None,
               sleep: Callable[[float], None] = time.sleep, monotonic: Callable[[], float] = time.monotonic,
@@ -184,15 +181,15 @@ class Ledger:
         acknowledgement, no prediction) has come for `quiet_s`, or `bound_s` passed; report progress every `every_s` s.
         Then close the ledger, so the accounting describes the state the drain ended on."""
         t0 = last_change = last_report = monotonic()
-        before = self.outstanding()
-        events = self.events
+        with self._lock:
+            before, events = sum(self._pending()), self._events()
         count_at_report = self.messages
         while True:
             with self._lock:  # the state judged and the ledger's closing are one snapshot: no event slips between
                 unpredicted, in_flight = self._pending()
                 left, now = unpredicted + in_flight, monotonic()
-                if self.events != events:
-                    events, last_change = self.events, now
+                if self._events() != events:
+                    events, last_change = self._events(), now
                 stopped = ""
                 if left == 0:
                     stopped, detail = "complete", "every acknowledged reading predicted"

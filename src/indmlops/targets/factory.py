@@ -95,15 +95,16 @@ def _local_stack(spec: TargetSpec, wanted: int | None = None):
 def _open_local(spec: TargetSpec, progress: Callable[[str], None]) -> Iterator[Target]:
     from indmlops.targets.local.target import LocalTarget
 
-    stack = _local_stack(spec, spec.broker_autosave)
     wanted = spec.broker_autosave
-    if wanted and stack.running() and stack.config().broker_autosave != wanted:
+    stack = _local_stack(spec, wanted)
+    running = stack.running()
+    if wanted and running and (found := stack.config().broker_autosave) != wanted:
         # A stack this opening did not start is left as found: its broker is not restarted with another setting.
         raise TargetSpecError(
             f"broker_autosave {wanted}", f"the running stack in {stack.layout.state_dir} has broker_autosave "
-            f"{stack.config().broker_autosave}; run `indmlops up --broker-autosave {wanted}` first")
+            f"{found}; run `indmlops up --broker-autosave {wanted}` first")
     started = False
-    if spec.start and not stack.running():
+    if spec.start and not running:
         t0 = time.monotonic()
         stack.up(progress=progress)
         progress(f"all ready in {time.monotonic() - t0:.1f} s")
@@ -120,11 +121,9 @@ def _open_local(spec: TargetSpec, progress: Callable[[str], None]) -> Iterator[T
 def _preview_local(spec: TargetSpec) -> list[str]:
     from indmlops.targets.local.target import LocalTarget
 
-    stack = _local_stack(spec)
-    if not stack.running():
-        return [f"indmlops endpoints: local stack not running yet in {stack.layout.state_dir} "
-                "(the `target` fixture starts it when a test needs it)"]
-    t = LocalTarget(stack.layout.state_dir)
+    t = LocalTarget(_local_stack(spec).layout.state_dir)
+    if not t.stack.running():
+        return [f"indmlops endpoints: {t.describe()}"]
     return [f"indmlops endpoints: {t.describe()}",
             "indmlops versions: " + "; ".join(f"{k}: {v}" for k, v in t.versions().items()),
             f"indmlops broker: broker_autosave={t.broker_autosave()} (the running stack's, stack.json)"]
