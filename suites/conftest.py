@@ -1,22 +1,12 @@
 """Fixtures shared by the suites."""
 
-from pathlib import Path
-
 import pytest
 
 from indmlops import intent
-from indmlops.checks.static.isolation import Intent, load_intent
+from indmlops.checks.static.isolation import Intent, IntentError
 from indmlops.manifests import Manifests, load_cached
-from indmlops.paths import REPO_ROOT
 from indmlops.plugin import manifests_dir
-
-PROJECT_MANIFESTS = REPO_ROOT / "manifests"
-INTENT_FILE = REPO_ROOT / "fixtures" / "isolation" / "intent.yaml"
-
-
-def intent_applies(path: Path) -> bool:
-    """The isolation intent describes the project's own manifests; foreign ones are judged without it."""
-    return path == PROJECT_MANIFESTS or PROJECT_MANIFESTS in path.parents
+from indmlops.plugin.config import isolation_intent as session_intent
 
 
 @pytest.fixture(scope="session")
@@ -32,4 +22,9 @@ def static_manifests(pytestconfig: pytest.Config) -> Manifests:
 
 @pytest.fixture(scope="session")
 def isolation_intent(pytestconfig: pytest.Config) -> Intent | None:
-    return load_intent(INTENT_FILE) if intent_applies(manifests_dir(pytestconfig)) else None
+    """The --intent the NetworkPolicies are compared with (indmlops.plugin.config.intent_file: by default the
+    project's intent for the project's manifests, none for others); a bad file fails with its name and source."""
+    try:
+        return session_intent(pytestconfig)
+    except IntentError as exc:
+        pytest.fail(f"the isolation intent could not be read: {exc}", pytrace=False)

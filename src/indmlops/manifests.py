@@ -32,28 +32,47 @@ class ManifestError(Exception):
     """The manifests cannot be read: missing directory, malformed YAML, kubectl missing or failing."""
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    """`value` when it is a mapping, else {}: the accessors read a value of the wrong type as absent, and
+    `Obj.shape_problems` names it, so a rule reports it instead of crashing or passing."""
+    return value if isinstance(value, dict) else {}
+
+
+def _sequence(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _type(value: Any) -> str:
+    return f"{type(value).__name__} {str(value)[:40]!r}"
+
+
 @dataclass
 class Obj:
-    """One Kubernetes object and where it came from."""
+    """One Kubernetes object and where it came from. The accessors never raise: a value of the wrong type at a
+    path they read counts as absent there, and `shape_problems` lists it."""
 
     body: dict[str, Any]
     source: str  # file the object was written in (relative to the working directory when possible)
 
     @property
     def kind(self) -> str:
-        return str(self.body.get("kind", ""))
+        return _text(self.body.get("kind"))
 
     @property
     def api_version(self) -> str:
-        return str(self.body.get("apiVersion", ""))
+        return _text(self.body.get("apiVersion"))
 
     @property
     def meta(self) -> dict[str, Any]:
-        return self.body.get("metadata") or {}
+        return _mapping(self.body.get("metadata"))
 
     @property
     def name(self) -> str:
-        return str(self.meta.get("name", ""))
+        return _text(self.meta.get("name"))
 
     @property
     def namespace(self) -> str | None:
@@ -63,7 +82,7 @@ class Obj:
 
     @property
     def generated(self) -> bool:
-        return "Generator" in str((self.meta.get("annotations") or {}).get(ORIGIN, ""))
+        return "Generator" in str(_mapping(self.meta.get("annotations")).get(ORIGIN, ""))
 
     @property
     def display_name(self) -> str:
@@ -79,28 +98,59 @@ class Obj:
     def where(self) -> str:
         return f"{self.ref} ({self.source})"
 
-    def pod_spec(self) -> dict[str, Any] | None:
-        spec = self.body.get("spec") or {}
-        if self.kind == "Pod":
-            return spec
+    def _template(self) -> dict[str, Any]:
+        spec = _mapping(self.body.get("spec"))
         if self.kind == "CronJob":
-            spec = ((spec.get("jobTemplate") or {}).get("spec")) or {}
+            spec = _mapping(_mapping(spec.get("jobTemplate")).get("spec"))
+        return _mapping(spec.get("template"))
+
+    def pod_spec(self) -> dict[str, Any] | None:
+        if self.kind == "Pod":
+            return _mapping(self.body.get("spec"))
         if self.kind in WORKLOAD_KINDS:
-            return ((spec.get("template") or {}).get("spec")) or {}
+            return _mapping(self._template().get("spec"))
         return None
 
     def pod_labels(self) -> dict[str, str]:
-        if self.kind == "Pod":
-            return dict(self.meta.get("labels") or {})
-        spec = self.body.get("spec") or {}
-        if self.kind == "CronJob":
-            spec = ((spec.get("jobTemplate") or {}).get("spec")) or {}
-        return dict(((spec.get("template") or {}).get("metadata") or {}).get("labels") or {})
+        meta = self.meta if self.kind == "Pod" else _mapping(self._template().get("metadata"))
+        return dict(_mapping(meta.get("labels")))
 
     def containers(self, *, init: bool = True) -> list[dict[str, Any]]:
+        """The containers (init containers first) that are mappings; other entries are left to shape_problems."""
         spec = self.pod_spec() or {}
-        out = list(spec.get("initContainers") or []) if init else []
-        return out + list(spec.get("containers") or [])
+        fields = ("initContainers", "containers") if init else ("containers",)
+        return [c for f in fields for c in _sequence(spec.get(f)) if isinstance(c, dict)]
+
+    def shape_problems(self) -> list[str]:
+        """Values of the wrong type at the paths the accessors read (what they read as absent), one line each:
+        a rule cannot judge such an object, and says so."""
+        out = [f"{path} is {_type(value)}; expected a string" for path, value in
+               (("kind", self.body.get("kind")), ("apiVersion", self.body.get("apiVersion")))
+               if not isinstance(value, str) or not value]
+        checks: list[tuple[str, Any, type]] = [("metadata", self.body.get("metadata"), dict)]
+        checks += [(f"metadata.{k}", self.meta.get(k), t) for k, t in
+                   (("name", str), ("namespace", str), ("labels", dict), ("annotations", dict))]
+        if self.kind in WORKLOAD_KINDS:
+            steps = ["spec"] + (["jobTemplate", "spec"] if self.kind == "CronJob" else [])
+            steps += [] if self.kind == "Pod" else ["template"]
+            node, path = self.body, ""
+            for step in steps:
+                path = f"{path}.{step}".lstrip(".")
+                checks.append((path, node.get(step), dict))
+                node = _mapping(node.get(step))
+            if self.kind != "Pod":
+                meta = node.get("metadata")
+                checks += [(f"{path}.metadata", meta, dict), (f"{path}.metadata.labels",
+                                                             _mapping(meta).get("labels"), dict)]
+                checks.append((f"{path}.spec", node.get("spec"), dict))
+                path += ".spec"
+            pod = self.pod_spec() or {}
+            for f in ("initContainers", "containers"):
+                checks.append((f"{path}.{f}", pod.get(f), list))
+                checks += [(f"{path}.{f}[{i}]", c, dict) for i, c in enumerate(_sequence(pod.get(f)))]
+        out += [f"{path} is {_type(value)}; expected a {'mapping' if t is dict else t.__name__}"
+                for path, value, t in checks if value is not None and not isinstance(value, t)]
+        return out
 
 
 @dataclass
@@ -173,20 +223,41 @@ def _load_docs(text: str, source: str) -> list[Obj]:
     for i, doc in enumerate(docs):
         if doc is None:
             continue
-        if not isinstance(doc, dict) or "kind" not in doc or "apiVersion" not in doc:
-            raise ManifestError(f"{source}: document {i + 1} is not a Kubernetes object (no apiVersion/kind)")
-        items = doc["items"] if doc["kind"].endswith("List") and isinstance(doc.get("items"), list) else [doc]
-        out += [Obj(item, source) for item in items]
+        where = f"{source}: document {i + 1}"
+        _refuse_odd(doc, where)
+        if doc["kind"].endswith("List") and isinstance(doc.get("items"), list):
+            for j, item in enumerate(doc["items"]):
+                _refuse_odd(item, f"{where}, item {j + 1}")
+            out += [Obj(item, source) for item in doc["items"]]
+        else:
+            out.append(Obj(doc, source))
     return out
+
+
+def _refuse_odd(doc: Any, where: str) -> None:
+    """ManifestError unless `doc` is an object kubectl could apply: a mapping with string apiVersion and kind, and
+    no value that contains itself (a recursive YAML alias, which has no JSON form)."""
+    if not isinstance(doc, dict) or "kind" not in doc or "apiVersion" not in doc:
+        raise ManifestError(f"{where} is not a Kubernetes object (no apiVersion/kind)")
+    for key in ("apiVersion", "kind"):
+        if not isinstance(doc[key], str) or not doc[key]:
+            raise ManifestError(f"{where}: {key} is {_type(doc[key])}; expected a non-empty string")
+    stack: list[tuple[Any, frozenset[int]]] = [(doc, frozenset())]
+    while stack:
+        node, above = stack.pop()
+        if id(node) in above:
+            raise ManifestError(f"{where} contains itself (a recursive YAML alias); expected a tree")
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack += [(c, above | {id(node)}) for c in children if isinstance(c, (dict, list))]
 
 
 def _origin(obj: Obj, kustomize_dir: Path) -> str:
     """The file kustomize's origin annotation names, relative to the working directory."""
-    raw = (obj.meta.get("annotations") or {}).get(ORIGIN)
+    raw = _mapping(obj.meta.get("annotations")).get(ORIGIN)
     if not raw:
         return obj.source
     try:
-        origin = yaml.safe_load(raw) or {}
+        origin = _mapping(yaml.safe_load(str(raw)))
     except yaml.YAMLError:
         return obj.source
     rel = origin.get("path") or origin.get("configuredIn")

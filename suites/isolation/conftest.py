@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from indmlops import intent as fixtures
 from indmlops.checks.live import isolation as isolation_live
+from indmlops.checks.static.ipblocks import ClusterNetworks
 from indmlops.errors import IsolationNotEnforced, NotSupportedByTarget
 from indmlops.plugin import option
 from indmlops.targets.base import EnforcementEvidence
@@ -30,7 +32,9 @@ def network_policy_enforced(target, pytestconfig) -> EnforcementEvidence:
 def reachability_observed(target, network_policy_enforced, static_manifests, isolation_intent,
                           pytestconfig) -> isolation_live.LiveMatrix:
     """Every cell of the static matrix probed on the target; kept under reports/isolation/ pass or fail."""
-    live = isolation_live.observe(target, static_manifests, isolation_intent)
+    # The static column judges ipBlocks against the cluster networks the static suite uses (fixtures/static.yaml).
+    networks = ClusterNetworks.parse(fixtures.load("static")["cluster_networks"], "fixtures/static.yaml")
+    live = isolation_live.observe(target, static_manifests, isolation_intent, networks=networks)
     header = (f"live reachability on the {target.name} target of {static_manifests.root}, intent "
               f"{isolation_intent.source if isolation_intent else 'none'}; enforcement canary: "
               f"{network_policy_enforced.before}, then {network_policy_enforced.after}")

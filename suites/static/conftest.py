@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 
 from indmlops import intent as fixtures
+from indmlops.checks.static.isolation import IntentError
 from indmlops.checks.static.rules import StaticPolicy, cases
 from indmlops.manifests import ManifestError, load_cached
 from indmlops.paths import REPO_ROOT
 from indmlops.plugin import manifests_dir, resolved_options
+from indmlops.plugin.config import isolation_intent
 
 
 def _policy() -> StaticPolicy:
@@ -26,6 +28,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         given = resolved_options(metafunc.config)["manifests"]
         error = ManifestError(f"--manifests {given.value!r} from {given.source}: {exc}")
         metafunc.parametrize("static_case", [pytest.param(error, id="manifests:render")])
+        return
+    try:
+        isolation_intent(metafunc.config)
+    except IntentError as exc:  # likewise one failing test naming the file and where --intent came from
+        metafunc.parametrize("static_case", [pytest.param(exc, id="intent:load")])
         return
     metafunc.parametrize("static_case", found, ids=[c.id for c in found])
 

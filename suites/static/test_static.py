@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from indmlops.checks.static import schema
-from indmlops.checks.static.isolation import computed_matrix
+from indmlops.checks.static.isolation import IntentError, computed_matrix
 from indmlops.checks.static.netpol import format_matrix
 from indmlops.checks.static.rules import message, run
 from indmlops.manifests import ManifestError
@@ -16,25 +16,34 @@ from indmlops.plugin import option
 pytestmark = pytest.mark.static
 
 
-def test_static_rule_holds(static_case, request, static_policy, isolation_intent, pytestconfig):
+def test_static_rule_holds(static_case, request, static_policy, pytestconfig):
     if isinstance(static_case, ManifestError):
         pytest.fail(f"the manifests could not be read: {static_case}", pytrace=False)
+    if isinstance(static_case, IntentError):
+        pytest.fail(f"the isolation intent could not be read: {static_case}", pytrace=False)
     static_manifests = request.getfixturevalue("static_manifests")
+    isolation_intent = request.getfixturevalue("isolation_intent")
     try:
         problems = run(static_case, static_manifests, static_policy, isolation_intent)
     except schema.NoSchema as exc:
         pytest.skip(f"{static_case.subject}: {exc} (a custom resource: validate it with its CRD's schema)")
     if static_case.rule == "isolation":
-        keep_matrix(static_manifests, isolation_intent, Path(option(pytestconfig, "reports_dir")))
+        keep_matrix(static_manifests, isolation_intent, Path(option(pytestconfig, "reports_dir")),
+                    static_policy.cluster_networks)
     if problems:
         pytest.fail(message(static_case, problems), pytrace=False)
 
 
-def keep_matrix(manifests, intent, reports: Path) -> None:
+def keep_matrix(manifests, intent, reports: Path, networks=None) -> None:
     """The computed reachability matrix, printed and kept in reports/static/, pass or fail."""
-    cells, _ = computed_matrix(manifests, intent)
-    text = (f"reachability matrix of {manifests.root} ({sum(cells.values())} of {len(cells)} cells allowed; "
-            f"intent: {intent.source if intent else 'none'})\n{format_matrix(cells)}\n")
+    try:
+        cells, _ = computed_matrix(manifests, intent, networks)
+    except (TypeError, AttributeError, KeyError, ValueError, IndexError, ArithmeticError) as exc:
+        # Junk where the matrix reads: the isolation case has reported it as "cannot be judged".
+        text = f"reachability matrix of {manifests.root} cannot be computed: {type(exc).__name__}: {exc}\n"
+    else:
+        text = (f"reachability matrix of {manifests.root} ({sum(cells.values())} of {len(cells)} cells allowed; "
+                f"intent: {intent.source if intent else 'none'})\n{format_matrix(cells)}\n")
     print(text)
     (reports / "static").mkdir(parents=True, exist_ok=True)
     (reports / "static" / "isolation-matrix.txt").write_text(text)

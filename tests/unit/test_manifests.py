@@ -143,3 +143,51 @@ def test_mlflow_runs_the_project_image_with_proxied_artifacts_and_no_install_at_
     assert c["image"] == "indmlops-mlflow:3.17.2"
     assert {"--artifacts-destination=s3://mlflow-bucket", "--serve-artifacts"} <= set(c["args"])
     assert not any("pip" in str(w) for w in c.get("command", []) + c["args"])
+
+
+@pytest.mark.parametrize("body", [
+    {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": 5, "spec": []},
+    {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": 7, "annotations": ["x"]},
+     "spec": {"template": {"metadata": [], "spec": {"containers": "x", "initContainers": [5, None]}}}},
+    {"apiVersion": "batch/v1", "kind": "CronJob", "spec": {"jobTemplate": {"spec": "x"}}},
+    {"apiVersion": "v1", "kind": "Pod", "metadata": {"labels": [1]}, "spec": {"containers": {"name": "a"}}},
+])
+def test_accessors_read_junk_as_absent_and_shape_problems_name_it(body):
+    obj = manifests.Obj(body, "junk.yaml")
+    assert obj.meta == {} or isinstance(obj.meta, dict)
+    assert obj.containers() == [] and obj.pod_labels() == {} and isinstance(obj.pod_spec(), dict)
+    assert obj.ref.startswith(f"{body['kind']}/")
+    assert obj.shape_problems(), "junk the accessors skip must be named, so the rules fail closed"
+
+
+def test_accessors_of_a_valid_object_are_unchanged_and_have_no_shape_problems(shipped):
+    for obj in shipped.objects:
+        assert obj.shape_problems() == []
+    w = shipped.find("Deployment/it-core/mlflow")
+    assert w.name.startswith("mlflow") and w.namespace == "it-core"
+    assert [c["name"] for c in w.containers()] == ["mlflow"]
+    assert w.pod_labels()["app.kubernetes.io/name"] == "mlflow"
+
+
+def test_shape_problems_name_the_path_and_type():
+    obj = manifests.Obj({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"},
+                         "spec": {"template": {"spec": {"containers": ["x"]}}}}, "junk.yaml")
+    assert obj.shape_problems() == ["spec.template.spec.containers[0] is str 'x'; expected a mapping"]
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("apiVersion: v1\nkind: 5\n", r"document 1: kind is int '5'; expected a non-empty string"),
+    ("apiVersion: v1\nkind: List\nitems: [5]\n", r"document 1, item 1 is not a Kubernetes object"),
+    ("&x {apiVersion: v1, kind: ConfigMap, data: {a: *x}}\n", r"document 1 contains itself"),
+])
+def test_odd_documents_are_refused_with_a_message(tmp_path, text, error):
+    (tmp_path / "odd.yaml").write_text(text)
+    with pytest.raises(ManifestError, match=error):
+        load(tmp_path)
+
+
+def test_empty_documents_and_merge_keys_load(tmp_path):
+    (tmp_path / "x.yaml").write_text("---\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n"
+                                     "  labels: &l {app: a}\n  annotations: {<<: *l, note: b}\n---\n")
+    [obj] = load(tmp_path).objects
+    assert obj.meta["annotations"] == {"app": "a", "note": "b"} and obj.shape_problems() == []

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from indmlops.checks.static.ipblocks import ClusterNetworks
 from indmlops.checks.static.netpol import Cell, Evaluator, Pod, Port, matrix, parse_policy, selector_matches
 
 NS = ["a", "b"]
@@ -157,3 +161,61 @@ def test_adding_an_allow_policy_never_closes_a_cell(pods, allows):
 def test_evaluator_reports_directions_separately():
     ev = Evaluator([WEB, DB], policies(("a", {"podSelector": {}, "policyTypes": ["Egress"]})))
     assert not ev.egress_allows(WEB, DB, Port(5432)) and ev.ingress_allows(WEB, DB, Port(5432))
+
+
+KIND = ClusterNetworks((ipaddress.ip_network("10.244.0.0/16"),), (ipaddress.ip_network("10.96.0.0/12"),))
+INTERNET = Pod("internet", "", {}, (Port(443),), ip="198.51.100.7")
+
+
+def egress_to(block: dict) -> tuple[str, dict]:
+    return ("a", {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": [{"ipBlock": block}]}]})
+
+
+@pytest.mark.parametrize("block,pods_reached,internet_reached", [
+    ({"cidr": "0.0.0.0/0"}, True, True),
+    ({"cidr": "0.0.0.0/0", "except": ["10.244.0.0/16", "10.96.0.0/12"]}, False, True),
+    ({"cidr": "0.0.0.0/0", "except": ["10.244.0.0/16"]}, True, True),  # a ClusterIP may stand for any pod
+    ({"cidr": "10.0.0.0/8"}, True, False),
+    ({"cidr": "10.96.0.10/32"}, True, False),
+    ({"cidr": "198.51.100.0/24"}, False, True),
+    ({"cidr": "::/0"}, False, False),
+    ({"cidr": "198.51.100.0/33"}, True, True),  # unreadable: the API rejects it, the matrix fails closed
+])
+def test_egress_ip_blocks_are_judged_against_the_cluster_networks(block, pods_reached, internet_reached):
+    cells = matrix([WEB, DB], policies(egress_to(block)), external=[INTERNET], networks=KIND)
+    assert cells[Cell("a/web", "a/db", 5432)] is pods_reached
+    assert cells[Cell("a/web", "internet", 443)] is internet_reached
+
+
+@pytest.mark.parametrize("block,other_reaches_db", [
+    ({"cidr": "0.0.0.0/0"}, True),
+    ({"cidr": "10.96.0.0/12"}, False),  # a source never has a ClusterIP
+    ({"cidr": "0.0.0.0/0", "except": ["10.244.0.0/16"]}, False),
+    ({"cidr": "10.244.0.0/16", "except": ["10.244.0.0/16"]}, True),  # that except is rejected, so dropped
+])
+def test_ingress_ip_blocks_let_every_pod_in_when_they_overlap_the_pod_network(block, other_reaches_db):
+    ingress = ("a", {"podSelector": {"matchLabels": {"app": "db"}}, "policyTypes": ["Ingress"],
+                     "ingress": [{"from": [{"ipBlock": block}]}]})
+    cells = matrix([WEB, DB, OTHER], policies(ingress), networks=KIND)
+    assert cells[Cell("b/web", "a/db", 5432)] is other_reaches_db
+
+
+octet = st.integers(0, 255)
+in_ten = st.tuples(octet, octet, st.integers(8, 30)).map(
+    lambda t: ipaddress.ip_network((10 << 24 | t[0] << 16 | t[1] << 8, t[2]), strict=False))
+
+
+@settings(max_examples=80, deadline=None)
+@given(in_ten, st.lists(in_ten, max_size=3))
+def test_an_ip_block_lets_every_pod_in_exactly_when_its_remainder_meets_the_pod_network(cidr, excepts):
+    pods = KIND.pods[0]
+    kept = [e for e in excepts if e.subnet_of(cidr) and e.prefixlen > cidr.prefixlen]  # the API rejects the rest
+    # CIDRs nest or are disjoint: cidr ∩ pods is the smaller of the two, and is left when the excepts do not cover it.
+    both = cidr if cidr.subnet_of(pods) else pods if pods.subnet_of(cidr) else None
+    covered = sum(h.num_addresses for h in ipaddress.collapse_addresses(
+        [both if both.subnet_of(e) else e for e in kept if e.overlaps(both)])) if both else 0
+    expected = both is not None and covered < both.num_addresses
+    ingress = ("a", {"podSelector": {}, "policyTypes": ["Ingress"],
+                     "ingress": [{"from": [{"ipBlock": {"cidr": str(cidr), "except": list(map(str, excepts))}}]}]})
+    cells = matrix([WEB, OTHER], policies(ingress), networks=KIND)
+    assert cells[Cell("b/web", "a/web", 8080)] is expected

@@ -73,6 +73,7 @@ SCRAPE = "ConfigMap/governance/prometheus-config:scrape-target/prometheus.yml"
 RULES_CASE = "ConfigMap/governance/prometheus-config:prometheus-rules/prometheus.yml"
 BROKER_CASE = "Secret/ot-edge/mosquitto-config:broker-auth/mosquitto.conf"
 CLAIM = "PersistentVolumeClaim/it-core/minio-data"
+LONG_JOB = "minio-bucket-bootstrap-for-the-mlflow-artifact-store-and-registry"  # 65 characters
 
 # name -> (mutation, the case ids that must fail). Each mutation changes one thing of the rendered set.
 MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
@@ -86,15 +87,16 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
     "widen-egress-to-anywhere": (
         lambda m: m.find("NetworkPolicy/ot-edge/simulator-egress").body["spec"]["egress"].append(
             {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}),
-        {"NetworkPolicies:isolation"}),
+        {"NetworkPolicies:isolation", "NetworkPolicy/ot-edge/simulator-egress:ipblock-scope"}),
     "image-latest": (lambda m: container(m, GRAFANA).update(image="grafana/grafana:latest"),
                      {f"{GRAFANA}:pinned-images"}),
     "image-untagged": (lambda m: container(m, POSTGRES).update(image="postgres"), {f"{POSTGRES}:pinned-images"}),
+    # The literal also differs from the Secret MLflow logs in with (credentials).
     "plaintext-password-env": (lambda m: replace(env(m, POSTGRES, "POSTGRES_PASSWORD"), "valueFrom", value="hunter2"),
-                               {f"{POSTGRES}:no-secret-literals"}),
+                               {f"{POSTGRES}:no-secret-literals", f"{MLFLOW}:credentials"}),
     "password-in-args": (lambda m: container(m, MLFLOW)["args"].append(
         "--backend-store-uri=postgresql+psycopg://mlflow:hunter2@postgres-svc:5432/mlflow"),
-        {f"{MLFLOW}:no-secret-literals"}),
+        {f"{MLFLOW}:no-secret-literals", f"{MLFLOW}:credentials"}),
     "remove-readiness-probe": (lambda m: container(m, INFERENCE).pop("readinessProbe"), {f"{INFERENCE}:probes"}),
     "probe-on-undeclared-port": (lambda m: container(m, MLFLOW)["livenessProbe"]["httpGet"].update(port="metrics"),
                                  {f"{MLFLOW}:probes"}),
@@ -105,8 +107,9 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
     "remove-bucket-job": (lambda m: drop(m, JOB), {f"{MLFLOW}:bucket-bootstrap", "NetworkPolicies:isolation"}),
     "wrong-service-port": (
         lambda m: m.find("Service/it-core/mlflow-svc").body["spec"]["ports"][0].update(targetPort=5001),
-        # The intent's flows to MLflow go through mlflow-svc, which no longer reaches port 5000.
-        {"Service/it-core/mlflow-svc:service-ports", "NetworkPolicies:isolation"}),
+        # The intent's flows to MLflow go through mlflow-svc, which no longer reaches port 5000; so do its clients.
+        {"Service/it-core/mlflow-svc:service-ports", "NetworkPolicies:isolation", f"{JUPYTER}:addresses",
+         f"{INFERENCE}:addresses"}),
     "missing-limits": (lambda m: container(m, PROMETHEUS)["resources"].pop("limits"), {f"{PROMETHEUS}:resources"}),
     "privileged-container": (lambda m: container(m, MOSQUITTO)["securityContext"].update(privileged=True),
                              {f"{MOSQUITTO}:security-context"}),
@@ -240,6 +243,329 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
                                {"Secret/it-core/minio-credentials:default-credentials"}),
     "default-grafana-password": (lambda m: set_secret(m, "Secret/governance/grafana-admin", "admin-password", "Admin"),
                                  {"Secret/governance/grafana-admin:default-credentials"}),
+    # ---- class 1: API values the schema does not check ----
+    # Each of these the API server rejects (or, marked, mishandles); the schema checks only the type.
+    "pull-policy-lowercase": (lambda m: container(m, MLFLOW).update(imagePullPolicy="ifNotPresent"),
+                              {f"{MLFLOW}:field-values"}),
+    "container-port-out-of-range": (lambda m: container(m, SIMULATOR).setdefault("ports", []).append(
+        {"name": "metrics", "containerPort": 90100, "protocol": "TCP"}), {f"{SIMULATOR}:field-values"}),
+    "liveness-success-threshold": (lambda m: container(m, MLFLOW)["livenessProbe"].update(successThreshold=3),
+                                   {f"{MLFLOW}:field-values"}),
+    "probe-with-two-handlers": (lambda m: container(m, MLFLOW)["readinessProbe"].update(tcpSocket={"port": "http"}),
+                                {f"{MLFLOW}:field-values"}),
+    "startup-probe-port-quoted-number": (
+        lambda m: container(m, MLFLOW)["startupProbe"]["httpGet"].update(port="5000"), {f"{MLFLOW}:field-values"}),
+    "replicas-negative": (lambda m: m.find(JUPYTER).body["spec"].update(replicas=-1), {f"{JUPYTER}:field-values"}),
+    "recreate-with-rolling-update-settings": (
+        lambda m: m.find(NODERED).body["spec"]["strategy"].update(rollingUpdate={"maxSurge": 0}),
+        {f"{NODERED}:field-values"}),
+    "rollout-that-cannot-progress": (lambda m: m.find(MLFLOW).body["spec"].update(
+        strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}),
+        {f"{MLFLOW}:field-values"}),
+    "max-unavailable-quoted-number": (lambda m: m.find(INFERENCE).body["spec"].update(
+        strategy={"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "1"}}), {f"{INFERENCE}:field-values"}),
+    "grace-period-negative": (lambda m: pod_spec(m, SIMULATOR).update(terminationGracePeriodSeconds=-1),
+                              {f"{SIMULATOR}:field-values"}),
+    "deadline-copied-into-a-deployment": (lambda m: pod_spec(m, INFERENCE).update(activeDeadlineSeconds=600),
+                                          {f"{INFERENCE}:field-values"}),
+    "backoff-limit-negative": (lambda m: m.find(JOB).body["spec"].update(backoffLimit=-1), {f"{JOB}:field-values"}),
+    "job-with-hand-written-selector": (lambda m: m.find(JOB).body["spec"].update(selector={"matchLabels": dict(
+        m.find(JOB).pod_labels())}), {f"{JOB}:field-values"}),
+    "job-name-too-long": (lambda m: m.find(JOB).meta.update(name=LONG_JOB), {f"Job/it-core/{LONG_JOB}:object-names"}),
+    # The bootstrap Job made a nightly CronJob: a Quartz schedule (seconds first), an hour past 23.
+    "cronjob-schedule-with-seconds": (lambda m: (add(m, cronjob_of(m, JOB, "0 0 2 * * *")), drop(m, JOB)),
+                                      {"CronJob/it-core/bucket-check:field-values"}),
+    "cronjob-schedule-out-of-range": (lambda m: (add(m, cronjob_of(m, JOB, "0 24 * * *")), drop(m, JOB)),
+                                      {"CronJob/it-core/bucket-check:field-values"}),
+    "statefulset-pod-policy-lowercase": (lambda m: m.find(POSTGRES).body["spec"].update(podManagementPolicy="parallel"),
+                                         {f"{POSTGRES}:field-values"}),
+    "volume-mode-decimal": (lambda m: volume(m, GRAFANA, "dashboards")["configMap"].update(defaultMode=644),
+                            {f"{GRAFANA}:field-values"}),
+    "sub-path-absolute": (lambda m: container(m, MLFLOW)["volumeMounts"][0].update(subPath="/metrics"),
+                          {f"{MLFLOW}:field-values"}),
+    "toleration-exists-with-value": (lambda m: pod_spec(m, INFERENCE).update(tolerations=[
+        {"key": "edge", "operator": "Exists", "value": "true", "effect": "NoSchedule"}]),
+        {f"{INFERENCE}:field-values"}),
+    "node-affinity-exists-with-values": (lambda m: pod_spec(m, INFERENCE).update(affinity={"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "node-role.kubernetes.io/edge", "operator": "Exists", "values": ["true"]}]}]}}}),
+        {f"{INFERENCE}:field-values"}),
+    "service-port-defined-twice": (
+        lambda m: m.find("Service/it-core/minio-svc").body["spec"]["ports"][1].update(port=9000),
+        {"Service/it-core/minio-svc:field-values"}),
+    "service-second-port-without-name": (
+        lambda m: m.find("Service/it-core/mlflow-svc").body["spec"]["ports"].append({"port": 80, "targetPort": 5000}),
+        {"Service/it-core/mlflow-svc:object-names"}),
+    "node-port-on-cluster-ip-service": (
+        lambda m: m.find("Service/it-core/minio-svc").body["spec"]["ports"][1].update(nodePort=30901),
+        {"Service/it-core/minio-svc:field-values"}),
+    "session-affinity-typo": (lambda m: m.find("Service/governance/grafana-svc").body["spec"].update(
+        sessionAffinity="ClientIp"), {"Service/governance/grafana-svc:field-values"}),
+    "external-traffic-policy-on-cluster-ip": (lambda m: m.find("Service/governance/grafana-svc").body["spec"].update(
+        externalTrafficPolicy="Local"), {"Service/governance/grafana-svc:field-values"}),
+    "secret-plain-text-under-data": (lambda m: next(s for s in m.of_kind("Secret") if s.ref.startswith(
+        "Secret/it-core/minio-credentials")).body["data"].update({"root-password": "dev-only-minio-change-me"}),
+        {"Secret/it-core/minio-credentials:field-values"}),
+    "configmap-key-with-a-space": (lambda m: m.find("ConfigMap/ot-edge/nodered-flows").body["data"].update(
+        {"flows backup.json": "[]"}), {"ConfigMap/ot-edge/nodered-flows:object-names"}),
+    "claim-of-zero-bytes": (lambda m: m.find(CLAIM).body["spec"]["resources"]["requests"].update(storage="0"),
+                            {f"{CLAIM}:field-values"}),
+    "container-name-with-underscore": (lambda m: container(m, INFERENCE).update(name="edge_inference"),
+                                       {f"{INFERENCE}:object-names"}),
+    "policy-type-lowercase": (lambda m: m.find("NetworkPolicy/it-core/mlflow-ingress").body["spec"].update(
+        policyTypes=["ingress"]),  # the policy no longer applies to ingress: its allow rules are lost
+        {"NetworkPolicy/it-core/mlflow-ingress:field-values", "NetworkPolicies:isolation"}),
+    "host-alias-with-a-bad-plc-address": (lambda m: pod_spec(m, NODERED).update(hostAliases=[
+        {"ip": "192.168.10.300", "hostnames": ["plc-line-1"]}]), {f"{NODERED}:field-values"}),
+    "node-selector-value-with-a-space": (lambda m: pod_spec(m, INFERENCE).update(
+        nodeSelector={"topology.kubernetes.io/zone": "hall 3"}), {f"{INFERENCE}:field-values"}),
+    "resource-name-typo": (lambda m: container(m, GRAFANA)["resources"]["requests"].update(memroy="128Mi"),
+                           {f"{GRAFANA}:requests-limits"}),
+    "service-ports-dropped": (lambda m: m.find("Service/governance/grafana-svc").body["spec"].update(ports=[]),
+                              {"Service/governance/grafana-svc:field-values"}),
+    # ---- class 6: NetworkPolicy ipBlock peers and the isolation intent ----
+    # Cluster networks (fixtures/static.yaml, kind's defaults): pods 10.244.0.0/16, services 10.96.0.0/12. An
+    # ipBlock reaching into them matches every pod: the one source whose egress no policy restricts (a pod of
+    # another namespace) gets in. "The internet" (198.51.100.7:443) is reached by any egress range covering it.
+    "egress-https-to-the-internet-without-except": (  # also reopens every pod's 443 and every ClusterIP
+        lambda m: m.find("NetworkPolicy/ot-edge/inference-egress").body["spec"]["egress"].append(
+            {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 443, "protocol": "TCP"}]}),
+        {"NetworkPolicies:isolation", "NetworkPolicy/ot-edge/inference-egress:ipblock-scope"}),
+    "egress-https-to-the-internet-excepting-the-cluster": (  # the internet cell only: no pod, no ClusterIP
+        lambda m: m.find("NetworkPolicy/ot-edge/inference-egress").body["spec"]["egress"].append(
+            {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.244.0.0/16", "10.96.0.0/12"]}}],
+             "ports": [{"port": 443, "protocol": "TCP"}]}),
+        {"NetworkPolicies:isolation"}),
+    "ingress-from-the-plant-network-10-slash-8": (
+        lambda m: m.find("NetworkPolicy/ot-edge/mosquitto-ingress").body["spec"]["ingress"].append(
+            {"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 1883, "protocol": "TCP"}]}),
+        {"NetworkPolicies:isolation", "NetworkPolicy/ot-edge/mosquitto-ingress:ipblock-scope"}),
+    "ingress-from-the-plant-network-excepting-the-cluster": (  # must NOT be an isolation hole: nothing fails
+        lambda m: m.find("NetworkPolicy/ot-edge/mosquitto-ingress").body["spec"]["ingress"].append(
+            {"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.244.0.0/16", "10.96.0.0/12"]}}],
+             "ports": [{"port": 1883, "protocol": "TCP"}]}),
+        set()),
+    "ingress-from-the-office-lan": (  # disjoint from the cluster's networks: nothing fails
+        lambda m: m.find("NetworkPolicy/it-core/mlflow-ingress").body["spec"]["ingress"].append(
+            {"from": [{"ipBlock": {"cidr": "192.168.0.0/16"}}], "ports": [{"port": 5000, "protocol": "TCP"}]}),
+        set()),
+    "ingress-from-the-pod-network-itself": (  # "every pod may query the database": no except can fix it
+        lambda m: m.find("NetworkPolicy/it-core/postgres-ingress").body["spec"]["ingress"].append(
+            {"from": [{"ipBlock": {"cidr": "10.244.0.0/16"}}]}),
+        {"NetworkPolicies:isolation", "NetworkPolicy/it-core/postgres-ingress:ipblock-scope"}),
+    "egress-to-the-dns-service-ip": (  # a ClusterIP: up to the network plugin; kube-dns is allowed anyway
+        lambda m: m.find("NetworkPolicy/it-core/allow-dns").body["spec"]["egress"].append(
+            {"to": [{"ipBlock": {"cidr": "10.96.0.10/32"}}], "ports": [{"port": 53, "protocol": "UDP"}]}),
+        {"NetworkPolicy/it-core/allow-dns:ipblock-scope"}),
+    "cidr-octet-out-of-range": (  # the API rejects the policy; the matrix fails closed (the range may be pods)
+        lambda m: m.find("NetworkPolicy/it-core/mlflow-ingress").body["spec"]["ingress"].append(
+            {"from": [{"ipBlock": {"cidr": "192.168.300.0/24"}}], "ports": [{"port": 5000, "protocol": "TCP"}]}),
+        {"NetworkPolicies:isolation", "NetworkPolicy/it-core/mlflow-ingress:ipblock-scope"}),
+    "except-outside-its-cidr": (  # 192.169 for 192.168: the API rejects it
+        lambda m: m.find("NetworkPolicy/it-core/mlflow-ingress").body["spec"]["ingress"].append(
+            {"from": [{"ipBlock": {"cidr": "192.168.0.0/16", "except": ["192.169.10.0/24"]}}],
+             "ports": [{"port": 5000, "protocol": "TCP"}]}),
+        {"NetworkPolicy/it-core/mlflow-ingress:ipblock-scope"}),
+    "ipv6-block-with-an-ipv4-except": (  # copied from the IPv4 rule; IPv4-only cluster, so no pod is matched
+        lambda m: m.find("NetworkPolicy/ot-edge/simulator-egress").body["spec"]["egress"].append(
+            {"to": [{"ipBlock": {"cidr": "::/0", "except": ["10.244.0.0/16"]}}]}),
+        {"NetworkPolicy/ot-edge/simulator-egress:ipblock-scope"}),
+    "single-host-written-with-its-network-prefix": (  # 10.244.1.7/16 is all of 10.244.0.0/16, not one pod
+        lambda m: m.find("NetworkPolicy/governance/prometheus-egress").body["spec"]["egress"].append(
+            {"to": [{"ipBlock": {"cidr": "10.244.1.7/16"}}], "ports": [{"port": 5432, "protocol": "TCP"}]}),
+        {"NetworkPolicy/governance/prometheus-egress:ipblock-scope"}),
+    "ipblock-and-selector-in-one-peer": (  # the API rejects the peer; the evaluator reads the ipBlock
+        lambda m: m.find("NetworkPolicy/ot-edge/simulator-egress").body["spec"]["egress"].append(
+            {"to": [{"ipBlock": {"cidr": "203.0.113.0/24"},
+                     "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "governance"}}}]}),
+        {"NetworkPolicy/ot-edge/simulator-egress:ipblock-scope"}),
+    # ---- class 6: unusual but valid YAML ----
+    # null is absent to the API, which applies its default: replicas 1, targetPort = port, type ClusterIP, TCP.
+    "replicas-null": (lambda m: m.find(MOSQUITTO).body["spec"].update(replicas=None), set()),
+    "service-port-without-target-port": (
+        lambda m: m.find("Service/it-core/mlflow-svc").body["spec"]["ports"][0].pop("targetPort"), set()),
+    "service-type-null": (lambda m: m.find("Service/governance/grafana-svc").body["spec"].update(type=None), set()),
+    "port-protocol-null": (lambda m: (container(m, INFERENCE)["ports"][0].update(protocol=None),
+                                      m.find("NetworkPolicy/ot-edge/inference-ingress").body["spec"]["ingress"][0][
+                                          "ports"][0].update(protocol=None)), set()),
+    "env-null": (lambda m: container(m, PROMETHEUS).update(env=None), set()),
+    "ports-empty": (lambda m: container(m, SIMULATOR).update(ports=[]), set()),
+    # optional: true — a missing object or key is no error: the pod starts without it.
+    "optional-configmap-volume-missing": (lambda m: volume(m, GRAFANA, "dashboards")["configMap"].update(
+        name="grafana-dashboards-x", optional=True), set()),
+    "optional-secret-volume-missing": (lambda m: volume(m, NODERED, "credentials")["secret"].update(
+        secretName="mqtt-credentials-x", optional=True), set()),
+    "optional-secret-key-ref-missing-key": (
+        lambda m: env(m, SIMULATOR, "MQTT_PASSWORD")["valueFrom"]["secretKeyRef"].update(key="sim", optional=True),
+        set()),
+    "optional-env-from-missing": (lambda m: container(m, INFERENCE).update(envFrom=[
+        {"configMapRef": {"name": "inference-extra", "optional": True}},
+        {"secretRef": {"name": "inference-extra", "optional": True}}]), set()),
+    "env-from-missing": (lambda m: container(m, INFERENCE).update(envFrom=[{"configMapRef": {"name": "inference-x"}}]),
+                         {f"{INFERENCE}:references"}),
+    # A volume's items pick keys: a missing one keeps the pod from starting, unless the source is optional.
+    "volume-item-key-missing": (lambda m: volume(m, GRAFANA, "dashboards")["configMap"].update(
+        items=[{"key": "stack-overview.jsn", "path": "stack-overview.json"}]), {f"{GRAFANA}:references"}),
+    "optional-volume-item-key-missing": (lambda m: volume(m, GRAFANA, "dashboards")["configMap"].update(
+        items=[{"key": "stack-overview.jsn", "path": "stack-overview.json"}], optional=True), set()),
+    # A quoted number in an IntOrString port is a port *name* to the API, and a name needs a letter: rejected.
+    "service-target-port-quoted-number": (
+        lambda m: m.find("Service/it-core/mlflow-svc").body["spec"]["ports"][0].update(targetPort="5000"),
+        {"Service/it-core/mlflow-svc:service-ports", "Service/it-core/mlflow-svc:field-values",
+         "NetworkPolicies:isolation"}),
+    "probe-port-quoted-number": (lambda m: container(m, MLFLOW)["livenessProbe"]["httpGet"].update(port="5000"),
+                                 {f"{MLFLOW}:probes", f"{MLFLOW}:field-values"}),
+    "networkpolicy-port-quoted-number": (
+        lambda m: m.find("NetworkPolicy/it-core/mlflow-ingress").body["spec"]["ingress"][0]["ports"][0].update(
+            port="5000"), {"NetworkPolicies:isolation", "NetworkPolicy/it-core/mlflow-ingress:field-values"}),
+    "service-target-port-number": (
+        lambda m: m.find("Service/it-core/mlflow-svc").body["spec"]["ports"][0].update(targetPort=5000), set()),
+    # A quoted number where the API takes an integer: the schema says so, and the rules reading it cannot judge it.
+    "replicas-quoted": (lambda m: m.find(MOSQUITTO).body["spec"].update(replicas="1"),
+                        {f"{MOSQUITTO}:singleton-replicas", f"{MOSQUITTO}:rwo-recreate",
+                         *(f"{MOSQUITTO}:schema/{v}" for v in ("1.34", "1.35", "1.36", "1.37"))}),
+    # A Secret written with stringData (plain text) instead of data (base64): read alike.
+    "secret-in-string-data": (lambda m: to_string_data(m, "Secret/governance/grafana-admin"), set()),
+    "broker-config-in-string-data": (lambda m: to_string_data(m, "Secret/ot-edge/mosquitto-config"), set()),
+    "broker-in-string-data-allows-anonymous": (
+        lambda m: (to_string_data(m, "Secret/ot-edge/mosquitto-config"),
+                   edit_string_data(m, "Secret/ot-edge/mosquitto-config", "mosquitto.conf",
+                                    "allow_anonymous false", "allow_anonymous true")), {BROKER_CASE}),
+    "default-password-in-string-data": (
+        lambda m: (to_string_data(m, "Secret/governance/grafana-admin"),
+                   edit_string_data(m, "Secret/governance/grafana-admin", "admin-password", None, "admin")),
+        {"Secret/governance/grafana-admin:default-credentials"}),
+    # YAML spellings that load to the same objects: anchors and merge keys, a List, empty documents.
+    "yaml-anchors-and-merge-keys": (lambda m: reload_with_merge_keys(m, MLFLOW), set()),
+    "yaml-list-of-objects": (lambda m: reload_as_list(m, "ot-edge"), set()),
+    "yaml-empty-documents": (lambda m: reload_text(m, SIMULATOR, lambda text: f"---\n\n---\n{text}---\n...\n"),
+                             set()),
+    # ---- classes 2-5: wiring, data placement, security, availability ----
+    # Wiring: what an application is told (fixtures/applications.yaml) must reach the right listener.
+    "s3-endpoint-in-the-wrong-namespace": (
+        lambda m: env(m, MLFLOW, "MLFLOW_S3_ENDPOINT_URL").update(value="http://minio-svc.ot-edge.svc:9000"),
+        {f"{MLFLOW}:addresses"}),
+    "s3-endpoint-on-the-console-port": (
+        lambda m: env(m, MLFLOW, "MLFLOW_S3_ENDPOINT_URL").update(value="http://minio-svc.it-core.svc:9001"),
+        {f"{MLFLOW}:addresses"}),
+    "inference-broker-host-typo": (lambda m: set_arg(m, INFERENCE, "mosquitto-svc.ot-edge.svc:1883",
+                                                     "mosquitto.ot-edge.svc:1883"), {f"{INFERENCE}:addresses"}),
+    "simulator-broker-compose-name": (lambda m: set_arg(m, SIMULATOR, "mosquitto-svc.ot-edge.svc:1883",
+                                                        "mqtt-broker:1883"), {f"{SIMULATOR}:addresses"}),
+    "hmi-broker-port-tls": (lambda m: env(m, NODERED, "INDMLOPS_MQTT_PORT").update(value="8883"),
+                            {f"{NODERED}:addresses"}),
+    "notebook-tracking-uri-localhost": (
+        lambda m: env(m, JUPYTER, "MLFLOW_TRACKING_URI").update(value="http://localhost:5000"),
+        {f"{JUPYTER}:addresses"}),
+    "grafana-datasource-wrong-port": (
+        lambda m: edit_data(m, "ConfigMap/governance/grafana-datasources", "datasources.yaml",
+                            "prometheus-svc.governance.svc:9090", "prometheus-svc.governance.svc:9091"),
+        {"ConfigMap/governance/grafana-datasources:addresses"}),
+    "backend-store-on-the-wrong-host": (
+        lambda m: set_arg(m, MLFLOW, "--backend-store-uri=", "--backend-store-uri=postgresql+psycopg://"
+                          "mlflow@postgres.it-core.svc:5432/mlflow"), {f"{MLFLOW}:addresses"}),
+    "minio-service-forwards-to-the-console": (
+        lambda m: m.find("Service/it-core/minio-svc").body["spec"]["ports"][0].update(targetPort="console"),
+        {f"{MLFLOW}:addresses", "NetworkPolicies:isolation"}),
+    "mlflow-binds-loopback": (lambda m: set_arg(m, MLFLOW, "--host=", "--host=127.0.0.1"), {f"{MLFLOW}:binds"}),
+    "mlflow-port-moved": (lambda m: set_arg(m, MLFLOW, "--port=", "--port=5001"),  # its clients reach 5000
+                          {f"{MLFLOW}:binds", f"{JUPYTER}:addresses", f"{INFERENCE}:addresses"}),
+    "broker-listener-line-dropped": (lambda m: edit_broker(m, "listener 1883 0.0.0.0\n", ""),  # local-only mode
+                                     {f"{MOSQUITTO}:binds"}),
+    "broker-listens-on-localhost": (lambda m: edit_broker(m, "listener 1883 0.0.0.0", "listener 1883 127.0.0.1"),
+                                    {f"{MOSQUITTO}:binds"}),
+    "minio-console-address-dropped": (
+        lambda m: container(m, MINIO).update(args=["server", "/data", "--address", ":9000"]), {f"{MINIO}:binds"}),
+    "inference-port-differs-from-its-listener": (
+        lambda m: container(m, INFERENCE)["ports"][0].update(containerPort=8080),
+        {f"{INFERENCE}:binds", "NetworkPolicies:isolation"}),
+    "mlflow-allowed-hosts-without-the-namespace-form": (
+        lambda m: set_arg(m, MLFLOW, "--allowed-hosts=", "--allowed-hosts=mlflow-svc:5000,localhost:*"),
+        {f"{JUPYTER}:addresses", f"{INFERENCE}:addresses"}),
+    "service-selects-every-stack-pod": (
+        lambda m: m.find("Service/it-core/mlflow-svc").body["spec"].update(
+            selector={"app.kubernetes.io/part-of": "indmlops"}),
+        {"Service/it-core/mlflow-svc:service-selects", "Service/it-core/mlflow-svc:service-ports",
+         f"{JUPYTER}:addresses", f"{INFERENCE}:addresses", "NetworkPolicies:isolation"}),
+    "bucket-job-creates-a-longer-name": (
+        lambda m: container(m, JOB).update(args=[container(m, JOB)["args"][0].replace(
+            "mc mb --ignore-existing lab/mlflow-bucket", "mc mb --ignore-existing lab/mlflow-bucket-dev")]),
+        {f"{MLFLOW}:bucket-bootstrap"}),
+    "config-item-key-missing": (lambda m: volume(m, PROMETHEUS, "config").update(
+        configMap={**volume(m, PROMETHEUS, "config")["configMap"], "items": [{"key": "prom.yml", "path": "x.yml"}]}),
+        {f"{PROMETHEUS}:references", f"{PROMETHEUS}:setting-refs", RULES_CASE}),
+    "service-account-missing": (lambda m: pod_spec(m, SIMULATOR).update(serviceAccountName="simulator"),
+                                {f"{SIMULATOR}:references"}),
+    "inference-tracking-uri-dropped": (lambda m: drop_arg(m, INFERENCE, "--tracking-uri"),
+                                       {f"{INFERENCE}:addresses"}),
+    "s3-endpoint-env-dropped": (lambda m: container(m, MLFLOW).update(
+        env=[e for e in container(m, MLFLOW)["env"] if e["name"] != "MLFLOW_S3_ENDPOINT_URL"]),
+        {f"{MLFLOW}:addresses"}),
+    "password-env-renamed": (lambda m: env(m, SIMULATOR, "MQTT_PASSWORD").update(name="MQTT_PASS"),
+                             {f"{SIMULATOR}:setting-refs"}),
+    "acl-file-not-mounted": (lambda m: edit_broker(m, "acl_file /mosquitto/config/acl.conf",
+                                                   "acl_file /mosquitto/config/acl"), {f"{MOSQUITTO}:setting-refs"}),
+    "prometheus-config-file-elsewhere": (
+        lambda m: set_arg(m, PROMETHEUS, "--config.file=", "--config.file=/etc/prometheus/config.yml"),
+        {f"{PROMETHEUS}:setting-refs"}),
+    "undefined-variable-in-args": (lambda m: container(m, SIMULATOR)["args"].extend(["--lines", "$(LINES)"]),
+                                   {f"{SIMULATOR}:setting-refs"}),
+    "mlflow-probe-path-typo": (lambda m: container(m, MLFLOW)["readinessProbe"]["httpGet"].update(path="/healthz"),
+                               {f"{MLFLOW}:probe-paths"}),
+    "minio-probe-on-the-root": (lambda m: container(m, MINIO)["livenessProbe"]["httpGet"].update(path="/"),
+                                {f"{MINIO}:probe-paths"}),
+    "database-claim-template-of-an-unknown-class": (
+        lambda m: m.find(POSTGRES).body["spec"]["volumeClaimTemplates"][0]["spec"].update(storageClassName="gp3"),
+        {f"{POSTGRES}:pvc-access-mode"}),
+    "mlflow-db-password-from-the-user-key": (
+        lambda m: env(m, MLFLOW, "PGPASSWORD")["valueFrom"]["secretKeyRef"].update(key="username"),
+        {f"{MLFLOW}:credentials"}),
+    "mlflow-db-name-differs": (
+        lambda m: set_arg(m, MLFLOW, "--backend-store-uri=", "--backend-store-uri=postgresql+psycopg://"
+                          "mlflow@postgres-svc.it-core.svc:5432/mlflow_db"), {f"{MLFLOW}:credentials"}),
+    "minio-root-user-from-another-key": (
+        lambda m: env(m, MINIO, "MINIO_ROOT_USER")["valueFrom"]["secretKeyRef"].update(key="root-password"),
+        {f"{MLFLOW}:credentials"}),
+    # Data placement and durability: where the application is told to write, and whether it keeps it.
+    "pgdata-outside-the-claim": (lambda m: env(m, POSTGRES, "PGDATA").update(value="/pgdata"),
+                                 {f"{POSTGRES}:stateful-pvc"}),
+    "tsdb-path-moved": (lambda m: set_arg(m, PROMETHEUS, "--storage.tsdb.path=", "--storage.tsdb.path=/tsdb"),
+                        {f"{PROMETHEUS}:stateful-pvc"}),
+    "minio-serves-a-scratch-directory": (lambda m: set_arg(m, MINIO, "/data", "/tmp/data"),
+                                         {f"{MINIO}:stateful-pvc"}),
+    "broker-persistence-off": (lambda m: edit_broker(m, "persistence true", "persistence false"),
+                               {f"{MOSQUITTO}:persistence"}),
+    "broker-persistence-location-moved": (
+        lambda m: edit_broker(m, "persistence_location /mosquitto/data/", "persistence_location /tmp/"),
+        {f"{MOSQUITTO}:stateful-pvc"}),
+    "grafana-claim-mounted-read-only": (
+        lambda m: next(v for v in container(m, GRAFANA)["volumeMounts"] if v["mountPath"] == "/var/lib/grafana")
+        .update(readOnly=True), {f"{GRAFANA}:stateful-pvc"}),
+    "broker-saves-on-a-timer": (lambda m: edit_broker(m, "autosave_on_changes true\n", ""),
+                                {f"{MOSQUITTO}:persistence"}),
+    "postgres-asynchronous-commit": (lambda m: container(m, POSTGRES).update(args=["-c", "synchronous_commit=off"]),
+                                     {f"{POSTGRES}:persistence"}),
+    "postgres-fsync-off": (lambda m: container(m, POSTGRES).update(args=["-c", "fsync=off"]),
+                           {f"{POSTGRES}:persistence"}),
+    "broker-killed-at-once": (lambda m: pod_spec(m, MOSQUITTO).update(terminationGracePeriodSeconds=0),
+                              {f"{MOSQUITTO}:shutdown-grace"}),
+    "database-grace-two-seconds": (lambda m: pod_spec(m, POSTGRES).update(terminationGracePeriodSeconds=2),
+                                   {f"{POSTGRES}:shutdown-grace"}),
+    # Security.
+    "notebook-token-disabled": (lambda m: container(m, JUPYTER)["args"].append("--IdentityProvider.token="),
+                                {f"{JUPYTER}:app-auth"}),
+    "grafana-anonymous-access": (lambda m: container(m, GRAFANA)["env"].append(
+        {"name": "GF_AUTH_ANONYMOUS_ENABLED", "value": "true"}), {f"{GRAFANA}:app-auth"}),
+    "namespace-enforces-baseline": (
+        lambda m: m.find("Namespace/ot-edge").body["metadata"]["labels"].update(
+            {"pod-security.kubernetes.io/enforce": "baseline"}), {"Namespace/ot-edge:pod-security"}),
+    "broker-host-port": (lambda m: container(m, MOSQUITTO)["ports"][0].update(hostPort=1883),
+                         {f"{MOSQUITTO}:security-context"}),
+    # Availability: a slow starter killed by its liveness probe mid-start.
+    "database-startup-probe-dropped": (lambda m: container(m, POSTGRES).pop("startupProbe"),
+                                       {f"{POSTGRES}:startup-probe"}),
+    "mlflow-startup-probe-too-short": (lambda m: container(m, MLFLOW)["startupProbe"].update(failureThreshold=3),
+                                       {f"{MLFLOW}:startup-probe"}),
 }
 
 
@@ -267,12 +593,84 @@ def edit_broker(m: Manifests, old: str, new: str, append: str = "") -> None:
     data["mosquitto.conf"] = base64.b64encode((text.replace(old, new) + append).encode()).decode()
 
 
+def set_arg(m: Manifests, ref: str, prefix: str, new: str) -> None:
+    args = container(m, ref)["args"]
+    i = next(i for i, a in enumerate(args) if a.startswith(prefix))
+    args[i] = new
+
+
+def drop_arg(m: Manifests, ref: str, flag: str) -> None:
+    args = container(m, ref)["args"]
+    i = args.index(flag)
+    del args[i:i + 2]
+
+
+def edit_data(m: Manifests, ref: str, key: str, old: str, new: str) -> None:
+    data = m.find(ref).body["data"]
+    assert old in data[key], old
+    data[key] = data[key].replace(old, new)
+
+
 def rules_data(m: Manifests) -> dict:
     return next(cm for cm in m.of_kind("ConfigMap") if cm.name.startswith("prometheus-rules")).body["data"]
 
 
 def pod_spec_labels(m, ref):
     return m.find(ref).body["spec"]["template"]["metadata"]["labels"]
+
+
+def to_string_data(m: Manifests, ref: str) -> None:
+    """The Secret's data (base64) written as stringData (plain text), as a hand-written Secret may be."""
+    import base64
+
+    body = m.find(ref).body
+    body["stringData"] = {k: base64.b64decode(v).decode() for k, v in body.pop("data").items()}
+
+
+def edit_string_data(m: Manifests, ref: str, key: str, old: str | None, new: str) -> None:
+    values = m.find(ref).body["stringData"]
+    assert old is None or old in values[key], old
+    values[key] = new if old is None else values[key].replace(old, new)
+
+
+def reload_text(m: Manifests, ref: str, edit: Callable[[str], str]) -> None:
+    """Dump the object to YAML, edit the text, and load it back the way a manifest file is read."""
+    from indmlops.manifests import _load_docs
+
+    obj = m.find(ref)
+    [new] = _load_docs(edit(yaml.safe_dump(obj.body)), obj.source)
+    obj.body = new.body
+
+
+def reload_with_merge_keys(m: Manifests, ref: str) -> None:
+    # The pod template's labels written as the selector's labels (an anchor) merged (`<<:`) with the rest.
+    body = m.find(ref).body
+    selector, labels = body["spec"]["selector"]["matchLabels"], dict(pod_spec_labels(m, ref))
+    rest = ", ".join(f"{k}: {v!r}" for k, v in labels.items() if k not in selector)
+    body["spec"]["template"]["metadata"]["labels"] = selector  # one object twice: dumped as anchor and alias
+    reload_text(m, ref, lambda text: text.replace("labels: *id001", f"labels: {{<<: *id001, {rest}}}"))
+    assert pod_spec_labels(m, ref) == labels and "&id001" not in str(m.find(ref).body)
+
+
+def reload_as_list(m: Manifests, namespace: str) -> None:
+    """Every object of the namespace loaded back from one `kind: List` document."""
+    from indmlops.manifests import _load_docs
+
+    objs = [o for o in m.objects if o.namespace == namespace]
+    text = yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [o.body for o in objs]})
+    for obj, new in zip(objs, _load_docs(text, "list.yaml"), strict=True):
+        assert new.body == obj.body
+        obj.body = new.body
+
+
+def cronjob_of(m: Manifests, job_ref: str, schedule: str) -> dict:
+    """A CronJob running the Job of `job_ref` on `schedule` (the same pods: no other rule sees a difference)."""
+    import copy
+
+    job = m.find(job_ref)
+    return {"apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": "bucket-check", "namespace": job.namespace},
+            "spec": {"schedule": schedule, "jobTemplate": {"spec": copy.deepcopy(job.body["spec"])}}}
 
 
 def test_shipped_manifests_pass_every_static_check(shipped, policy, intent):

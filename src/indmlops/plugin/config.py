@@ -1,16 +1,24 @@
 """The session's options as the plugin and the suites read them: resolved once (marker > CLI > INDMLOPS_* env >
-ini > default), the manifests directory, and the target they ask for."""
+ini > default), the manifests directory, the isolation intent, and the target they ask for."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from indmlops.paths import REPO_ROOT
 from indmlops.plugin.options import OPTIONS, OptionError, Resolved, resolve
 from indmlops.targets.factory import TargetSpec, TargetSpecError
 
+if TYPE_CHECKING:  # imported when first used: indmlops.checks is imported after its assert rewriting is registered
+    from indmlops.checks.static.isolation import Intent, IntentError
+
 _RESOLVED = pytest.StashKey[dict[str, Resolved]]()
+_INTENT = pytest.StashKey[tuple["Intent | None", "IntentError | None"]]()
+PROJECT_MANIFESTS = REPO_ROOT / "manifests"
+PROJECT_INTENT = REPO_ROOT / "fixtures" / "isolation" / "intent.yaml"
 
 
 def resolved_options(config: pytest.Config) -> dict[str, Resolved]:
@@ -45,6 +53,46 @@ def manifests_dir(config: pytest.Config) -> Path:
     if raw.is_absolute() or raw.exists():
         return raw.resolve()
     return (config.rootpath / raw).resolve()
+
+
+def intent_applies(path: Path) -> bool:
+    """The project's isolation intent describes the project's own manifests; foreign ones are judged without it."""
+    return path == PROJECT_MANIFESTS or PROJECT_MANIFESTS in path.parents
+
+
+def intent_file(config: pytest.Config) -> tuple[Path | None, str]:
+    """The isolation intent file (None: judge without intent) and where that choice came from. An explicit
+    --intent wins (`none` for no intent); by default the project's intent for the project's own manifests."""
+    given = resolved_options(config)["intent"]
+    if given.source == "default":
+        if intent_applies(manifests_dir(config)):
+            return PROJECT_INTENT, "default: the project's manifests"
+        return None, "default: manifests outside the project"
+    raw = str(given.value).strip()
+    where = f"--intent {given.value!r} from {given.source}"
+    if raw.lower() == "none":
+        return None, where
+    path = Path(raw).expanduser()
+    if not path.is_absolute() and not path.exists() and (config.rootpath / path).exists():
+        return (config.rootpath / path).resolve(), where  # like --manifests: from anywhere under the rootdir
+    return path.resolve(), where
+
+
+def isolation_intent(config: pytest.Config) -> Intent | None:
+    """The session's isolation intent, read once. A missing or malformed file raises IntentError naming the file
+    and where the option came from."""
+    from indmlops.checks.static.isolation import IntentError, load_intent
+
+    if _INTENT not in config.stash:
+        path, where = intent_file(config)
+        try:
+            config.stash[_INTENT] = (load_intent(path) if path else None, None)
+        except IntentError as exc:
+            config.stash[_INTENT] = (None, IntentError(f"{where}: {exc}"))
+    intent, error = config.stash[_INTENT]
+    if error is not None:
+        raise error
+    return intent
 
 
 def target_spec(config: pytest.Config) -> TargetSpec:

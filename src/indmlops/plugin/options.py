@@ -42,6 +42,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("context", "kubeconfig context to use"),
     Option("manifests", "manifests the static suite judges: a kustomization directory (rendered with kubectl "
            "kustomize) or any directory of YAML", "manifests/overlays/kind", kind="path"),
+    Option("intent", "isolation intent the static and live isolation checks compare the NetworkPolicies with: a "
+           "file, or `none` to judge without intent (default: fixtures/isolation/intent.yaml for the project's own "
+           "manifests, none for any other --manifests)", kind="path"),
     Option("profile", "quick (default, minutes) or full (nightly)", "quick", ("quick", "full")),
     Option("keep_stack", "leave a local stack this session started running at the end", False, kind="bool"),
     Option("keep_cluster", "--target kind: leave what this session created (the kind cluster, or the namespaces "

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from indmlops.errors import IndMLOpsError, NotSupportedByTarget
-from indmlops.plugin.config import manifests_dir, option, resolved_options, target_spec
+from indmlops.plugin.config import intent_file, manifests_dir, option, resolved_options, target_spec
 from indmlops.targets.base import Target
 from indmlops.targets.factory import TargetSpecError, open_target, preview
 
@@ -25,6 +25,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
                                       if n in ("target", "profile", "reports_dir", "keep_stack", "keep_cluster",
                                                "broker_autosave"))]
     lines.append(f"indmlops manifests: {manifests_dir(config)} ({opts['manifests'].source}; static suite)")
+    intent, where = intent_file(config)
+    lines.append(f"indmlops intent: {intent or 'none'} ({where}; isolation)")
     try:
         return lines + preview(target_spec(config))
     except IndMLOpsError as exc:  # e.g. a malformed INDMLOPS_PORTS: the target fixture reports it as a usage error

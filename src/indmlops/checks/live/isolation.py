@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from indmlops.checks.static.ipblocks import ClusterNetworks
 from indmlops.checks.static.isolation import DEFAULT_EXTERNALS, Intent, computed_matrix, expected_cells, pods
 from indmlops.checks.static.netpol import Cell, Pod
 from indmlops.manifests import Manifests
@@ -88,10 +89,11 @@ def _documentation_address(ip: str | None) -> bool:
     return any(addr in net for net in DOCUMENTATION_NETS)
 
 
-def plan(m: Manifests, intent: Intent | None) -> tuple[dict[Cell, bool], list[ProbeRequest], dict[ProbeRequest, Cell],
-                                                       list[tuple[Cell, str]]]:
-    """The static matrix and, for each of its cells, the probe that observes it live (or why none can)."""
-    static, _ = computed_matrix(m, intent)
+def plan(m: Manifests, intent: Intent | None, networks: ClusterNetworks | None = None
+         ) -> tuple[dict[Cell, bool], list[ProbeRequest], dict[ProbeRequest, Cell], list[tuple[Cell, str]]]:
+    """The static matrix (ipBlocks judged against the cluster's `networks`) and, for each of its cells, the probe
+    that observes it live (or why none can)."""
+    static, _ = computed_matrix(m, intent, networks)
     workload_pods, _ = pods(m, intent)
     externals = [w.pod() for w in intent.workloads.values() if w.external] if intent else \
         [w.pod() for w in DEFAULT_EXTERNALS]
@@ -112,8 +114,9 @@ def plan(m: Manifests, intent: Intent | None) -> tuple[dict[Cell, bool], list[Pr
     return static, requests, cell_of, unprobed
 
 
-def observe(target: Target, m: Manifests, intent: Intent | None, timeout: float = PROBE_TIMEOUT) -> LiveMatrix:
-    static, requests, cell_of, unprobed = plan(m, intent)
+def observe(target: Target, m: Manifests, intent: Intent | None, timeout: float = PROBE_TIMEOUT,
+            networks: ClusterNetworks | None = None) -> LiveMatrix:
+    static, requests, cell_of, unprobed = plan(m, intent, networks)
     expected = None
     if intent is not None:
         external = {w.name for w in intent.workloads.values() if w.external}

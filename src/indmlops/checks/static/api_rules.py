@@ -53,8 +53,17 @@ def check_requests_within_limits(w: Obj) -> list[str]:
         requests, limits = res.get("requests") or {}, res.get("limits") or {}
         for kind, values in (("requests", requests), ("limits", limits)):
             for r, v in values.items() if isinstance(values, dict) else ():
-                if _quantity(v) is None:
+                q = _quantity(v)
+                if q is None:
                     out.append(f"container {c.get('name')}: {kind}.{r} {v!r} is not a quantity")
+                elif q < 0:
+                    out.append(f"container {c.get('name')}: {kind}.{r} {v!r} is negative; expected 0 or more")
+                # An unprefixed resource must be a standard one (a typo like `memroy` is rejected); others are
+                # extended resources with a domain prefix (nvidia.com/gpu).
+                if "/" not in str(r) and r not in ("cpu", "memory", "ephemeral-storage") \
+                        and not str(r).startswith("hugepages-"):
+                    out.append(f"container {c.get('name')}: {kind}.{r} is not a resource the API knows; expected cpu, "
+                               "memory, ephemeral-storage, hugepages-<size> or a prefixed name like nvidia.com/gpu")
         for r, limit in limits.items() if isinstance(limits, dict) else ():
             req, lim = _quantity(requests.get(r)) if isinstance(requests, dict) else None, _quantity(limit)
             if req is not None and lim is not None and req > lim:

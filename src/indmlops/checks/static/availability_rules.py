@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from indmlops.checks.static.workload_rules import image_tag
+from indmlops.checks.static.workload_rules import image_tag, replica_count
 from indmlops.manifests import Obj
 
 
@@ -37,27 +37,37 @@ def check_pull_policy(w: Obj, local_prefix: str) -> list[str]:
     return out
 
 
-def check_pvc_access_modes(pvc: Obj, classes: dict[str, tuple[str, ...]], default_class: str) -> list[str]:
-    """The claim asks only for access modes its storage class can bind (fixtures/static.yaml, storage_classes)."""
-    spec = pvc.body.get("spec") or {}
+def check_pvc_access_modes(obj: Obj, classes: dict[str, tuple[str, ...]], default_class: str) -> list[str]:
+    """A claim (or each claim template of a StatefulSet) asks only for access modes its storage class can bind
+    (fixtures/static.yaml, storage_classes)."""
+    if obj.kind == "PersistentVolumeClaim":
+        return _access_problems("", obj.body.get("spec") or {}, classes, default_class)
+    templates = (obj.body.get("spec") or {}).get("volumeClaimTemplates") or []
+    return [p for t in templates if isinstance(t, dict) for p in _access_problems(
+        f"volumeClaimTemplate {(t.get('metadata') or {}).get('name')}: ", t.get("spec") or {}, classes, default_class)]
+
+
+def _access_problems(head: str, spec: dict[str, Any], classes: dict[str, tuple[str, ...]],
+                     default_class: str) -> list[str]:
     cls = str(spec.get("storageClassName") or default_class)
     if cls not in classes:
-        return [f"storageClassName {cls!r} is not a class of the target cluster (known: {', '.join(classes)})"]
+        return [f"{head}storageClassName {cls!r} is not a class of the target cluster (known: {', '.join(classes)})"]
     wanted = [str(m) for m in spec.get("accessModes") or []]
     unsupported = [m for m in wanted if m not in classes[cls]]
     if not wanted:
-        return ["has no accessModes; expected at least one"]
-    return [f"accessModes {unsupported} cannot be bound by storage class {cls!r} (it binds {list(classes[cls])}): "
-            "the claim stays Pending"] if unsupported else []
+        return [f"{head}has no accessModes; expected at least one"]
+    return [f"{head}accessModes {unsupported} cannot be bound by storage class {cls!r} (it binds "
+            f"{list(classes[cls])}): the claim stays Pending"] if unsupported else []
 
 
 def check_singleton(w: Obj, stateful_images: dict[str, str]) -> list[str]:
     """A workload running a single-writer stateful image (fixtures/static.yaml, stateful_images) runs one replica:
     two brokers or databases on one claim corrupt it, and on claims of their own they split the data."""
-    replicas = (w.body.get("spec") or {}).get("replicas")
-    count = 1 if replicas is None else replicas
-    if not isinstance(count, int) or count <= 1:
-        return [] if isinstance(count, int) else [f"replicas {replicas!r} is not a whole number"]
+    count = replica_count(w)  # null or absent: the API's default, 1
+    if count is None:
+        return [f"replicas {(w.body.get('spec') or {}).get('replicas')!r} is not a whole number"]
+    if count <= 1:
+        return []
     names = [image_tag(str(c.get("image", "")))[0].rsplit("/", 1)[-1] for c in w.containers(init=False)]
     stateful = [n for n in names if n in stateful_images]
     if not stateful:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from indmlops.checks.static.ipblocks import ClusterNetworks, pod_matching_peers
 from indmlops.checks.static.netpol import Cell, Pod, Port, format_matrix, matrix, parse_policy, selector_matches
 from indmlops.intent import read_yaml
 from indmlops.manifests import Manifests, Obj
@@ -45,8 +46,19 @@ class Intent:
 
 
 def load_intent(path: str | Path) -> Intent:
+    """The intent file; IntentError (naming the file) when it is missing, unreadable or not an intent."""
     p = Path(path)
-    return parse_intent(read_yaml(p, missing=IntentError, malformed=IntentError), str(p))
+    try:
+        doc = read_yaml(p, missing=IntentError, malformed=IntentError)
+    except OSError as exc:  # a directory, no permission
+        raise IntentError(f"intent file {p} cannot be read: {exc.strerror or exc}") from None
+    try:
+        return parse_intent(doc, str(p))
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:
+        if isinstance(exc, IntentError):
+            raise
+        raise IntentError(f"{p}: not an isolation intent: a value has an unexpected type or shape "
+                          f"({type(exc).__name__}: {exc})") from None
 
 
 def parse_intent(doc: Any, source: str) -> Intent:
@@ -72,7 +84,7 @@ def parse_intent(doc: Any, source: str) -> Intent:
 
 
 def _ports(obj: Obj) -> tuple[Port, ...]:
-    return tuple(Port(int(p["containerPort"]), str(p.get("protocol", "TCP")), str(p.get("name") or ""))
+    return tuple(Port(int(p["containerPort"]), str(p.get("protocol") or "TCP"), str(p.get("name") or ""))
                  for c in obj.containers(init=False) for p in c.get("ports") or [] if "containerPort" in p)
 
 
@@ -97,13 +109,14 @@ def pods(m: Manifests, intent: Intent | None = None) -> tuple[list[Pod], list[st
     return out, problems
 
 
-def computed_matrix(m: Manifests, intent: Intent | None = None) -> tuple[dict[Cell, bool], list[str]]:
+def computed_matrix(m: Manifests, intent: Intent | None = None, networks: ClusterNetworks | None = None
+                    ) -> tuple[dict[Cell, bool], list[str]]:
     workload_pods, problems = pods(m, intent)
     policies = [parse_policy(p.body, str(p.namespace)) for p in m.of_kind("NetworkPolicy")]
     ns_labels = {n.name: dict(n.meta.get("labels") or {}) for n in m.of_kind("Namespace")}
     externals = [w for w in intent.workloads.values() if w.external] if intent else list(DEFAULT_EXTERNALS)
     return matrix(workload_pods, policies, ns_labels, [w.pod() for w in externals if w.ports],
-                  [w.pod() for w in externals if w.source]), problems
+                  [w.pod() for w in externals if w.source], networks), problems
 
 
 def expected_cells(intent: Intent, sources: list[str]) -> set[Cell]:
@@ -114,11 +127,13 @@ def expected_cells(intent: Intent, sources: list[str]) -> set[Cell]:
     return out
 
 
-def check_isolation(m: Manifests, intent: Intent | None) -> tuple[dict[Cell, bool], list[str]]:
+def check_isolation(m: Manifests, intent: Intent | None, networks: ClusterNetworks | None = None
+                    ) -> tuple[dict[Cell, bool], list[str]]:
     """The computed matrix and what is wrong with it: against the intent cell by cell, or, without intent,
-    whether every workload can reach every port of every other."""
-    cells, problems = computed_matrix(m, intent)
-    computed = "computed from the NetworkPolicies:\n" + format_matrix(cells)
+    whether every workload can reach every port of every other. `networks`: the cluster's pod and service
+    networks, against which ipBlock peers are judged (None: every ipBlock may match pods)."""
+    cells, problems = computed_matrix(m, intent, networks)
+    computed = "computed from the NetworkPolicies:\n" + format_matrix(cells) + _ip_block_note(m, networks)
     if intent is None:
         if cells and all(cells.values()):
             problems.append(f"everything can reach everything: all {len(cells)} cells are allowed (no "
@@ -142,6 +157,16 @@ def check_isolation(m: Manifests, intent: Intent | None) -> tuple[dict[Cell, boo
     return cells, problems
 
 
+def _ip_block_note(m: Manifests, networks: ClusterNetworks | None) -> str:
+    peers = pod_matching_peers([(p.ref, p.body) for p in m.of_kind("NetworkPolicy")], networks)
+    if not peers:
+        return ""
+    basis = ("each overlaps the cluster's pod network, or in egress its service network" if networks else
+             "the cluster's networks are unknown")
+    return ("\nipBlock peers counted as matching every pod (pod IPs are not known statically; " + basis + "):\n"
+            + "\n".join(f"  {p}" for p in peers))
+
+
 def check_intent_services(m: Manifests, intent: Intent) -> list[str]:
     """Each `service` the intent names exists in the destination's namespace,
     selects the destination's pods and forwards a port to the allowed one."""
@@ -162,8 +187,9 @@ def check_intent_services(m: Manifests, intent: Intent) -> list[str]:
         templates = [o for o in m.workloads() if o.namespace == dst.namespace
                      and selector_matches({"matchLabels": dst.labels}, o.pod_labels())]
         names = {p.name: p.number for o in templates for p in _ports(o) if p.name}
-        targets = {names.get(str(t)) if isinstance(t, str) and not t.isdigit() else int(t)
-                   for p in spec.get("ports") or [] for t in [p.get("targetPort", p.get("port"))]}
+        # targetPort absent or null forwards to the port number; a string is a name, even "5000" (IntOrString).
+        targets = {names.get(t) if isinstance(t, str) else int(t) for p in spec.get("ports") or []
+                   for t in [p.get("port") if p.get("targetPort") is None else p["targetPort"]]}
         if int(a["port"]) not in targets:
             out.append(f"{where}: no Service port targets {a['port']} (targets: {sorted(x for x in targets if x)})")
     return out

@@ -2,18 +2,21 @@
 
 Semantics follow networking.k8s.io/v1: a pod selected by no policy of a direction is open in that direction;
 once selected, only what some selecting policy's rules allow passes; a connection needs the source's egress
-and the destination's ingress. Two approximations, both erring towards "reachable" (a static check must not
-pass a hole): an ipBlock covering 0.0.0.0/0 or ::/0 matches every pod (pod IPs are not known statically,
-`except` is ignored), any other ipBlock matches no pod. An endpoint outside the cluster (a Pod with `ip`) is
-matched by ipBlocks only, `except` included.
+and the destination's ingress. Pod IPs are not known statically, the cluster's networks are (`ipblocks`): an
+ipBlock whose range minus its `except` still overlaps the pod network matches every pod, in egress the service
+network counts too (a ClusterIP may stand for any pod), one disjoint from them matches no pod; an unreadable
+ipBlock, or any ipBlock when the networks are unknown, matches every pod. Each approximation errs towards
+"reachable": a static check must not pass a hole. An endpoint outside the cluster (a Pod with `ip`) is matched
+by ipBlocks only, `except` included.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from indmlops.checks.static.ipblocks import ClusterNetworks, contains, may_match_pods
 
 Labels = Mapping[str, str]
 
@@ -94,36 +97,22 @@ def selector_matches(selector: Mapping[str, Any] | None, labels: Labels) -> bool
     return True
 
 
-def _ip_block_matches_pods(block: Mapping[str, Any]) -> bool:
-    return str(block.get("cidr", "")) in ("0.0.0.0/0", "::/0")
-
-
-def _ip_block_contains(block: Mapping[str, Any], ip: str) -> bool:
-    addr = ipaddress.ip_address(ip)
-    try:
-        nets = [ipaddress.ip_network(str(block.get("cidr")), strict=False)]
-        excepts = [ipaddress.ip_network(str(e), strict=False) for e in block.get("except") or []]
-    except ValueError:
-        return False
-    return any(addr in n for n in nets if n.version == addr.version) and not any(
-        addr in e for e in excepts if e.version == addr.version)
-
-
 @dataclass
 class Evaluator:
     pods: list[Pod]
     policies: list[Policy]
     namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    networks: ClusterNetworks | None = None  # None: unknown, every ipBlock may match pods
 
     def ns_labels(self, ns: str) -> dict[str, str]:
         # The API server labels every namespace with its name; selectors commonly rely on it.
         return {**self.namespace_labels.get(ns, {}), "kubernetes.io/metadata.name": ns}
 
-    def _peer_matches(self, peer: Mapping[str, Any], policy_ns: str, pod: Pod) -> bool:
+    def _peer_matches(self, peer: Mapping[str, Any], policy_ns: str, pod: Pod, *, egress: bool) -> bool:
         if pod.ip is not None:
-            return "ipBlock" in peer and _ip_block_contains(peer["ipBlock"], pod.ip)
+            return "ipBlock" in peer and contains(peer["ipBlock"], pod.ip)
         if "ipBlock" in peer:
-            return _ip_block_matches_pods(peer["ipBlock"])
+            return may_match_pods(peer["ipBlock"], self.networks, via_services=egress)
         if "namespaceSelector" in peer:
             if not selector_matches(peer["namespaceSelector"], self.ns_labels(pod.namespace)):
                 return False
@@ -137,12 +126,12 @@ class Evaluator:
         if not rule_ports:
             return True
         for rp in rule_ports:
-            if str(rp.get("protocol", "TCP")) != port.protocol:
+            if str(rp.get("protocol") or "TCP") != port.protocol:  # null is absent: the API's default, TCP
                 continue
             value = rp.get("port")
             if value is None:
                 return True
-            if isinstance(value, str) and not value.isdigit():
+            if isinstance(value, str):  # a name to the API (IntOrString), even "5432", which names no port
                 if port.name and value == port.name:  # a named port resolves against the destination pod
                     return True
                 continue
@@ -164,7 +153,7 @@ class Evaluator:
         for pol in selecting:
             for rule in pol.egress:
                 peers = rule.get("to")
-                if (not peers or any(self._peer_matches(p, pol.namespace, dst) for p in peers)) \
+                if (not peers or any(self._peer_matches(p, pol.namespace, dst, egress=True) for p in peers)) \
                         and self._port_matches(rule.get("ports"), dst, port):
                     return True
         return False
@@ -176,7 +165,7 @@ class Evaluator:
         for pol in selecting:
             for rule in pol.ingress:
                 peers = rule.get("from")
-                if (not peers or any(self._peer_matches(p, pol.namespace, src) for p in peers)) \
+                if (not peers or any(self._peer_matches(p, pol.namespace, src, egress=False) for p in peers)) \
                         and self._port_matches(rule.get("ports"), dst, port):
                     return True
         return False
@@ -190,11 +179,12 @@ class Evaluator:
 
 
 def matrix(pods: list[Pod], policies: list[Policy], namespace_labels: dict[str, dict[str, str]] | None = None,
-           external: list[Pod] | None = None, external_sources: list[Pod] | None = None) -> dict[Cell, bool]:
+           external: list[Pod] | None = None, external_sources: list[Pod] | None = None,
+           networks: ClusterNetworks | None = None) -> dict[Cell, bool]:
     """Every (source, destination, destination port) cell: sources are `pods` and `external_sources` (say, a
     pod of another namespace), destinations `pods` and `external` (outside the manifests: kube-dns, the
-    internet), ports those each destination declares."""
-    ev = Evaluator(pods, policies, dict(namespace_labels or {}))
+    internet), ports those each destination declares; ipBlocks judged against the cluster's `networks`."""
+    ev = Evaluator(pods, policies, dict(namespace_labels or {}), networks)
     external = external or []
     out: dict[Cell, bool] = {}
     ext_src = list(external_sources or [])

@@ -13,7 +13,8 @@ from indmlops.checks.static.netpol import selector_matches
 from indmlops.checks.static.workload_rules import image_tag
 from indmlops.manifests import Manifests, Obj
 
-POD_SECURITY_LEVELS = ("baseline", "restricted")
+# baseline still admits containers running as root, privilege escalation and no seccomp profile.
+POD_SECURITY_LEVELS = ("restricted",)
 
 
 def selected_templates(svc: Obj, m: Manifests) -> list[Obj]:
@@ -25,7 +26,7 @@ def selected_templates(svc: Obj, m: Manifests) -> list[Obj]:
 
 
 def check_service_type(svc: Obj, allowed: tuple[str, ...]) -> list[str]:
-    kind = (svc.body.get("spec") or {}).get("type", "ClusterIP")
+    kind = (svc.body.get("spec") or {}).get("type") or "ClusterIP"  # null is absent: the API's default
     return [] if kind in allowed else [f"type {kind}; expected one of {', '.join(allowed)} (allowed by the overlay)"]
 
 
@@ -39,6 +40,11 @@ def check_service_selects(svc: Obj, m: Manifests) -> list[str]:
         templates = [f"{w.ref} {w.pod_labels()}" for w in m.workloads() if w.namespace == svc.namespace]
         return [(f"selector {spec['selector']} matches no pod template in namespace {svc.namespace} "
                  f"(templates: {'; '.join(templates) or 'none'})")]
+    selected = selected_templates(svc, m)
+    if len(selected) > 1:
+        return [f"selector {spec['selector']} matches the pods of {len(selected)} workloads "
+                f"({', '.join(w.ref for w in selected)}); expected exactly one: connections would be spread over "
+                "different applications"]
     return []
 
 
@@ -49,20 +55,30 @@ def check_service_ports(svc: Obj, m: Manifests) -> list[str]:
         numbers = {int(p["containerPort"]) for p in declared if "containerPort" in p}
         names = {str(p["name"]) for p in declared if p.get("name")}
         for sp in (svc.body.get("spec") or {}).get("ports") or []:
-            target = sp.get("targetPort", sp.get("port"))
-            ok = (str(target) in names) if isinstance(target, str) and not target.isdigit() else int(target) in numbers
+            target = target_port(sp)
+            ok = target in names if isinstance(target, str) else int(target) in numbers
             if not ok:
+                quoted = " (a quoted number is a port name to the API; write it unquoted)" \
+                    if isinstance(target, str) and target.isdigit() else ""
                 out.append(f"port {sp.get('name') or sp.get('port')}: targetPort {target!r} is not declared by "
-                           f"{w.ref} (declared: {sorted(numbers)} named {sorted(names)})")
+                           f"{w.ref} (declared: {sorted(numbers)} named {sorted(names)}){quoted}")
     return out
+
+
+def target_port(port: dict[str, Any]) -> Any:
+    """The pod port a Service port forwards to: targetPort, or (absent or null) the port number itself. A string is
+    a port name to the API (IntOrString), even one of digits only."""
+    target = port.get("targetPort")
+    return port.get("port") if target is None else target
 
 
 def prometheus_configs(m: Manifests) -> list[tuple[Obj, str, dict[str, Any]]]:
     """(ConfigMap, key, parsed config) for every ConfigMap value that is a Prometheus config."""
     out = []
     for cm in m.of_kind("ConfigMap"):
-        for key, text in (cm.body.get("data") or {}).items():
-            if not str(key).endswith((".yml", ".yaml")) or "scrape_configs" not in str(text):
+        data = cm.body.get("data")
+        for key, text in data.items() if isinstance(data, dict) else ():
+            if not isinstance(text, str) or not str(key).endswith((".yml", ".yaml")) or "scrape_configs" not in text:
                 continue
             try:
                 doc = yaml.safe_load(text)
@@ -95,13 +111,24 @@ def check_scrape_job(cm: Obj, job: dict[str, Any], m: Manifests) -> list[str]:
     return out
 
 
-_ARTIFACTS = re.compile(r"--artifacts-destination[= ]s3://([^/\s\"']+)")
+_ARTIFACTS = re.compile(r"--(?:artifacts-destination|default-artifact-root)[= ]s3://([^/\s\"']+)")
 
 
 def artifact_buckets(obj: Obj) -> list[str]:
-    words = " ".join(str(w) for c in obj.containers(init=False)
-                     for w in (c.get("command") or []) + (c.get("args") or []))
+    words = " ".join(str(w) for c in obj.containers(init=False) for f in ("command", "args")
+                     for w in (c[f] if isinstance(c.get(f), list) else []))
     return _ARTIFACTS.findall(words)
+
+
+# How a script creates a bucket: `mc mb [flags] alias/NAME`, `aws s3 mb s3://NAME`, `s3api create-bucket --bucket
+# NAME`, boto3's `create_bucket(Bucket="NAME")`; the name is taken whole, never matched as a part of another.
+_CREATES = re.compile(r"\bmb\b(?:\s+-{1,2}[\w-]+)*\s+(?:s3://|[\w.-]+/)(?P<mc>[\w.-]+)"
+                      r"|create-bucket\b.*?--bucket[= ](?P<cli>[\w.-]+)"
+                      r"|create_bucket\(\s*Bucket\s*=\s*[\"'](?P<py>[\w.-]+)")
+
+
+def created_buckets(script: str) -> set[str]:
+    return {next(g for g in hit.groups() if g) for hit in _CREATES.finditer(script)}
 
 
 def check_bucket_bootstrap(obj: Obj, m: Manifests) -> list[str]:
@@ -110,7 +137,7 @@ def check_bucket_bootstrap(obj: Obj, m: Manifests) -> list[str]:
         creators = []
         for job in m.of_kind("Job", "CronJob"):
             text = " ".join(str(w) for c in job.containers() for w in (c.get("command") or []) + (c.get("args") or []))
-            if bucket in text and re.search(r"\b(mb|make_bucket|create_bucket|create-bucket)\b", text):
+            if bucket in created_buckets(text):
                 creators.append(job.ref)
         if not creators:
             out.append(f"artifacts go to s3://{bucket}, but no Job creates bucket {bucket!r}; expected a bootstrap "
@@ -122,7 +149,7 @@ def check_pod_security_labels(ns: Obj) -> list[str]:
     level = (ns.meta.get("labels") or {}).get("pod-security.kubernetes.io/enforce")
     if level in POD_SECURITY_LEVELS:
         return []
-    return [f"label pod-security.kubernetes.io/enforce is {level!r}; expected one of {', '.join(POD_SECURITY_LEVELS)}"]
+    return [f"label pod-security.kubernetes.io/enforce is {level!r}; expected {' or '.join(POD_SECURITY_LEVELS)}"]
 
 
 def check_default_deny(namespace: str, m: Manifests) -> list[str]:

@@ -36,8 +36,15 @@ _DIRECTIVE = re.compile(r"^\s*([a-z_]+)(?:\s+(.*?))?\s*$")
 BROKER_KEYS = ("listener", "allow_anonymous", "password_file", "per_listener_settings", "persistence")
 
 
+def _values(obj: Obj) -> dict[Any, Any]:
+    """The values of a ConfigMap or Secret: data, with a Secret's stringData over it (as the API merges them)."""
+    data, string_data = obj.body.get("data"), obj.body.get("stringData")
+    return {**(data if isinstance(data, dict) else {}), **(string_data if isinstance(string_data, dict) else {})}
+
+
 def _text(obj: Obj, key: str, value: Any) -> str:
-    if obj.kind == "Secret" and key not in (obj.body.get("stringData") or {}):
+    string_data = obj.body.get("stringData")
+    if obj.kind == "Secret" and not (isinstance(string_data, dict) and key in string_data):
         try:
             return base64.b64decode("".join(str(value).split()), validate=True).decode("utf-8", "replace")
         except (binascii.Error, ValueError):
@@ -50,8 +57,7 @@ def broker_configs(m: Manifests) -> list[tuple[Obj, str, str]]:
     `listener` line and at least one other broker directive."""
     out = []
     for obj in m.of_kind("ConfigMap", "Secret"):
-        values = {**(obj.body.get("data") or {}), **(obj.body.get("stringData") or {})}
-        for key, value in values.items():
+        for key, value in _values(obj).items():
             if not str(key).endswith(".conf"):
                 continue
             text = _text(obj, str(key), value)

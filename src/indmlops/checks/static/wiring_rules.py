@@ -3,15 +3,14 @@ Prometheus config tells the server to load (mounted, and defining every rule the
 
 from __future__ import annotations
 
-import posixpath
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from indmlops.checks.static.apps import decoded, mounted_files
 from indmlops.checks.static.netpol import selector_matches
-from indmlops.checks.static.workload_rules import pod_volumes
 from indmlops.manifests import Manifests, Obj
 
 
@@ -35,34 +34,6 @@ def check_statefulset_service(sts: Obj, m: Manifests) -> list[str]:
     if not selector or not selector_matches({"matchLabels": selector}, sts.pod_labels()):
         out.append(f"serviceName {name!r}: {svc.ref} selector {selector or '(none)'} does not select the pods of "
                    f"{sts.ref} (labels {sts.pod_labels()})")
-    return out
-
-
-def _mounted_files(w: Obj, container: dict[str, Any], m: Manifests) -> dict[str, tuple[Obj, str]]:
-    """Path -> (ConfigMap, key) of every ConfigMap file the container sees, by its volume mounts (items and subPath
-    honoured). Volumes of other kinds and ConfigMaps missing from the set contribute nothing."""
-    volumes = pod_volumes(w)
-    out: dict[str, tuple[Obj, str]] = {}
-    for mount in container.get("volumeMounts") or []:
-        if not isinstance(mount, dict):
-            continue
-        source = (volumes.get(str(mount.get("name"))) or {}).get("configMap") or {}
-        cm = m.get("ConfigMap", w.namespace, str(source.get("name"))) if source else None
-        if cm is None:
-            continue
-        keys = [str(k) for k in (cm.body.get("data") or {})]
-        items = source.get("items")
-        files = {str(i.get("path")): str(i.get("key")) for i in items if isinstance(i, dict)} \
-            if isinstance(items, list) and items else {k: k for k in keys}
-        path = str(mount.get("mountPath", ""))
-        if mount.get("subPath"):
-            key = files.get(str(mount["subPath"]))
-            if key in keys:
-                out[path] = (cm, key)
-            continue
-        for rel, key in files.items():
-            if key in keys:
-                out[posixpath.join(path, rel)] = (cm, key)
     return out
 
 
@@ -94,13 +65,13 @@ def check_prometheus_rules(cm: Obj, key: str, doc: dict[str, Any], m: Manifests,
         return [f"{key}: rule_files is {type(raw).__name__} {raw!r}; expected a list of file patterns"]
     patterns = [str(p) for p in raw]
     servers = [(w, c) for w in m.workloads() if w.namespace == cm.namespace for c in w.containers(init=False)
-               if any(ref is cm for ref, _ in _mounted_files(w, c, m).values())]
+               if any(ref is cm for ref, _ in mounted_files(w, c, m).values())]
     if not servers:
         return [] if not patterns and not required else [
             f"{key}: no container in namespace {cm.namespace} mounts ConfigMap {cm.name}, so no rule file is loaded"]
     out = []
     for w, c in servers:
-        files = _mounted_files(w, c, m)
+        files = mounted_files(w, c, m)
         loaded: dict[str, str] = {}
         for pattern in patterns:
             matched = sorted(p for p in files if fnmatchcase(p, pattern))
@@ -109,7 +80,7 @@ def check_prometheus_rules(cm: Obj, key: str, doc: dict[str, Any], m: Manifests,
                            f"file (ConfigMap files mounted: {sorted(files) or 'none'})")
             for path in matched:
                 rcm, rkey = files[path]
-                loaded.update(dict.fromkeys(rule_names(str((rcm.body.get("data") or {})[rkey])), path))
+                loaded.update(dict.fromkeys(rule_names(decoded(rcm, rkey) or ""), path))
         missing = sorted(set(required) - set(loaded))
         if missing:
             shown = ", ".join(f"{n} (from {required[n]})" for n in missing[:8])

@@ -59,9 +59,11 @@ def check_probes(obj: Obj) -> list[str]:
                 continue
             action = spec.get("httpGet") or spec.get("tcpSocket") or spec.get("grpc")
             port = (action or {}).get("port")
-            if isinstance(port, str) and not port.isdigit() and port not in _declared_port_names(c):
+            # A string is a port name to the API (IntOrString), even "8080": quoted digits name no port.
+            if isinstance(port, str) and port not in _declared_port_names(c):
+                quoted = " (a quoted number is a port name to the API; write it unquoted)" if port.isdigit() else ""
                 out.append(f"container {c.get('name')}: {probe} uses port {port!r}, which the container does not "
-                           f"declare (declared: {sorted(_declared_port_names(c)) or 'none'})")
+                           f"declare (declared: {sorted(_declared_port_names(c)) or 'none'}){quoted}")
     return out
 
 
@@ -98,6 +100,10 @@ def check_security_context(obj: Obj) -> list[str]:
             out.append(f"{name}: allowPrivilegeEscalation is {sc.get('allowPrivilegeEscalation')!r}; expected false")
         if sc.get("privileged"):
             out.append(f"{name}: privileged: true; expected false")
+        for p in c.get("ports") or []:
+            if isinstance(p, dict) and p.get("hostPort"):
+                out.append(f"{name}: port {p.get('name') or p.get('containerPort')} hostPort {p['hostPort']}; "
+                           "expected none (a host port bypasses Services and NetworkPolicies)")
         caps = sc.get("capabilities") or {}
         if "ALL" not in (caps.get("drop") or []):
             out.append(f"{name}: capabilities.drop is {caps.get('drop')!r}; expected it to contain ALL")
@@ -132,10 +138,14 @@ def check_no_secret_literals(obj: Obj) -> list[str]:
 
 def pod_volumes(obj: Obj) -> dict[str, dict[str, Any]]:
     """Volume name -> volume of the pod spec, with a StatefulSet's claim templates as volumes of their own."""
-    vols = {str(v.get("name")): v for v in (obj.pod_spec() or {}).get("volumes") or [] if isinstance(v, dict)}
-    if obj.kind == "StatefulSet":
-        for t in (obj.body.get("spec") or {}).get("volumeClaimTemplates") or []:
-            vols[str((t.get("metadata") or {}).get("name"))] = {"volumeClaimTemplate": t}
+    volumes = (obj.pod_spec() or {}).get("volumes")
+    vols = {str(v.get("name")): v for v in volumes if isinstance(v, dict)} if isinstance(volumes, list) else {}
+    spec = obj.body.get("spec")
+    templates = spec.get("volumeClaimTemplates") if obj.kind == "StatefulSet" and isinstance(spec, dict) else None
+    for t in templates if isinstance(templates, list) else []:
+        meta = t.get("metadata") if isinstance(t, dict) else None
+        if isinstance(meta, dict):
+            vols[str(meta.get("name"))] = {"volumeClaimTemplate": t}
     return vols
 
 
@@ -180,45 +190,66 @@ def check_rwo_recreate(obj: Obj, m: Manifests) -> list[str]:
         if any(str(mode).startswith(("ReadWriteOnce", "ReadWriteOncePod")) for mode in modes):
             rwo.append(str(claim))
     spec = obj.body.get("spec") or {}
-    strategy = (spec.get("strategy") or {}).get("type", "RollingUpdate")
+    # null is absent to the API: it defaults strategy.type to RollingUpdate and replicas to 1.
+    strategy = (spec.get("strategy") or {}).get("type") or "RollingUpdate"
+    replicas = replica_count(obj)
     out = []
     if rwo and strategy != "Recreate":
         out.append(f"mounts ReadWriteOnce claim(s) {rwo} with strategy {strategy}; expected Recreate (a rolling "
                    "update starts the new pod while the old one holds the volume)")
-    if rwo and int(spec.get("replicas", 1)) > 1:
-        out.append(f"mounts ReadWriteOnce claim(s) {rwo} with {spec.get('replicas')} replicas; expected 1")
+    if rwo and replicas is None:
+        out.append(f"replicas {spec.get('replicas')!r} is not a whole number; expected 1 (it mounts ReadWriteOnce "
+                   f"claim(s) {rwo})")
+    elif rwo and replicas is not None and replicas > 1:
+        out.append(f"mounts ReadWriteOnce claim(s) {rwo} with {replicas} replicas; expected 1")
     return out
+
+
+def replica_count(obj: Obj) -> int | None:
+    """spec.replicas as the API reads it: absent or null is 1; None when it is no whole number (the API rejects
+    a string, a fraction or a boolean)."""
+    spec = obj.body.get("spec")
+    value = spec.get("replicas") if isinstance(spec, dict) else None
+    if value is None:
+        return 1
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def check_references(obj: Obj, m: Manifests) -> list[str]:
     ns, out = obj.namespace, []
 
-    def need(kind: str, name: Any, where: str, key: Any = None, optional: Any = False) -> None:
+    def need(kind: str, name: Any, where: str, key: Any = None, optional: Any = False, items: Any = None) -> None:
+        # optional: true makes a missing object or key no error (the pod starts without it), as the kubelet does.
         if optional or not name:
             return
         found = m.get(kind, ns, str(name))
         if not found:
             out.append(f"{where}: {kind} {ns}/{name} does not exist in the manifests")
-        elif key is not None and kind in ("Secret", "ConfigMap"):
+        elif kind in ("Secret", "ConfigMap"):
             keys = set(found.body.get("data") or {}) | set(found.body.get("stringData") or {}) \
                 | set(found.body.get("binaryData") or {})
-            if str(key) not in keys:
-                out.append(f"{where}: {kind} {ns}/{name} has no key {key!r} (keys: {sorted(keys)})")
+            # A volume's items project chosen keys: a missing one keeps the pod from starting, like a key ref's.
+            wanted = ([] if key is None else [key]) + [i.get("key") for i in items or []]
+            out.extend(f"{where}: {kind} {ns}/{name} has no key {k!r} (keys: {sorted(keys)})"
+                       for k in wanted if str(k) not in keys)
 
     claims = {str((t.get("metadata") or {}).get("name"))
               for t in (obj.body.get("spec") or {}).get("volumeClaimTemplates") or []}
     for v in (obj.pod_spec() or {}).get("volumes") or []:
         where = f"volume {v.get('name')}"
         if "configMap" in v:
-            need("ConfigMap", v["configMap"].get("name"), where, optional=v["configMap"].get("optional"))
+            need("ConfigMap", v["configMap"].get("name"), where, optional=v["configMap"].get("optional"),
+                 items=v["configMap"].get("items"))
         if "secret" in v:
-            need("Secret", v["secret"].get("secretName"), where, optional=v["secret"].get("optional"))
+            need("Secret", v["secret"].get("secretName"), where, optional=v["secret"].get("optional"),
+                 items=v["secret"].get("items"))
         if "persistentVolumeClaim" in v and v["persistentVolumeClaim"].get("claimName") not in claims:
             need("PersistentVolumeClaim", v["persistentVolumeClaim"].get("claimName"), where)
         for src in (v.get("projected") or {}).get("sources") or []:
             for kind, field in (("configMap", "ConfigMap"), ("secret", "Secret")):
                 if kind in src:
-                    need(field, src[kind].get("name"), where, optional=src[kind].get("optional"))
+                    need(field, src[kind].get("name"), where, optional=src[kind].get("optional"),
+                         items=src[kind].get("items"))
     for c in obj.containers():
         cname = f"container {c.get('name')}"
         for ef in c.get("envFrom") or []:
@@ -234,4 +265,13 @@ def check_references(obj: Obj, m: Manifests) -> list[str]:
                          vf[ref].get("optional"))
     for s in (obj.pod_spec() or {}).get("imagePullSecrets") or []:
         need("Secret", s.get("name"), "imagePullSecrets")
+    for v in (obj.pod_spec() or {}).get("volumes") or []:
+        for kind, field, ref in (("configMap", "ConfigMap", "name"), ("secret", "Secret", "secretName")):
+            src = v.get(kind) if isinstance(v, dict) else None
+            if isinstance(src, dict) and not src.get("optional") and m.get(field, ns, str(src.get(ref))):
+                for item in src.get("items") or []:
+                    need(field, src.get(ref), f"volume {v.get('name')} items", item.get("key"))
+    account = (obj.pod_spec() or {}).get("serviceAccountName") or (obj.pod_spec() or {}).get("serviceAccount")
+    if account and account != "default":
+        need("ServiceAccount", account, "serviceAccountName")
     return out
