@@ -289,7 +289,7 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
     "node-affinity-exists-with-values": (lambda m: pod_spec(m, INFERENCE).update(affinity={"nodeAffinity": {
         "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
             {"key": "node-role.kubernetes.io/edge", "operator": "Exists", "values": ["true"]}]}]}}}),
-        {f"{INFERENCE}:field-values"}),
+        {f"{INFERENCE}:field-values", f"{INFERENCE}:scheduling"}),  # and no kind node has that label
     "service-port-defined-twice": (
         lambda m: m.find("Service/it-core/minio-svc").body["spec"]["ports"][1].update(port=9000),
         {"Service/it-core/minio-svc:field-values"}),
@@ -318,7 +318,8 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
     "host-alias-with-a-bad-plc-address": (lambda m: pod_spec(m, NODERED).update(hostAliases=[
         {"ip": "192.168.10.300", "hostnames": ["plc-line-1"]}]), {f"{NODERED}:field-values"}),
     "node-selector-value-with-a-space": (lambda m: pod_spec(m, INFERENCE).update(
-        nodeSelector={"topology.kubernetes.io/zone": "hall 3"}), {f"{INFERENCE}:field-values"}),
+        nodeSelector={"topology.kubernetes.io/zone": "hall 3"}),  # and no kind node is in that zone
+        {f"{INFERENCE}:field-values", f"{INFERENCE}:scheduling"}),
     "resource-name-typo": (lambda m: container(m, GRAFANA)["resources"]["requests"].update(memroy="128Mi"),
                            {f"{GRAFANA}:requests-limits"}),
     "service-ports-dropped": (lambda m: m.find("Service/governance/grafana-svc").body["spec"].update(ports=[]),
@@ -526,6 +527,47 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
     "minio-root-user-from-another-key": (
         lambda m: env(m, MINIO, "MINIO_ROOT_USER")["valueFrom"]["secretKeyRef"].update(key="root-password"),
         {f"{MLFLOW}:credentials"}),
+    # The target cluster (fixtures/static.yaml nodes) and RBAC.
+    "inference-scaled-to-zero": (lambda m: m.find(INFERENCE).body["spec"].update(replicas=0),
+                                 {f"{INFERENCE}:singleton-replicas"}),
+    "mlflow-rollout-paused": (lambda m: m.find(MLFLOW).body["spec"].update(paused=True),
+                              {f"{MLFLOW}:singleton-replicas"}),
+    "edge-pinned-to-a-plant-node-label": (lambda m: pod_spec(m, INFERENCE).update(nodeSelector={"site": "line-1"}),
+                                          {f"{INFERENCE}:scheduling"}),
+    "broker-pinned-to-the-tainted-control-plane": (
+        lambda m: pod_spec(m, MOSQUITTO).update(nodeSelector={"node-role.kubernetes.io/control-plane": ""}),
+        {f"{MOSQUITTO}:scheduling"}),
+    "broker-on-the-control-plane-tolerated": (
+        lambda m: pod_spec(m, MOSQUITTO).update(
+            nodeSelector={"node-role.kubernetes.io/control-plane": ""},
+            tolerations=[{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists",
+                          "effect": "NoSchedule"}]), set()),
+    "database-requires-ssd-nodes": (lambda m: pod_spec(m, POSTGRES).update(affinity={"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "disktype", "operator": "In", "values": ["ssd"]}]}]}}}), {f"{POSTGRES}:scheduling"}),
+    "default-account-made-cluster-admin": (lambda m: add(m, {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "ot-edge-admin"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "ot-edge"}]}),
+        {"ClusterRoleBinding/ot-edge-admin:rbac"}),
+    "secrets-readable-by-every-account": (lambda m: add(m, {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "read-all", "namespace": "it-core"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "Group", "name": "system:authenticated", "apiGroup": "rbac.authorization.k8s.io"}]}),
+        {"RoleBinding/it-core/read-all:rbac"}),
+    "grafana-admin-password-in-a-configmap": (
+        lambda m: m.find("ConfigMap/governance/grafana-datasources").body["data"].update(
+            {"grafana.ini": "[security]\nadmin_user = admin\nadmin_password = Pl4nt-0ps!\n"}),
+        {"ConfigMap/governance/grafana-datasources:no-secret-literals"}),
+    "minio-password-key-in-a-configmap": (
+        lambda m: m.find("ConfigMap/governance/grafana-datasources").body["data"].update(
+            {"MINIO_ROOT_PASSWORD": "s3cr3t-plant"}),
+        {"ConfigMap/governance/grafana-datasources:no-secret-literals"}),
+    "grafana-datasources-mounted-beside-provisioning": (
+        lambda m: next(v for v in container(m, GRAFANA)["volumeMounts"] if v["name"] == "datasources").update(
+            mountPath="/etc/grafana/datasources"), {f"{GRAFANA}:setting-refs"}),
     # Data placement and durability: where the application is told to write, and whether it keeps it.
     "pgdata-outside-the-claim": (lambda m: env(m, POSTGRES, "PGDATA").update(value="/pgdata"),
                                  {f"{POSTGRES}:stateful-pvc"}),

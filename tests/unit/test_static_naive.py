@@ -23,10 +23,10 @@ CLASSES = {
                  "scrape-target", "prometheus-rules", "statefulset-service", "bucket-bootstrap"},
     "3 data placement and durability": {"stateful-pvc", "rwo-recreate", "persistence", "shutdown-grace"},
     "4 security": {"security-context", "no-secret-literals", "sa-token", "url-credentials", "default-credentials",
-                   "broker-auth", "pod-security", "default-deny", "app-auth", "ipblock-scope", "service-type",
+                   "broker-auth", "pod-security", "default-deny", "rbac", "app-auth", "ipblock-scope", "service-type",
                    "project-image"},
     "5 availability": {"pinned-images", "probes", "resources", "pull-policy", "pvc-access-mode", "singleton-replicas",
-                       "probe-paths", "startup-probe"},
+                       "scheduling", "probe-paths", "startup-probe"},
     "6 the evaluator": {"isolation"},
 }
 

@@ -4,6 +4,7 @@ whether persistence is on and shutdown has time to save (class 3), whether authe
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
@@ -195,7 +196,14 @@ def check_setting_refs(w: Obj, m: Manifests, apps: Apps) -> list[str]:
         files = mounted_files(w, r.c, m)
         mounts = [vm for vm in r.c.get("volumeMounts") or [] if isinstance(vm, dict)]
         for spec in r.app.entries("files"):
-            path = r.value(spec)
+            path = r.value(spec) or spec.get("default")
+            if path and path != UNKNOWN and spec.get("glob"):
+                pattern = posixpath.join(str(path), str(spec["glob"]))
+                if not any(fnmatchcase(f, pattern) for f in files):
+                    out.append(f"container {r.c.get('name')} ({r.app.name}): no mounted file matches {pattern} "
+                               f"({spec.get('why') or 'where it reads its configuration'}); mounted files: "
+                               f"{sorted(files) or 'none'}")
+                continue
             if not path or path == UNKNOWN or path in files:
                 continue
             under = [vm for vm in mounts if path.startswith(str(vm.get("mountPath", "")).rstrip("/") + "/")]

@@ -66,6 +66,10 @@ def check_singleton(w: Obj, stateful_images: dict[str, str]) -> list[str]:
     count = replica_count(w)  # null or absent: the API's default, 1
     if count is None:
         return [f"replicas {(w.body.get('spec') or {}).get('replicas')!r} is not a whole number"]
+    if (w.body.get("spec") or {}).get("paused") is True:
+        return ["spec.paused is true: the controller never rolls out its pod template; expected it unset"]
+    if count == 0 and w.kind in ("Deployment", "StatefulSet", "ReplicaSet"):
+        return [f"replicas 0: {w.ref} runs no pod, so the stack lacks it; expected at least 1"]
     if count <= 1:
         return []
     names = [image_tag(str(c.get("image", "")))[0].rsplit("/", 1)[-1] for c in w.containers(init=False)]

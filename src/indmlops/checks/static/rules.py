@@ -13,6 +13,7 @@ from indmlops.checks.static import (
     api_rules,
     app_rules,
     availability_rules,
+    cluster_rules,
     schema,
     security_rules,
     wiring_rules,
@@ -35,7 +36,7 @@ RULES = {
     "resources": "every container requests and limits cpu and memory",
     "security-context": "non-root, no privilege escalation, ALL capabilities dropped, RuntimeDefault seccomp, "
                         "not privileged, no host namespaces or paths",
-    "no-secret-literals": "no secret-looking literal in env values or command/args",
+    "no-secret-literals": "no secret-looking literal in env values, command/args or ConfigMap data",
     "stateful-pvc": "a stateful application writes where it is told (its data setting, else the image's data path) "
                     "onto a writable PersistentVolumeClaim mount",
     "addresses": "every address an application is told resolves to a Service port forwarding to a declared container "
@@ -72,7 +73,10 @@ RULES = {
                     "claim, NetworkPolicy and selector settings, ConfigMap/Secret data",
     "pull-policy": "an image only loaded onto the nodes is never pulled; a registry image is not Never",
     "pvc-access-mode": "a claim asks only for access modes its storage class can bind",
-    "singleton-replicas": "a workload running a single-writer stateful image runs one replica",
+    "singleton-replicas": "a workload runs at least one replica and rolls out (not paused); one running a "
+                          "single-writer stateful image runs exactly one",
+    "scheduling": "every pod fits a node of the target cluster (nodeSelector, required node affinity, taints)",
+    "rbac": "a RoleBinding grants API access only to workloads that need it, never to everyone or a broad role",
     "sa-token": "a pod that needs no Kubernetes API access mounts no service-account token",
     "url-credentials": "no URL-valued setting (env, args, ConfigMap value) carries a password",
     "default-credentials": "no Secret holds a well-known default credential",
@@ -89,7 +93,7 @@ RULES = {
 
 WORKLOAD_RULES = ("pinned-images", "probes", "resources", "security-context", "no-secret-literals", "references",
                   "selector", "requests-limits", "restart-policy", "pod-names", "pull-policy", "singleton-replicas",
-                  "setting-refs")
+                  "setting-refs", "scheduling")
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ class StaticPolicy:
     default_storage_class: str = "standard"
     default_credentials: tuple[str, ...] = ()
     cluster_networks: ClusterNetworks | None = None  # None: unknown, every ipBlock may match pods
+    nodes: tuple[dict[str, Any], ...] = ()  # the target cluster's nodes: labels and taints
     apps: Apps = field(default_factory=lambda: Apps({}, {}))  # fixtures/applications.yaml
 
     @classmethod
@@ -122,6 +127,7 @@ class StaticPolicy:
                    tuple(str(c) for c in doc.get("default_credentials") or ()),
                    ClusterNetworks.parse(doc["cluster_networks"], "fixtures/static.yaml")
                    if "cluster_networks" in doc else None,
+                   tuple(n for n in doc.get("nodes") or () if isinstance(n, dict)),
                    Apps.from_fixture(yaml.safe_load(apps.read_text()) or {}) if apps.is_file() else Apps({}, {}))
 
 
@@ -176,6 +182,10 @@ def cases(m: Manifests, policy: StaticPolicy) -> list[Case]:
     for obj in m.objects:
         if obj.kind == "ConfigMap" or obj.kind in WORKLOAD_KINDS:
             out.append(Case("url-credentials", obj.ref, obj.source))
+    for cm in m.of_kind("ConfigMap"):
+        out.append(Case("no-secret-literals", cm.ref, cm.source))
+    for binding in m.of_kind("RoleBinding", "ClusterRoleBinding"):
+        out.append(Case("rbac", binding.ref, binding.source))
     for secret in m.of_kind("Secret"):
         out.append(Case("default-credentials", secret.ref, secret.source))
     for obj, key, _text in security_rules.broker_configs(m):
@@ -300,6 +310,8 @@ def _run(case: Case, m: Manifests, policy: StaticPolicy, intent: Intent | None) 
         "field-values": lambda: check_field_values(obj),
         "pull-policy": lambda: availability_rules.check_pull_policy(obj, policy.project_image_prefix),
         "singleton-replicas": lambda: availability_rules.check_singleton(obj, policy.stateful_images),
+        "scheduling": lambda: cluster_rules.check_scheduling(obj, policy.nodes),
+        "rbac": lambda: cluster_rules.check_rbac(obj, m, policy.api_access),
         "pvc-access-mode": lambda: availability_rules.check_pvc_access_modes(obj, policy.storage_classes,
                                                                              policy.default_storage_class),
     }

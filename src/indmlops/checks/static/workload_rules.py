@@ -116,7 +116,30 @@ def check_security_context(obj: Obj) -> list[str]:
     return out
 
 
+# A value that is not a secret although its key sounds like one: a reference, a placeholder, a flag, a file path.
+_NOT_A_SECRET = re.compile(r"(?i)^(|true|false|yes|no|on|off|null|none|\$.*|\{\{.*|__\w+\{.*|/.*|\d{1,5})$")
+_FILE_KEY = re.compile(r"(?i)(_file|_path|-file|-path|file|path|dir|secretname|secretref|keyref|length|ttl)$")
+_KEY_VALUE = re.compile(r"^\s*[\"']?(?P<key>[\w.-]+)[\"']?\s*[=:]\s*[\"']?(?P<value>[^\"'#,;\s]*)")
+
+
+def _config_secret_literals(obj: Obj) -> list[str]:
+    """Secret-looking literals in a ConfigMap: a key named like a credential with a value, or such a `key: value`
+    / `key = value` line in a file it holds (a Secret is where they belong)."""
+    out = []
+    for key, text in (obj.body.get("data") or {}).items() if isinstance(obj.body.get("data"), dict) else []:
+        lines = str(text).splitlines() if "\n" in str(text) else [f"{key}: {text}"]
+        for n, line in enumerate(lines, 1):
+            hit = _KEY_VALUE.match(line)
+            if hit and SECRET_NAME.search(hit.group("key")) and not _FILE_KEY.search(hit.group("key")) \
+                    and not _NOT_A_SECRET.match(hit.group("value")):
+                where = f"key {key}" + (f" line {n}" if len(lines) > 1 else "")
+                out.append(f"{where}: {hit.group('key')} has a literal value (not shown); expected it in a Secret")
+    return out
+
+
 def check_no_secret_literals(obj: Obj) -> list[str]:
+    if obj.kind == "ConfigMap":
+        return _config_secret_literals(obj)
     out = []
     for c in obj.containers():
         name = f"container {c.get('name')}"
