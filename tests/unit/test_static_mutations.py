@@ -568,6 +568,16 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
     "grafana-datasources-mounted-beside-provisioning": (
         lambda m: next(v for v in container(m, GRAFANA)["volumeMounts"] if v["name"] == "datasources").update(
             mountPath="/etc/grafana/datasources"), {f"{GRAFANA}:setting-refs"}),
+    "mlflow-service-selector-copied-from-minio": (
+        lambda m: m.find("Service/it-core/mlflow-svc").body["spec"].update(
+            selector={"app.kubernetes.io/name": "minio"}),
+        # MLflow's own --allowed-hosts now names a Service that does not front it: judged as an address too.
+        {"Service/it-core/mlflow-svc:service-selects", "Service/it-core/mlflow-svc:service-ports",
+         f"{JUPYTER}:addresses", f"{INFERENCE}:addresses", f"{MLFLOW}:addresses", "NetworkPolicies:isolation"}),
+    "mlflow-squeezed-to-128mi": (
+        lambda m: container(m, MLFLOW)["resources"].update(requests={"cpu": "200m", "memory": "64Mi"},
+                                                           limits={"cpu": "2", "memory": "128Mi"}),
+        {f"{MLFLOW}:memory-floor"}),
     # Data placement and durability: where the application is told to write, and whether it keeps it.
     "pgdata-outside-the-claim": (lambda m: env(m, POSTGRES, "PGDATA").update(value="/pgdata"),
                                  {f"{POSTGRES}:stateful-pvc"}),

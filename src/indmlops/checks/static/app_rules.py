@@ -11,6 +11,8 @@ from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from kubernetes.utils.quantity import parse_quantity
+
 from indmlops.checks.static.apps import UNKNOWN, Apps, Running, keys_of, mounted_files, running
 from indmlops.checks.static.workload_rules import pod_volumes, stateful_path
 from indmlops.manifests import Manifests, Obj
@@ -262,3 +264,22 @@ def _server_value(s: Running, rule: dict[str, Any]) -> str:
         if value is not None:
             return value
     return str(rule.get("default", UNKNOWN))
+
+
+def check_memory_floor(w: Obj, m: Manifests, apps: Apps) -> list[str]:
+    """A container's memory limit leaves its application at least what it takes idle (fixtures/applications.yaml
+    min_memory, measured): below it the kernel kills it at start, again and again."""
+    out = []
+    for r in running(w, m, apps):
+        floor = r.app.spec.get("min_memory")
+        limit = ((r.c.get("resources") or {}).get("limits") or {}).get("memory")
+        if floor is None or limit is None:
+            continue
+        try:
+            below = parse_quantity(str(limit)) < parse_quantity(str(floor))
+        except ValueError:
+            continue  # not a quantity: requests-limits says so
+        if below:
+            out.append(f"container {r.c.get('name')} ({r.app.name}): limits.memory {limit} is below the {floor} "
+                       f"{r.app.name} takes idle; it is OOM-killed at start (expected >= {floor})")
+    return out

@@ -17,6 +17,9 @@ from indmlops.manifests import Manifests, Obj
 POD_SECURITY_LEVELS = ("restricted",)
 
 
+NAME_LABELS = ("app.kubernetes.io/name", "app")
+
+
 def selected_templates(svc: Obj, m: Manifests) -> list[Obj]:
     selector = (svc.body.get("spec") or {}).get("selector") or {}
     if not selector:
@@ -41,6 +44,15 @@ def check_service_selects(svc: Obj, m: Manifests) -> list[str]:
         return [(f"selector {spec['selector']} matches no pod template in namespace {svc.namespace} "
                  f"(templates: {'; '.join(templates) or 'none'})")]
     selected = selected_templates(svc, m)
+    # The Service says what it fronts with the same recommended label its pods carry; a selector copied from
+    # another Service picks that Service's pods, whose label then disagrees.
+    for key in NAME_LABELS:
+        want = (svc.meta.get("labels") or {}).get(key)
+        other = [f"{w.ref} ({key}={w.pod_labels().get(key)})" for w in selected
+                 if want is not None and w.pod_labels().get(key) not in (None, want)]
+        if other:
+            return [f"is labelled {key}={want} but its selector {spec['selector']} picks {', '.join(other)}; "
+                    "expected the pods of the workload it is named for"]
     if len(selected) > 1:
         return [f"selector {spec['selector']} matches the pods of {len(selected)} workloads "
                 f"({', '.join(w.ref for w in selected)}); expected exactly one: connections would be spread over "
