@@ -13,6 +13,8 @@ command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v ss >/dev/null || need+=(iproute2)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# Headless Chromium renders reports/conformance.html in tests/plugin/test_conformance_browser.py.
+command -v chromium >/dev/null || need+=(chromium)
 # Container images (tests/images, scripts/build-images.sh): Podman unless a Docker engine answers; runc because
 # Debian's Podman defaults to crun, which fails on setrlimit here; uidmap, slirp4netns and fuse-overlayfs for
 # Podman as a normal user; mmdebstrap makes the local Debian base image (no image registry is reachable).

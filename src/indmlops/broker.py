@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # Mosquitto's `autosave_interval` with `autosave_on_changes true`: the database is saved after this many
-# changes. 1 is the shipped value on both targets (README, "broker durability: throughput vs loss").
+# changes. 1 is the shipped value on both targets (docs/suites.md, "Broker durability: throughput vs loss").
 DEFAULT_BROKER_AUTOSAVE = 1
 
 # The tables that say, per setting, how many acknowledged messages one SIGKILL may lose.

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from indmlops.errors import IndMLOpsError
 from indmlops.targets.base import Target
-from indmlops.targets.local.layout import default_state_dir, ports_from_environment
+from indmlops.targets.local.layout import default_state_dir, ports_from_environment, state_dir_note
 from indmlops.targets.local.services import SERVICES
 from indmlops.wire import Endpoint
 
@@ -202,7 +202,8 @@ def _simulate(args: argparse.Namespace, state_dir: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="indmlops", description=__doc__)
     parser.add_argument("--state-dir", type=Path, default=None,
-                        help="state directory (default: $INDMLOPS_STATE_DIR or .indmlops/ in the repo)")
+                        help="state directory (default: $INDMLOPS_STATE_DIR, else .indmlops/ in the repo, or "
+                             "/var/tmp/indmlops-<hash> when the services' users cannot traverse the repo's path)")
     sub = parser.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="start the local stack (or the named services) and wait until ready")
     up.add_argument("services", nargs="*", metavar="SERVICE",
@@ -272,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "up":
             stack = LocalStack(state_dir, _ports(args), broker_autosave=_broker_autosave(args))
             t0 = time.monotonic()
-            print(f"indmlops up: state in {stack.layout.state_dir}", file=sys.stderr)
+            note = state_dir_note(stack.layout.state_dir)
+            print(f"indmlops up: {note or f'state in {stack.layout.state_dir}'}", file=sys.stderr)
             stack.up(args.services or None, progress=_progress, timeout=args.timeout)
             print(f"indmlops up: all ready in {time.monotonic() - t0:.1f} s", file=sys.stderr)
             print(_status_text(stack))

@@ -3,6 +3,8 @@ tests get the kind target, and the cluster the session created is deleted at the
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from kind_fake import make_stubs
 from kube_fake import FakeCluster, FakeKindApi, server_kubeconfig, workload
@@ -69,3 +71,23 @@ def test_context_other_than_kinds_is_a_usage_error(project):
     result = project.runpytest_subprocess("--target", "kind", "--context", "prod", "-p", "no:cacheprovider")
     result.stderr.fnmatch_lines(["*--context 'prod' with --target kind: kind's cluster has context 'kind-indmlops'*"])
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_target_kind_deploys_the_overlay_given_with_manifests(project, tmp_path):
+    overlay = tmp_path / "their-overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(  # kustomize takes relative paths only
+        f"resources: [{os.path.relpath(KIND_OVERLAY, overlay)}]\nlabels: [{{pairs: {{plant: hall-3}}}}]\n")
+    result = project.runpytest_subprocess("--target", "kind", "--kubeconfig", str(project.kubeconfig),
+                                          "--manifests", str(overlay), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"indmlops kind: deploying {overlay} (* objects)"])
+    applied = "".join(p.read_text() for p in sorted(project.stubs.state.glob("applied-*.yaml")))
+    assert "plant: hall-3" in applied  # their objects, not the project's overlay
+
+
+def test_target_kind_without_manifests_deploys_the_projects_overlay(project):
+    result = project.runpytest_subprocess("--target", "kind", "--kubeconfig", str(project.kubeconfig),
+                                          "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"indmlops kind: deploying {KIND_OVERLAY} (* objects)"])

@@ -50,11 +50,12 @@ def test_boolean_option_rejects_other_words():
 
 
 def test_every_option_is_documented_in_the_readme_with_its_three_names():
-    """README's "Options" table is what users read: an option added without its row, or a row naming another
+    """docs/options.md's table is what users read: an option added without its row, or a row naming another
     spelling of the flag, environment variable or ini key, fails here."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "options.md").read_text()
     rows = {line.split("|")[1].strip().strip("`"): line for line in readme.splitlines() if line.startswith("| `--")}
     wrong = {opt.name: rows.get(opt.cli, "no row") for opt in OPTIONS.values()
              if opt.cli not in rows or f"`{opt.env}`" not in rows[opt.cli] or f"`{opt.ini}`" not in rows[opt.cli]}
-    assert wrong == {}, f"README.md, section Options: rows missing or naming other names: {wrong}"
-    assert sorted(rows) == sorted(opt.cli for opt in OPTIONS.values()), "README.md documents options that do not exist"
+    assert wrong == {}, f"docs/options.md: rows missing or naming other names: {wrong}"
+    assert sorted(rows) == sorted(opt.cli for opt in OPTIONS.values()), \
+        "docs/options.md documents options that do not exist"

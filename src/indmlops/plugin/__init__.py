@@ -3,7 +3,8 @@
 
 - `config`: the options resolved once (marker > CLI > INDMLOPS_* env > ini > default) and the target they ask for;
 - `session`: the header, the `target` fixture and the option fixtures, evidence and `reproduce.sh`;
-- `verdicts`: the host's figures and the environment-or-stack verdict of each failure.
+- `verdicts`: the host's figures and the environment-or-stack verdict of each failure;
+- `conformance`: one report per session, reports/conformance.{json,html} (docs/conformance-report.md).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from indmlops.plugin.config import manifests_dir, option, resolved_options
+from indmlops.plugin.conformance import recorder as conformance_recorder
 from indmlops.plugin.options import OPTIONS
 from indmlops.plugin.session import (
     broker_autosave,
@@ -60,6 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config.option, "htmlpath") and not config.option.htmlpath:
         config.option.htmlpath = str(reports / "report.html")
         config.option.self_contained_html = True
+    conformance_recorder.register(config)  # reports/conformance.{json,html} at the end of every session
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

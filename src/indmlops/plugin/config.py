@@ -107,6 +107,8 @@ def target_spec(config: pytest.Config) -> TargetSpec:
             broker_autosave=None if autosave.source == "default" else autosave.value,
             keep_stack=bool(opts["keep_stack"].value), keep_cluster=bool(opts["keep_cluster"].value),
             kubeconfig=opts["kubeconfig"].value, context=opts["context"].value,
-            probe_image=opts["probe_image"].value or None, cni_manifest=opts["cni_manifest"].value)
+            probe_image=opts["probe_image"].value or None, cni_manifest=opts["cni_manifest"].value,
+            # A --manifests the user gave is what --target kind deploys: their deployment, not ours.
+            overlay=manifests_dir(config) if opts["manifests"].source != "default" else None)
     except TargetSpecError as exc:
         raise pytest.UsageError(str(exc)) from None

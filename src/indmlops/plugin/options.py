@@ -40,8 +40,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("target", "where the system under test runs", "local", ("local", "kind", "kubeconfig")),
     Option("kubeconfig", "kubeconfig file for --target kubeconfig/kind (default: the client's default)"),
     Option("context", "kubeconfig context to use"),
-    Option("manifests", "manifests the static suite judges: a kustomization directory (rendered with kubectl "
-           "kustomize) or any directory of YAML", "manifests/overlays/kind", kind="path"),
+    Option("manifests", "manifests the static suite judges and, when given, --target kind deploys: a kustomization "
+           "directory (rendered with kubectl kustomize) or any directory of YAML", "manifests/overlays/kind",
+           kind="path"),
     Option("intent", "isolation intent the static and live isolation checks compare the NetworkPolicies with: a "
            "file, or `none` to judge without intent (default: fixtures/isolation/intent.yaml for the project's own "
            "manifests, none for any other --manifests)", kind="path"),
@@ -52,12 +53,14 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("cni_manifest", "--target kind: CNI manifest (path or URL) applied when the nodes have none",
            CALICO_MANIFEST),
     Option("reports_dir", "where JUnit XML, the HTML report and failure evidence go", "reports", kind="path"),
-    Option("state_dir", "local target state directory (default: .indmlops/ in the repo)", None, kind="path"),
+    Option("state_dir", "local target state directory (default: .indmlops/ in the repo, or /var/tmp/indmlops-<hash> "
+           "when the services' users cannot traverse the repo's path)", None, kind="path"),
     Option("allow_unenforced", "skip the live isolation suite, instead of failing it, when the cluster's network "
            "does not enforce NetworkPolicy (the enforcement canary)", False, kind="bool"),
     Option("broker_autosave", "the broker saves its database every N changes (Mosquitto's autosave_interval): "
-           "1 after every change, larger N trades acknowledged readings lost per SIGKILL for throughput (README, "
-           "\"broker durability\"); the local stack applies it, on Kubernetes use manifests/components/",
+           "1 after every change, larger N trades acknowledged readings lost per SIGKILL for throughput "
+           "(docs/suites.md, \"broker durability\"); the local stack applies it, on Kubernetes use "
+           "manifests/components/",
            DEFAULT_BROKER_AUTOSAVE, kind="count"),
     Option("probe_image", "image of the isolation probe pods on a Kubernetes target (default: "
            "indmlops-probe:<project version>, built by scripts/build-images.sh)"),

@@ -51,6 +51,7 @@ class TargetSpec:
     context: str | None = None  # kind, kubeconfig: kind defaults to kind-indmlops
     probe_image: str | None = None  # kind, kubeconfig
     cni_manifest: str | None = None  # kind: applied when the nodes have no CNI
+    overlay: Path | None = None  # kind: the manifests deployed (kustomization or YAML directory); None: the project's
 
     def __post_init__(self) -> None:
         if self.name not in KINDS:
@@ -150,14 +151,14 @@ def _open_kubeconfig(spec: TargetSpec, progress: Callable[[str], None]) -> Itera
 
 @contextmanager
 def _open_kind(spec: TargetSpec, progress: Callable[[str], None]) -> Iterator[Target]:
-    from indmlops.targets.kubernetes.kind import KindCluster, kind_kubeconfig
+    from indmlops.targets.kubernetes.kind import KIND_OVERLAY, KindCluster, kind_kubeconfig
 
     if not spec.start:  # the cluster as it is, at kind's context: nothing created, deployed or removed
         with _open_kubeconfig(spec, progress) as target:
             yield target
         return
     cluster = KindCluster(kind_kubeconfig(spec.kubeconfig), progress=progress,
-                          cni_manifest=spec.cni_manifest or CALICO_MANIFEST)
+                          cni_manifest=spec.cni_manifest or CALICO_MANIFEST, overlay=spec.overlay or KIND_OVERLAY)
     try:
         cluster.up()
         target = _kube_target(spec, str(cluster.kubeconfig), progress)

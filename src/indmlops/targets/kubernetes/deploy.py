@@ -84,8 +84,8 @@ def apply(kubectl_argv: list[str], step: Step, timeout: float = 120.0) -> None:
             from None
     if res.returncode != 0:
         raise DeployFailed(f"applying {step.title} ({len(step.objects)} objects) failed (exit {res.returncode}): "
-                           f"{res.stderr.strip()[-1500:]}; reproduce with `kubectl kustomize manifests/overlays/kind"
-                           f" | {shlex.join(argv)}`")
+                           f"{res.stderr.strip()[-1500:]}; reproduce with `kubectl kustomize <the overlay>"
+                           f" | {shlex.join(argv)}` (the objects of {sorted({o.source for o in step.objects})})")
 
 
 def deploy(steps: list[Step], kubectl_argv: list[str], api: KubeApi, progress: Progress,

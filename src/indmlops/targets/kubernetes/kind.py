@@ -180,6 +180,7 @@ class KindCluster:
     def up(self) -> None:
         t0 = time.monotonic()
         objects = load(self.overlay).objects  # rendered first: a broken overlay fails before anything is made
+        self.progress(f"deploying {self.overlay} ({len(objects)} objects)")
         images = project_images(objects)
         self._check_images(images)
         self._create_or_reuse()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -90,9 +91,46 @@ def ports_from_environment(env: Mapping[str, str] | None = None, cli_overrides: 
     return resolve_ports(offset, overrides)
 
 
-def default_state_dir() -> Path:
-    env = os.environ.get("INDMLOPS_STATE_DIR")
-    return Path(env) if env else REPO_ROOT / ".indmlops"
+# Where the state goes when the clone lies below a directory the services' system users cannot traverse (a clone
+# in root's 0700 home): one directory per clone, keyed by its path, in a place every user can traverse.
+SHARED_STATE_ROOT = Path("/var/tmp")
+
+
+def blocked_at(path: Path) -> Path | None:
+    """The first directory from `/` down to `path` that other users cannot traverse (no o+x), or None."""
+    for p in [*reversed(path.parents), path]:
+        try:
+            if not os.stat(p).st_mode & 0o001:
+                return p
+        except OSError:
+            return p
+    return None
+
+
+def default_state_dir(env: Mapping[str, str] | None = None, root: Path = REPO_ROOT,
+                      as_root: bool | None = None) -> Path:
+    """INDMLOPS_STATE_DIR when set; else `.indmlops/` in the clone, unless we run as root (the services then drop
+    to their own system users) and they cannot traverse the clone's path: then
+    /var/tmp/indmlops-<hash of the clone's path>, the same for every run from that clone."""
+    env = os.environ if env is None else env
+    if env.get("INDMLOPS_STATE_DIR"):
+        return Path(env["INDMLOPS_STATE_DIR"])
+    inside = root / ".indmlops"
+    as_root = os.geteuid() == 0 if as_root is None else as_root
+    if not as_root or blocked_at(root) is None:
+        return inside
+    key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
+    return SHARED_STATE_ROOT / f"indmlops-{key}"
+
+
+def state_dir_note(state_dir: Path, root: Path = REPO_ROOT) -> str:
+    """Why the state is where it is, for a user who looks for it in the clone (empty when it is there)."""
+    inside = root / ".indmlops"
+    if state_dir == inside or os.environ.get("INDMLOPS_STATE_DIR"):
+        return ""
+    blocker = blocked_at(root)
+    return (f"state directory {state_dir} (not {inside}: the services' system users cannot traverse {blocker}; "
+            "INDMLOPS_STATE_DIR chooses another)") if blocker else ""
 
 
 @dataclass

@@ -21,7 +21,7 @@ from indmlops.targets.base import (
     ReadyEvidence,
 )
 from indmlops.targets.local import services as svc
-from indmlops.targets.local.layout import StackConfig
+from indmlops.targets.local.layout import StackConfig, state_dir_note
 from indmlops.targets.local.stack import LocalStack, format_status, tail
 from indmlops.wire import Endpoint, NoAnswer
 
@@ -203,10 +203,12 @@ class LocalTarget:
     # --- what the harness needs around a test -------------------------------------------------------------------
 
     def describe(self) -> str:
+        note = state_dir_note(self.stack.layout.state_dir)
         if not self.stack.running():
             return (f"local stack not running yet in {self.stack.layout.state_dir} (the `target` fixture starts it "
-                    "when a test needs it)")
-        return "local stack " + ", ".join(f"{c}={self.endpoint(c)}" for c in self.components())
+                    f"when a test needs it){'; ' + note if note else ''}")
+        return "local stack " + ", ".join(f"{c}={self.endpoint(c)}" for c in self.components()) + \
+            (f"; {note}" if note else "")
 
     def evidence(self, directory: Path) -> str:
         for name in svc.SERVICES:
