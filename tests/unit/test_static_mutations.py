@@ -579,6 +579,12 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
                                                            limits={"cpu": "2", "memory": "128Mi"}),
         {f"{MLFLOW}:memory-floor"}),
     # Data placement and durability: where the application is told to write, and whether it keeps it.
+    "mlflow-backend-store-in-a-sqlite-file": (
+        lambda m: set_arg(m, MLFLOW, "--backend-store-uri=", "--backend-store-uri=sqlite:////tmp/mlflow.db"),
+        {f"{MLFLOW}:addresses"}),
+    "mlflow-artifacts-on-the-container-disk": (
+        lambda m: set_arg(m, MLFLOW, "--artifacts-destination=", "--artifacts-destination=/mlartifacts"),
+        {f"{MLFLOW}:persistence"}),
     "pgdata-outside-the-claim": (lambda m: env(m, POSTGRES, "PGDATA").update(value="/pgdata"),
                                  {f"{POSTGRES}:stateful-pvc"}),
     "tsdb-path-moved": (lambda m: set_arg(m, PROMETHEUS, "--storage.tsdb.path=", "--storage.tsdb.path=/tsdb"),

@@ -99,11 +99,19 @@ def _client_addresses(r: Running, scheme_ports: dict[str, int]) -> list[Address]
 
 
 def unset_clients(obj: Obj, m: Manifests, apps: Apps) -> list[str]:
-    """Client settings marked `required` that the container leaves unset: the application would connect to its
-    built-in default (a local file store, AWS, the developer's own machine) instead of the stack."""
+    """Client settings marked `required` that the container leaves unset (the application would connect to its
+    built-in default: a local file store, AWS, the developer's machine), and URLs of a scheme that does not speak
+    the protocol the setting is for (`sqlite:///mlflow.db` where PostgreSQL is meant: a file in the container)."""
     out = []
     for r in running(obj, m, apps) if obj.pod_spec() is not None else []:
         for spec in r.app.entries("clients"):
+            schemes = apps.protocol_schemes.get(str(spec.get("protocol")), ())
+            for v in r.values(spec["address"]) if isinstance(spec.get("address"), dict) and schemes else []:
+                url = _URL.match(v.strip())
+                if url and url.group("scheme").lower() not in schemes:
+                    out.append(f"container {r.c.get('name')} ({r.app.name}): {r.described(spec['address'])} is a "
+                               f"{url.group('scheme')}: URL; expected the stack's {spec.get('protocol')} service "
+                               f"({', '.join(s + ':' for s in schemes)})")
             setting = spec.get("address") if isinstance(spec.get("address"), dict) else spec.get("host")
             if spec.get("required") and isinstance(setting, dict) and not r.values(setting):
                 fallback = f" and falls back to {spec['unset']}" if spec.get("unset") else ""

@@ -63,6 +63,8 @@ def _holds(r: Running, rule: dict[str, Any]) -> tuple[bool, str | None]:
         return True, value
     if "value" in rule:
         return str(value).lower() == str(rule["value"]).lower(), value
+    if "startswith" in rule:
+        return value is not None and str(value).startswith(str(rule["startswith"])), value
     return str(value).lower() != str(rule.get("not")).lower(), value
 
 
@@ -73,7 +75,8 @@ def check_persistence(w: Obj, m: Manifests, apps: Apps) -> list[str]:
         for rule in r.app.entries("durable"):
             ok, value = _holds(r, rule)
             if not ok:
-                want = f"{rule['value']!r}" if "value" in rule else f"anything but {rule.get('not')!r}"
+                want = f"{rule['value']!r}" if "value" in rule else f"{rule['startswith']}…" if "startswith" in rule \
+                    else f"anything but {rule.get('not')!r}"
                 found = "unset" if value is None else repr(value)
                 out.append(f"container {r.c.get('name')} ({r.app.name}): {r.described(rule)} is {found}; expected "
                            f"{want}, or its state does not survive a restart")
@@ -235,6 +238,9 @@ def check_credentials(w: Obj, m: Manifests, apps: Apps) -> list[str]:
     for r in running(w, m, apps):
         for rule in r.app.entries("credentials"):
             client = r.value(rule.get("client") or {})
+            schemes = apps.protocol_schemes.get(str(rule.get("protocol")), ())
+            if client not in (None, UNKNOWN) and schemes and urlsplit(client).scheme.lower() not in schemes:
+                continue  # a URL for another kind of store: the addresses rule says so
             if client is not None and rule.get("part"):
                 client = _url_part(client, str(rule["part"])) if client != UNKNOWN else client
             if client in (None, UNKNOWN):

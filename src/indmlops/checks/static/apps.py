@@ -7,7 +7,7 @@ import base64
 import binascii
 import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from indmlops.manifests import Manifests, Obj
@@ -41,6 +41,7 @@ class Apps:
     by_image: dict[str, App]
     scheme_ports: dict[str, int]
     address_keys: frozenset[str] = frozenset()
+    protocol_schemes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_fixture(cls, doc: dict[str, Any]) -> Apps:
@@ -49,7 +50,8 @@ class Apps:
             for image in spec.get("images") or []:
                 by_image[str(image)] = App(str(name), dict(spec))
         return cls(by_image, {str(k): int(v) for k, v in (doc.get("scheme_ports") or {}).items()},
-                   frozenset(str(k).lower() for k in doc.get("address_keys") or ()))
+                   frozenset(str(k).lower() for k in doc.get("address_keys") or ()),
+                   {str(k): tuple(str(s).lower() for s in v) for k, v in (doc.get("protocol_schemes") or {}).items()})
 
     def of(self, c: Any) -> App | None:
         """The application a container runs: its image's repository name, unless a shell replaces the entrypoint
@@ -70,11 +72,11 @@ def repository(image: str) -> str:
 def decoded(obj: Obj, key: str) -> str | None:
     """The text of `key` in a ConfigMap or Secret (Secret `data` base64-decoded, `stringData` as is)."""
     body = obj.body
-    for field in ("stringData", "data") if obj.kind == "Secret" else ("data",):
-        data = body.get(field)
+    for part in ("stringData", "data") if obj.kind == "Secret" else ("data",):
+        data = body.get(part)
         if isinstance(data, dict) and key in data:
             value = data[key]
-            if field == "data" and obj.kind == "Secret":
+            if part == "data" and obj.kind == "Secret":
                 try:
                     return base64.b64decode("".join(str(value).split()), validate=True).decode("utf-8", "replace")
                 except (binascii.Error, ValueError):
@@ -168,6 +170,8 @@ class Running:
     def values(self, setting: dict[str, Any]) -> list[str]:
         """Every value `setting` gets, in order ([] when unset)."""
         words = self.words
+        if isinstance(setting.get("any"), list):  # alternatives: what any of them gets, in the order listed
+            return [v for s in setting["any"] if isinstance(s, dict) for v in self.values(s)]
         if "arg" in setting:
             flag, out = str(setting["arg"]), []
             for i, word in enumerate(words):
@@ -210,6 +214,8 @@ class Running:
                           ("pgconf", "-c {}=…"), ("conf", "{} in its config file")):
             if key in setting:
                 return text.format(setting[key])
+        if isinstance(setting.get("any"), list):
+            return " or ".join(self.described(s) for s in setting["any"] if isinstance(s, dict))
         return str(setting)
 
 
