@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from indmlops.checks.static.workload_rules import image_name
 from indmlops.manifests import Manifests, Obj
 
 SHELLS = ("sh", "bash", "ash", "dash", "/bin/sh", "/bin/bash", "/bin/ash", "/usr/bin/env")
@@ -61,12 +62,7 @@ class Apps:
         command = c.get("command")
         if isinstance(command, list) and command and str(command[0]) in SHELLS:
             return None
-        return self.by_image.get(repository(str(c.get("image", ""))))
-
-
-def repository(image: str) -> str:
-    """`quay.io/minio/minio:RELEASE…@sha256:…` -> `minio`."""
-    return image.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
+        return self.by_image.get(image_name(str(c.get("image", ""))))
 
 
 def decoded(obj: Obj, key: str) -> str | None:

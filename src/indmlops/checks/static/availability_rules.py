@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from indmlops.checks.static.workload_rules import image_tag, replica_count
+from indmlops.checks.static.workload_rules import image_name, image_tag, replica_count
 from indmlops.manifests import Obj
 
 
@@ -24,7 +24,7 @@ def check_pull_policy(w: Obj, local_prefix: str) -> list[str]:
     out = []
     for c in w.containers():
         image = str(c.get("image", ""))
-        repo = image_tag(image)[0].rsplit("/", 1)[-1]
+        repo = image_name(image)
         policy = _pull_policy(c)
         local = repo.startswith(local_prefix)
         if local and policy == "Always":
@@ -72,7 +72,7 @@ def check_singleton(w: Obj, stateful_images: dict[str, str]) -> list[str]:
         return [f"replicas 0: {w.ref} runs no pod, so the stack lacks it; expected at least 1"]
     if count <= 1:
         return []
-    names = [image_tag(str(c.get("image", "")))[0].rsplit("/", 1)[-1] for c in w.containers(init=False)]
+    names = [image_name(str(c.get("image", ""))) for c in w.containers(init=False)]
     stateful = [n for n in names if n in stateful_images]
     if not stateful:
         return []

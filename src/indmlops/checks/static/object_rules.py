@@ -10,7 +10,7 @@ import yaml
 
 from indmlops.checks.static.images import ENTRYPOINTS, check_dockerfile
 from indmlops.checks.static.netpol import selector_matches
-from indmlops.checks.static.workload_rules import image_tag
+from indmlops.checks.static.workload_rules import image_name
 from indmlops.manifests import Manifests, Obj
 
 # baseline still admits containers running as root, privilege escalation and no seccomp profile.
@@ -188,13 +188,13 @@ def project_images(m: Manifests, prefix: str) -> dict[str, Obj]:
     for w in m.workloads():
         for c in w.containers():
             image = str(c.get("image", ""))
-            if image_tag(image)[0].rsplit("/", 1)[-1].startswith(prefix):
+            if image_name(image).startswith(prefix):
                 out.setdefault(image, w)
     return out
 
 
 def check_project_image(image: str, prefix: str, images_dir: Path) -> list[str]:
-    name = image_tag(image)[0].rsplit("/", 1)[-1][len(prefix):]
+    name = image_name(image)[len(prefix):]
     dockerfile = images_dir / name / "Dockerfile"
     if not dockerfile.is_file():
         return [f"no {dockerfile} builds it; expected every project image to have its Dockerfile in images/"]

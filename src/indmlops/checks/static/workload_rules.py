@@ -27,6 +27,11 @@ def image_tag(image: str) -> tuple[str, str | None, str | None]:
     return image, None, digest
 
 
+def image_name(image: str) -> str:
+    """The repository's last path segment: `quay.io/minio/minio:RELEASE…@sha256:…` -> `minio`."""
+    return image_tag(image)[0].rsplit("/", 1)[-1]
+
+
 def check_pinned_images(obj: Obj) -> list[str]:
     out = []
     for c in obj.containers():
@@ -175,29 +180,10 @@ def pod_volumes(obj: Obj) -> dict[str, dict[str, Any]]:
 def stateful_path(obj: Obj, stateful_images: Mapping[str, str]) -> tuple[str, str] | None:
     """(container, data path) when a container runs an image known to keep state, else None."""
     for c in obj.containers(init=False):
-        repo = str(c.get("image", "")).split("@")[0].rsplit("/", 1)[-1].split(":")[0]
+        repo = image_name(str(c.get("image", "")))
         if repo in stateful_images:
             return str(c.get("name")), stateful_images[repo]
     return None
-
-
-def check_stateful_pvc(obj: Obj, stateful_images: Mapping[str, str]) -> list[str]:
-    found = stateful_path(obj, stateful_images)
-    if not found:
-        return []
-    cname, path = found
-    vols = pod_volumes(obj)
-    c = next(c for c in obj.containers(init=False) if c.get("name") == cname)
-    for vm in c.get("volumeMounts") or []:
-        mount = str(vm.get("mountPath", "")).rstrip("/")
-        if path == mount or path.startswith(mount + "/"):
-            vol = vols.get(str(vm.get("name")), {})
-            if "persistentVolumeClaim" in vol or "volumeClaimTemplate" in vol:
-                return []
-            kind = next((k for k in vol if k != "name"), "no such volume")
-            return [(f"container {cname}: data path {path} is on volume {vm.get('name')!r} ({kind}); expected a "
-                     "PersistentVolumeClaim (the data would not survive the pod)")]
-    return [f"container {cname}: nothing is mounted at its data path {path}; expected a PersistentVolumeClaim"]
 
 
 def check_rwo_recreate(obj: Obj, m: Manifests) -> list[str]:
