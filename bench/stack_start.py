@@ -4,7 +4,7 @@ Baseline: PostgreSQL started alone on a warm state dir through the same machiner
 protocol probe): what one simple service costs, so the ratios show what the whole stack adds. Prints each
 figure and its ratio to that baseline, and optionally the wall time of `pytest suites/` against the stack.
 
-    .venv/bin/python bench/stack_start.py [--runs 3] [--suites]
+    .venv/bin/python bench/stack_start.py [--runs 3] [--suites] [--offset N] [--state-prefix /var/tmp/x-]
 """
 
 from __future__ import annotations
@@ -40,27 +40,32 @@ def timed_up(stack: LocalStack, services: list[str] | None = None) -> tuple[floa
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3, help="cold/warm pairs to measure (median is quoted)")
-    ap.add_argument("--offset", type=int, default=3000,
-                    help="port offset, away from a stack you may be running (keep ports below 32768)")
+    env_offset = os.environ.get("INDMLOPS_PORT_OFFSET", "")
+    ap.add_argument("--offset", type=int, default=int(env_offset) if env_offset.lstrip("-").isdigit() else 3000,
+                    help="port offset, away from a stack you may be running (keep ports below 32768); "
+                         "default INDMLOPS_PORT_OFFSET, else 3000")
+    ap.add_argument("--state-prefix", default="/var/tmp/indmlops-bench-",
+                    help="the runs' state directories go in a fresh directory with this prefix (its parent must be "
+                         "traversable by the postgres and mosquitto users)")
     ap.add_argument("--suites", action="store_true", help="also time `pytest suites/` against the started stack")
     args = ap.parse_args()
 
     ports = resolve_ports(args.offset)
     cold, warm, base = [], [], []
-    per_service: dict[str, list[float]] = {}
-    root = Path(tempfile.mkdtemp(prefix="indmlops-bench-", dir="/var/tmp"))
+    per_service: dict[str, dict[str, list[float]]] = {"cold": {}, "warm": {}}
+    prefix = Path(args.state_prefix)
+    root = Path(tempfile.mkdtemp(prefix=prefix.name, dir=prefix.parent))
     root.chmod(0o755)
     try:
         for i in range(args.runs):
             state = root / f"run{i}"
             stack = LocalStack(state, ports)
-            t, ready = timed_up(stack)
-            cold.append(t)
-            for k, v in ready.items():
-                per_service.setdefault(k, []).append(v)
-            stack.down()
-            warm.append(timed_up(stack)[0])
-            stack.down()
+            for kind, times in (("cold", cold), ("warm", warm)):
+                t, ready = timed_up(stack)
+                times.append(t)
+                for k, v in ready.items():
+                    per_service[kind].setdefault(k, []).append(v)
+                stack.down()
             base.append(timed_up(stack, ["postgres"])[0])
             stack.down()
             print(f"run {i + 1}: cold {cold[-1]:.1f} s, warm {warm[-1]:.1f} s, "
@@ -71,9 +76,11 @@ def main() -> int:
         for name, xs in (("baseline: postgres alone, warm", base), ("cold start, all ready", cold),
                          ("warm start, all ready", warm)):
             print(f"{name:<34}{med(xs):>7.1f}s{min(xs):>7.1f}s{max(xs):>7.1f}s{med(xs) / med(base):>11.2f}x")
-        print("\ncold start, seconds from `up` until each service was ready (median):")
-        for k, xs in sorted(per_service.items(), key=lambda kv: med(kv[1])):
-            print(f"  {k:<12}{med(xs):>6.1f} s")
+        print("\nseconds from `up` until each service was ready (median):")
+        print(f"  {'service':<12}{'cold':>7}{'warm':>7}")
+        for k, xs in sorted(per_service["cold"].items(), key=lambda kv: med(kv[1])):
+            ws = per_service["warm"].get(k)
+            print(f"  {k:<12}{med(xs):>5.1f} s{med(ws) if ws else float('nan'):>5.1f} s")
         print(f"\ngoal: all ready <= 15 s cold: {'met' if med(cold) <= 15 else 'NOT met'} (median {med(cold):.1f} s)")
 
         if args.suites:

@@ -11,14 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from indmlops.targets.local.layout import resolve_ports
+from indmlops.targets.local.layout import DEFAULT_PORTS, ports_from_environment, resolve_ports
 from indmlops.targets.local.stack import LocalStack
 
 # Scratch stacks get their own ports (offset from the defaults) so they never disturb the shared stack. Every
 # port must stay below the kernel's ephemeral range (32768+): there a client socket of any process may hold it
 # for a moment, which made a port-freedom assertion flaky. The highest default port is 29333, so offsets stay
-# within 1000..3400 (25 stacks, cycled; a run uses about 15).
-_offsets = itertools.cycle(range(1000, 3401, 100))
+# within 1000..3400 (25 stacks, cycled; a run uses about 15). An offset whose ports meet the session's own stack
+# (INDMLOPS_PORT_OFFSET=2000 puts it at the 11th) is skipped: that stack runs while the scratch stacks start.
+_session_ports = set((ports_from_environment() or DEFAULT_PORTS).values())
+_offsets = itertools.cycle([o for o in range(1000, 3401, 100) if not _session_ports & set(resolve_ports(o).values())])
 
 
 def scratch_dir() -> Path:

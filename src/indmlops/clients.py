@@ -61,3 +61,18 @@ def http_ready(url: str, expect_status: int = 200, expect_body: str | None = Non
     if expect_body is not None and expect_body not in resp.text:
         raise NoAnswer(f"GET {url}: body {resp.text[:200]!r} lacks {expect_body!r}")
     return f"HTTP {resp.status_code}"
+
+
+def mlflow_alias_version(tracking_url: str, name: str, alias: str) -> str | None:
+    """The version `name@alias` points at in MLflow's registry, or None when there is none: one REST call
+    (GET registered-models/alias), without importing the MLflow client (1.2 s here)."""
+    url = f"{tracking_url}/api/2.0/mlflow/registered-models/alias"
+    try:
+        resp = requests.get(url, params={"name": name, "alias": alias}, timeout=10)
+    except requests.RequestException as exc:
+        raise NoAnswer(f"GET {url}: {type(exc).__name__}") from exc
+    if resp.status_code == 404 and "RESOURCE_DOES_NOT_EXIST" in resp.text:
+        return None
+    if resp.status_code != 200:
+        raise NoAnswer(f"GET {url} ({name}@{alias}): HTTP {resp.status_code}: {resp.text[:200]!r}")
+    return str(resp.json()["model_version"]["version"])

@@ -180,7 +180,6 @@ class KindCluster:
     def up(self) -> None:
         t0 = time.monotonic()
         objects = load(self.overlay).objects  # rendered first: a broken overlay fails before anything is made
-        self.progress(f"deploying {self.overlay} ({len(objects)} objects)")
         images = project_images(objects)
         self._check_images(images)
         self._create_or_reuse()
@@ -189,6 +188,7 @@ class KindCluster:
         self._load(images)
         before = self.api.list_namespaces()
         self.created_namespaces = sorted({o.name for o in objects if o.kind == "Namespace"} - before)
+        self.progress(f"deploying {self.overlay} ({len(objects)} objects)")
         kube_deploy.deploy(kube_deploy.plan(objects), self.kubectl_argv, self.api, self.progress,
                            self.timeouts, self.default_timeout)
         self.progress(f"all ready in {time.monotonic() - t0:.1f} s (context {self.context} of {self.kubeconfig})")

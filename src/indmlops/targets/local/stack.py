@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from indmlops.errors import IndMLOpsError, NotReady, PortInUse, ServiceExited, S
 from indmlops.targets.local import render
 from indmlops.targets.local.launch import reap_previous
 from indmlops.targets.local.layout import DEFAULT_PORTS, HOST, Layout, StackConfig
-from indmlops.targets.local.services import SERVICES, endpoint, with_requirements
+from indmlops.targets.local.services import SERVICES, endpoint, in_thread, with_requirements
 from indmlops.targets.local.supervisor import Supervisor
 from indmlops.wire import NoAnswer
 
@@ -99,6 +100,7 @@ class LocalStack:
         On failure everything this call started is stopped again, and the error says why.
         """
         names = with_requirements(services or list(SERVICES))
+        fresh = not self.layout.stack_file.exists()  # a new stack: its databases start empty
         self.layout.ensure()
         was_running = self.running()
         if was_running:
@@ -138,7 +140,12 @@ class LocalStack:
             else:
                 progress(f"supervisord: starting ({self.layout.supervisor_conf})")
                 self.supervisor.start_daemon()
-            self._start_in_order(cfg, names, progress, timeout)
+            jobs: dict[str, Callable[[], str]] = {}
+            for n in to_start:
+                beside = SERVICES[n].beside
+                if beside:
+                    jobs[n] = beside(cfg, fresh and not was_running)
+            self._start_in_order(cfg, names, progress, timeout, jobs)
         except BaseException:
             if not was_running:
                 progress("start failed: stopping everything this call started")
@@ -149,22 +156,36 @@ class LocalStack:
             raise
         return cfg
 
-    def _start_in_order(self, cfg: StackConfig, names: list[str], progress: Progress, timeout: float | None) -> None:
+    def _start_in_order(self, cfg: StackConfig, names: list[str], progress: Progress, timeout: float | None,
+                        jobs: dict[str, Callable[[], str]] | None = None) -> None:
+        """Start each service as soon as those it waits for are ready, and wait until all are ready.
+
+        A service's `beside` job (in `jobs`) runs in a thread from its start; the service is ready when its probe
+        answers and the job has returned."""
+        jobs = jobs or {}
         pending = list(names)
         started: dict[str, float] = {}
+        running_jobs: dict[str, Future[str]] = {}
         ready: set[str] = set()
         last: dict[str, str] = {}
         while pending:
+            changed = False
             for n in list(pending):
                 svc = SERVICES[n]
                 if n not in started and all(r in ready or r not in names for r in svc.waits_for()):
-                    if svc.before_start:
-                        progress(f"{n}: {svc.before_start(cfg)}")
                     self.supervisor.start(n)
                     started[n] = time.monotonic()
+                    if n in jobs:
+                        running_jobs[n] = in_thread(jobs[n], f"indmlops-up-{n}")
                     progress(f"{n}: starting")
+                    changed = True
                 if n not in started:
                     continue
+                job = running_jobs.get(n)
+                if job is not None and job.done():
+                    progress(f"{n}: {job.result()}")  # raises what the job raised
+                    del running_jobs[n]
+                    jobs.pop(n)
                 proc = self.supervisor.info(n)
                 if proc.state in ("FATAL", "BACKOFF"):
                     detail = proc.spawnerr or proc.description or proc.state
@@ -176,18 +197,23 @@ class LocalStack:
                     except NoAnswer as exc:
                         last[n] = str(exc)
                     else:
-                        if svc.bootstrap:
-                            progress(f"{n}: {svc.bootstrap(cfg)}")
-                        progress(f"{n}: ready in {time.monotonic() - started[n]:.1f} s ({last[n]})")
-                        ready.add(n)
-                        pending.remove(n)
-                        continue
+                        if n in jobs:
+                            last[n] = f"{last[n]}, but the work beside its start has not finished"
+                        else:
+                            if svc.bootstrap:
+                                progress(f"{n}: {svc.bootstrap(cfg)}")
+                            progress(f"{n}: ready in {time.monotonic() - started[n]:.1f} s ({last[n]})")
+                            ready.add(n)
+                            pending.remove(n)
+                            changed = True
+                            continue
                 else:
                     last[n] = f"supervisor state {proc.state}"
                 limit = timeout or svc.start_timeout
                 if time.monotonic() - started[n] > limit:
                     raise NotReady(n, limit, f"{last[n]}; log {self.layout.log(n)}:\n{tail(self.layout.log(n))}")
-            time.sleep(0.2)
+            if not changed:  # a service that became ready may let others start: look again at once
+                time.sleep(0.2)
 
     # -- down -----------------------------------------------------------------------------------------------
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from indmlops.errors import IndMLOpsError
 from indmlops.targets.local.services import inference, mlflow, mosquitto, nodered, postgres, prometheus, s3, simulator
-from indmlops.targets.local.services.common import Service, endpoint, postgres_bin, venv_bin, which
+from indmlops.targets.local.services.common import Service, endpoint, in_thread, postgres_bin, venv_bin, which
 from indmlops.targets.local.services.mlflow import mlflow_environment
 from indmlops.targets.local.services.nodered import NODERED_JS
 from indmlops.targets.local.services.s3 import ensure_bucket
 
-__all__ = ["NODERED_JS", "SERVICES", "Service", "endpoint", "ensure_bucket", "mlflow_environment", "postgres_bin",
-           "venv_bin", "which", "with_requirements"]
+__all__ = ["NODERED_JS", "SERVICES", "Service", "endpoint", "ensure_bucket", "in_thread", "mlflow_environment",
+           "postgres_bin", "venv_bin", "which", "with_requirements"]
 
 SERVICES: dict[str, Service] = {
     s.name: s
@@ -23,12 +23,16 @@ SERVICES: dict[str, Service] = {
         Service("mosquitto", (), mosquitto.prepare, mosquitto.ready, mosquitto.bootstrap),
         Service("prometheus", (), prometheus.prepare, prometheus.ready),
         Service("nodered", ("mosquitto",), nodered.prepare, nodered.ready),
-        # MLflow needs the bucket only when artifacts move, so it starts once PostgreSQL is ready and the
-        # (slower) S3 store comes up beside it; `up mlflow` still brings S3 along.
-        Service("mlflow", ("postgres", "s3"), mlflow.prepare, mlflow.ready, start_timeout=90.0,
-                start_after=("postgres",)),
+        # MLflow starts with everything else, as pods in a cluster do: it spends its first ~3.3 s importing before it
+        # opens the backend store, by when PostgreSQL (ready ~1.2 s after its start, role and database ~0.1 s
+        # later) answers; if it does not, MLflow retries the connection itself (10 tries, 0.1 s doubling to 51 s:
+        # ~100 s in all) and supervisord restarts it after that. It needs the bucket only when artifacts move;
+        # `up mlflow` still brings PostgreSQL and S3 along.
+        Service("mlflow", ("postgres", "s3"), mlflow.prepare, mlflow.ready, start_timeout=90.0, start_after=()),
+        # The inference service starts once MLflow answers; beside its start (its imports take ~2.5 s) `up`
+        # registers the bootstrap model if the registry has none, and the service loads it on its next look (1 s).
         Service("inference", ("mosquitto", "mlflow", "s3"), inference.prepare, inference.ready,
-                before_start=inference.ensure_model, start_timeout=60.0),
+                beside=inference.beside, start_timeout=60.0),
         Service("simulator", ("mosquitto",), simulator.prepare, simulator.ready, ports=()),
     )
 }

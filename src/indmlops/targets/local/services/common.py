@@ -9,9 +9,12 @@ import pwd
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from indmlops.errors import MissingDependency, StateDirError
 from indmlops.targets.local.layout import HOST, StackConfig
@@ -95,6 +98,23 @@ def indmlops_command(cfg: StackConfig, *args: str) -> list[str]:
     return [sys.executable, "-m", "indmlops.cli", "--state-dir", str(cfg.layout.state_dir), *args]
 
 
+T = TypeVar("T")
+
+
+def in_thread(fn: Callable[[], T], name: str) -> Future[T]:
+    """Run `fn` in a daemon thread (a failed `up` must not wait for it to end); its outcome comes in the Future."""
+    fut: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            fut.set_result(fn())
+        except BaseException as exc:
+            fut.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return fut
+
+
 @dataclass
 class Service:
     name: str
@@ -105,7 +125,11 @@ class Service:
     start_timeout: float = 60.0
     ports: tuple[str, ...] | None = None  # port names it listens on; None: the one named like the service
     start_after: tuple[str, ...] | None = None  # default: all of `requires`
-    before_start: Callable[[StackConfig], str] | None = None  # runs once its requirements are ready
+    # Work beside the service's start: `beside(cfg, fresh)` is called before anything starts (`fresh`: this `up`
+    # creates the stack's state, so its databases start empty) and returns a job that runs in a thread from the
+    # moment the service starts. The service is ready once its probe answers and the job has returned (the job's
+    # message is reported; if it raises, `up` fails with its error).
+    beside: Callable[[StackConfig, bool], Callable[[], str]] | None = None
 
     def waits_for(self) -> tuple[str, ...]:
         return self.requires if self.start_after is None else self.start_after
