@@ -44,8 +44,11 @@ def test_clone_under_private_home_as_root_gets_a_traversable_directory_keyed_by_
     other = base / "home" / "src" / "other-clone"
     other.mkdir()
     assert default_state_dir({}, other, as_root=True) != chosen  # and one per clone
-    note = state_dir_note(chosen, clone_under_private_home)
+    note = state_dir_note(chosen, clone_under_private_home, {}, as_root=True)
     assert str(chosen) in note and str(base / "home") in note
+    # A directory the user chose (--state-dir, INDMLOPS_STATE_DIR) needs no explanation.
+    assert state_dir_note(base / "mine", clone_under_private_home, {}, as_root=True) == ""
+    assert state_dir_note(chosen, clone_under_private_home, {"INDMLOPS_STATE_DIR": str(chosen)}, as_root=True) == ""
 
 
 def test_clone_under_private_home_as_a_normal_user_keeps_state_in_the_clone(clone_under_private_home):
@@ -57,7 +60,7 @@ def test_traversable_clone_keeps_state_in_the_clone(clone_under_private_home, ba
     (base / "home").chmod(0o755)
     assert blocked_at(clone_under_private_home) is None
     assert default_state_dir({}, clone_under_private_home, as_root=True) == clone_under_private_home / ".indmlops"
-    assert state_dir_note(clone_under_private_home / ".indmlops", clone_under_private_home) == ""
+    assert state_dir_note(clone_under_private_home / ".indmlops", clone_under_private_home, {}, as_root=True) == ""
 
 
 def test_blocked_at_names_a_missing_directory(base):

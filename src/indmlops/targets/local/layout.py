@@ -123,14 +123,17 @@ def default_state_dir(env: Mapping[str, str] | None = None, root: Path = REPO_RO
     return SHARED_STATE_ROOT / f"indmlops-{key}"
 
 
-def state_dir_note(state_dir: Path, root: Path = REPO_ROOT) -> str:
-    """Why the state is where it is, for a user who looks for it in the clone (empty when it is there)."""
+def state_dir_note(state_dir: Path, root: Path = REPO_ROOT, env: Mapping[str, str] | None = None,
+                   as_root: bool | None = None) -> str:
+    """Why the state is where it is when the default moved it out of the clone (empty otherwise: in the clone,
+    or a directory the user chose)."""
+    env = os.environ if env is None else env
     inside = root / ".indmlops"
-    if state_dir == inside or os.environ.get("INDMLOPS_STATE_DIR"):
+    chosen = default_state_dir(env, root, as_root)
+    if env.get("INDMLOPS_STATE_DIR") or state_dir != chosen or chosen == inside:
         return ""
-    blocker = blocked_at(root)
-    return (f"state directory {state_dir} (not {inside}: the services' system users cannot traverse {blocker}; "
-            "INDMLOPS_STATE_DIR chooses another)") if blocker else ""
+    return (f"state directory {state_dir} (not {inside}: the services' system users cannot traverse "
+            f"{blocked_at(root)}; INDMLOPS_STATE_DIR chooses another)")
 
 
 @dataclass
