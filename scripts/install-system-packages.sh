@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Install the Debian packages the local target runs (Mosquitto, PostgreSQL 15, Prometheus, Node.js), and what
-# builds and runs the container images (Podman, runc, mmdebstrap) unless INDMLOPS_SKIP_IMAGES=1.
+# Install the Debian packages the local target runs (Mosquitto, PostgreSQL 15, Prometheus, Node.js), what
+# builds and runs the container images (Podman, runc, mmdebstrap) unless INDMLOPS_SKIP_IMAGES=1, and what builds and
+# runs the single-node Kubernetes cluster (`indmlops cluster`: Go, etcd, containerd, runc, CNI plugins) unless
+# INDMLOPS_SKIP_CLUSTER=1.
 # Idempotent: does nothing (and needs no network) when everything is already there. Needs root.
 set -euo pipefail
 
@@ -28,6 +30,21 @@ if [ "${INDMLOPS_SKIP_IMAGES:-0}" = 0 ]; then
   fi
   command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 fi
+# The cluster (scripts/build-kubernetes.sh, indmlops cluster up): Kubernetes 1.20 from Debian's source package,
+# built with Debian's Go 1.19 and Debian's reflect2 1.0.2; the runtime is Debian's etcd, containerd, runc and CNI.
+if [ "${INDMLOPS_SKIP_CLUSTER:-0}" = 0 ]; then
+  command -v go >/dev/null || need+=(golang-go)
+  command -v rsync >/dev/null || need+=(rsync)
+  command -v make >/dev/null || need+=(make)
+  command -v dpkg-source >/dev/null || need+=(dpkg-dev)
+  [ -f /usr/share/gocode/src/github.com/modern-go/reflect2/reflect2.go ] || need+=(golang-github-modern-go-reflect2-dev)
+  command -v etcd >/dev/null || need+=(etcd-server)
+  command -v containerd >/dev/null && command -v ctr >/dev/null || need+=(containerd)
+  command -v runc >/dev/null || need+=(runc)
+  command -v iptables >/dev/null || need+=(iptables)
+  [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] && [ -x /usr/lib/cni/portmap ] \
+    || need+=(containernetworking-plugins)
+fi
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"
@@ -42,7 +59,7 @@ fi
 mapfile -t pkgs < <(printf '%s\n' "${need[@]}" | sort -u)
 echo "system packages: installing ${pkgs[*]}"
 # Debian starts a freshly installed daemon at once (Mosquitto on 1883, PostgreSQL on 5432, Prometheus on
-# 9090), which would take the ports the local target uses. policy-rc.d forbids that during this install only.
+# 9090, etcd on 2379, containerd), which would take the ports the local target uses or run beside the cluster's. policy-rc.d forbids that during this install only.
 policy=/usr/sbin/policy-rc.d
 created_policy=0
 if [ ! -e "$policy" ]; then

@@ -160,6 +160,21 @@ def _images(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster(args: argparse.Namespace) -> int:
+    from indmlops.targets.kubernetes.cluster.lifecycle import SingleNodeCluster, render_status
+
+    cluster = SingleNodeCluster(args.cluster_dir, progress=lambda m: print(f"indmlops cluster: {m}", file=sys.stderr,
+                                                                           flush=True))
+    if args.cluster_cmd == "up":
+        cluster.up(**({"timeout": args.timeout} if args.timeout else {}))
+        return 0
+    if args.cluster_cmd == "down":
+        return 1 if cluster.down(purge=args.purge) else 0
+    rows = cluster.status()
+    print(render_status(rows))
+    return 0 if all(r.healthy for r in rows) else 3
+
+
 def _doctor(args: argparse.Namespace, state_dir: Path) -> int:
     from indmlops.checks.live import doctor
 
@@ -260,6 +275,17 @@ def main(argv: list[str] | None = None) -> int:
     imb.add_argument("--base", metavar="IMAGE", help="BASE_IMAGE to build on (default: the local base)")
     imb.add_argument("--rebuild-base", action="store_true", help="make the local base again (fresh packages)")
     imb.add_argument("--tag", default="dev", help="tag of localhost/indmlops-NAME (default dev)")
+    cl = sub.add_parser("cluster", help="the single-node Kubernetes 1.20 cluster this machine runs (root): server "
+                                        "binaries built from Debian's source package once, etcd, containerd, "
+                                        "kubelet, kube-proxy, CNI bridge, cluster DNS")
+    cl.add_argument("cluster_cmd", choices=("up", "down", "status"),
+                    help="up: build if needed, start, wait for the node to be Ready; down: stop all and put the host "
+                         "back (sysctls, links, iptables chains, mounts, directories); status: each component")
+    cl.add_argument("--cluster-dir", type=Path, default=None,
+                    help="the cluster's state (default: $INDMLOPS_CLUSTER_DIR, else /var/lib/indmlops-cluster)")
+    cl.add_argument("--timeout", type=float, default=None, help="seconds `up` may take once binaries are built")
+    cl.add_argument("--purge", action="store_true",
+                    help="down: also remove the state directory (certificates, imported images, logs)")
     sub.add_parser("doctor", help="diagnose MLflow's artifact store: bucket, S3 endpoint, credentials, proxy, "
                                   "stale experiment locations (one line each; exit 1 on a failure)")
     sub.add_parser("down", help="stop every service and supervisord (data is kept)")
@@ -288,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
             return _simulate(args, state_dir)
         elif args.cmd == "images":
             return _images(args)
+        elif args.cmd == "cluster":
+            return _cluster(args)
         elif args.cmd == "kube-config":
             from indmlops.configs.kubernetes import write_all
 

@@ -9,7 +9,7 @@ from indmlops.checks.static.isolation import IntentError
 from indmlops.checks.static.rules import StaticPolicy, cases
 from indmlops.manifests import ManifestError, load_cached
 from indmlops.paths import REPO_ROOT
-from indmlops.plugin import manifests_dir, resolved_options
+from indmlops.plugin import manifests_dir, option, resolved_options
 from indmlops.plugin.config import isolation_intent
 
 
@@ -18,6 +18,8 @@ def _policy() -> StaticPolicy:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "server_case" in metafunc.fixturenames:
+        _server_cases(metafunc)
     if "static_case" not in metafunc.fixturenames:
         return
     path = manifests_dir(metafunc.config)
@@ -35,6 +37,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("static_case", [pytest.param(exc, id="intent:load")])
         return
     metafunc.parametrize("static_case", found, ids=[c.id for c in found])
+
+
+def _server_cases(metafunc: pytest.Metafunc) -> None:
+    """One server-side dry run per rendered object when the target is a cluster; on the local target one case
+    that says there is no API server to ask (never a silent absence)."""
+    if option(metafunc.config, "target") == "local":
+        metafunc.parametrize("server_case", [pytest.param(None, id="server-dry-run:no-api-server")])
+        return
+    try:
+        objects = load_cached(manifests_dir(metafunc.config)).objects
+    except ManifestError:
+        objects = []  # the static cases above already carry the render error as a failing test
+    metafunc.parametrize("server_case", objects, ids=[f"{o.ref}:server-dry-run" for o in objects])
 
 
 @pytest.fixture(scope="session")

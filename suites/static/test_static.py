@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from indmlops.checks.live import server_validation
 from indmlops.checks.static import schema
 from indmlops.checks.static.isolation import IntentError, computed_matrix
 from indmlops.checks.static.netpol import format_matrix
 from indmlops.checks.static.rules import message, run
-from indmlops.manifests import ManifestError
-from indmlops.plugin import option
+from indmlops.errors import NotSupportedByTarget
+from indmlops.manifests import ManifestError, load_cached
+from indmlops.plugin import manifests_dir, option
 
 pytestmark = pytest.mark.static
 
@@ -32,6 +34,18 @@ def test_static_rule_holds(static_case, request, static_policy, pytestconfig):
                     static_policy.cluster_networks)
     if problems:
         pytest.fail(message(static_case, problems), pytrace=False)
+
+
+def test_object_accepted_by_the_api_server(server_case, request, pytestconfig):
+    if server_case is None:
+        pytest.skip("server-side validation needs a cluster: the local target runs no Kubernetes API server; run "
+                    "`pytest suites/static --target kubeconfig --kubeconfig FILE` to have it judge every object")
+    target = request.getfixturevalue("target")
+    declared = server_validation.declared_namespaces(load_cached(manifests_dir(pytestconfig)).objects)
+    try:
+        server_validation.object_accepted(target, server_case, declared=declared)
+    except NotSupportedByTarget as exc:
+        pytest.skip(str(exc))
 
 
 def keep_matrix(manifests, intent, reports: Path, networks=None) -> None:

@@ -12,6 +12,8 @@ pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[2]
 SUITE = REPO / "suites" / "static"
+# The rule cases only (the server-side dry run adds a case of its own, skipped without a cluster).
+RULES = f"{SUITE / 'test_static.py'}::test_static_rule_holds"
 
 
 def deployment(name: str, port: int) -> dict:
@@ -88,7 +90,7 @@ def test_intent_none_judges_the_project_manifests_without_intent(pytester, monke
 
 def test_missing_intent_from_environment_fails_one_test_naming_file_and_source(pytester, shop, monkeypatch):
     monkeypatch.setenv("INDMLOPS_INTENT", str(pytester.path / "nowhere.yaml"))
-    result = pytester.runpytest_subprocess(str(SUITE), "--manifests", str(shop), "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(RULES, "--manifests", str(shop), "-p", "no:cacheprovider")
     result.stdout.fnmatch_lines([
         ("*the isolation intent could not be read: --intent '*nowhere.yaml' from environment INDMLOPS_INTENT: "
          "intent file *nowhere.yaml is missing*"),
@@ -107,7 +109,7 @@ def test_malformed_intent_from_ini_fails_one_test_naming_file_and_source(pyteste
     (pytester.path / "bad-intent.yaml").write_text(text)
     ini = pytester.path / "custom.ini"
     ini.write_text(f"[pytest]\nmarkers =\n    static: static\nindmlops_intent = {pytester.path / 'bad-intent.yaml'}\n")
-    result = pytester.runpytest_subprocess(str(SUITE), "-c", str(ini), "--manifests", str(shop),
+    result = pytester.runpytest_subprocess(RULES, "-c", str(ini), "--manifests", str(shop),
                                            "-p", "no:cacheprovider")
     out = result.stdout.str()
     assert result.parseoutcomes() == {"failed": 1}, out[-2000:]

@@ -85,6 +85,22 @@ class EnforcementEvidence:
     seconds_to_deny: float
 
 
+@dataclass(frozen=True)
+class DryRunVerdict:
+    """What the API server said of one object submitted with a server-side dry run. `outcome`: accepted; rejected
+    (invalid, or refused by admission); not-served (the cluster's version has no such apiVersion/kind); not-judged
+    (the server could not be asked: no permission, unreachable, failed), never a pass."""
+
+    outcome: str
+    detail: str = ""
+    causes: tuple[str, ...] = ()
+    status: int | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome == "accepted"
+
+
 @runtime_checkable
 class Target(Protocol):
     name: str
@@ -117,6 +133,12 @@ class Target(Protocol):
     def enforcement_canary(self, timeout: float) -> EnforcementEvidence:
         """Prove the network enforces NetworkPolicy: a listener in a scratch namespace is reachable, then a
         deny-all policy there must make it unreachable within `timeout` s, else IsolationNotEnforced."""
+        ...
+
+    def server_dry_run(self, body: dict, declared_namespaces: frozenset[str]) -> DryRunVerdict:
+        """Submit one rendered object to the cluster's API server (server-side apply, dryRun=All): nothing is stored.
+        A namespace the object needs that the cluster lacks is created (and removed at close) only when the manifest
+        set declares it. Targets without an API server raise NotSupportedByTarget."""
         ...
 
     def versions(self) -> dict[str, str]: ...

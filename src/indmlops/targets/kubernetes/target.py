@@ -22,6 +22,7 @@ from indmlops.errors import (
 )
 from indmlops.targets.base import (
     Credentials,
+    DryRunVerdict,
     EnforcementEvidence,
     KillEvidence,
     ProbeRequest,
@@ -39,6 +40,7 @@ from indmlops.targets.kubernetes.components import (
     SECRETS,
     KubeComponent,
 )
+from indmlops.targets.kubernetes.dryrun import ServerValidator
 from indmlops.targets.kubernetes.portforward import PortForwards
 from indmlops.targets.kubernetes.probe_pods import PROBE_IMAGE, ProbePods
 from indmlops.targets.kubernetes.readiness import protocol_ready
@@ -65,9 +67,12 @@ class KubernetesTarget:
         self._killed: dict[str, set[str]] = {}
         self._replaced: dict[str, int] = {}
         self._claims: dict[str, list[str]] = {}  # the PVCs the last killed pod of a component mounted
+        self._validator: ServerValidator | None = None
 
     def close(self) -> None:
         self.forwards.close()
+        if self._validator is not None:
+            self._validator.close()
         self.api.close()
 
     # --- services ---------------------------------------------------------------------------------------------
@@ -302,6 +307,11 @@ class KubernetesTarget:
             except KubernetesError as exc:
                 out[f"events.{ns}.txt"] = f"unavailable: {exc}"
         return out
+
+    def server_dry_run(self, body: dict, declared_namespaces: frozenset[str]) -> DryRunVerdict:
+        if self._validator is None:
+            self._validator = ServerValidator(self.api)
+        return self._validator.validate(body, declared_namespaces)
 
     def versions(self) -> dict[str, str]:
         """The app.kubernetes.io/version label of each component's current pod."""

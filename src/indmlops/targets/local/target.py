@@ -14,6 +14,7 @@ from pathlib import Path
 from indmlops.errors import IndMLOpsError, NotReady, NotSupportedByTarget, UnknownComponent
 from indmlops.targets.base import (
     Credentials,
+    DryRunVerdict,
     EnforcementEvidence,
     KillEvidence,
     ProbeRequest,
@@ -155,6 +156,11 @@ class LocalTarget:
 
     def enforcement_canary(self, timeout: float) -> EnforcementEvidence:
         raise NotSupportedByTarget(self.name, "the NetworkPolicy enforcement canary", LOCAL_ISOLATION)
+
+    def server_dry_run(self, body: dict, declared_namespaces: frozenset[str]) -> DryRunVerdict:
+        raise NotSupportedByTarget(self.name, "server-side validation of manifests",
+                                   "the local target runs no Kubernetes API server; run the static suite with "
+                                   "--target kubeconfig (or kind) to have a cluster judge each object")
 
     def versions(self) -> dict[str, str]:
         """Versions of the services under test, as each binary reports itself."""
