@@ -20,6 +20,8 @@ from indmlops.paths import REPO_ROOT
 
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-images.sh"
 IMAGES = ("simulator", "inference", "mlflow", "probe")
+# The stand-ins of manifests/overlays/cluster for images no registry here offers (images/<name>/Dockerfile).
+SERVICE_IMAGES = ("postgres", "mosquitto", "prometheus", "nodered", "s3", "jupyter")
 DEFAULT_TAG = "dev"
 
 # Debian's Podman 4.3 runs containers here only with runc and explicit limits: crun, and the default
@@ -33,6 +35,15 @@ class NoEngine(IndMLOpsError):
 
 def image_ref(name: str, tag: str = DEFAULT_TAG) -> str:
     return f"localhost/indmlops-{name}:{tag}"
+
+
+def qualified(ref: str) -> str:
+    """docker.io/library/indmlops-x:1 for indmlops-x:1: the name a kubelet looks up for a short reference (Podman
+    would tag a short name localhost/, which that lookup does not match)."""
+    first = ref.split("/")[0]
+    if "/" in ref and ("." in first or ":" in first or first == "localhost"):
+        return ref
+    return f"docker.io/{ref}" if "/" in ref else f"docker.io/library/{ref}"
 
 
 def detect_engine(preferred: str | None = None) -> str:

@@ -124,7 +124,8 @@ class ImageNotLoaded(NotReady):
         self.image = image
         if image.split("/")[-1].startswith("indmlops-"):  # the project's own images are loaded, never pulled
             hint = (f"build it with scripts/build-images.sh (which tags localhost/<name>: `docker tag` it as {image}) "
-                    f"and load it with `kind load docker-image {image} --name indmlops`")
+                    f"and load it into the nodes: `kind load docker-image {image} --name indmlops` on kind; "
+                    "--target cluster loads every image the manifests name that the engine has")
         else:
             hint = (f"the node found no registry answer for it; reproduce on a kind node with "
                     f"`docker exec indmlops-worker crictl pull {image}`")

@@ -32,6 +32,9 @@ class Endpoint:
     host: str
     port: int
     scheme: str = "tcp"
+    # Reached through a local forwarder (kubectl port-forward) that may be restarting: a refused connection is
+    # then the transport's, not the service's.
+    forwarded: bool = False
 
     @property
     def url(self) -> str:

@@ -8,10 +8,14 @@ import subprocess
 import time
 from pathlib import Path
 
-from indmlops.targets.kubernetes.cluster.host import FIXED_PATHS, IPTABLES, TABLES
+from indmlops.targets.kubernetes.cluster.host import FIXED_PATHS, IPTABLES, TABLES, mounts_under
 
-NAMES = {"etcd", "containerd", "containerd-shim", "containerd-shim-runc-v2", "kube-apiserver", "kube-controller",
-         "kube-scheduler", "kubelet", "kube-proxy", "pause", "runc"}
+# The cluster's programs by name; any other process counts when its command line names the cluster's directory
+# (containerd, its shims). Not runc or overlay mounts in general: Podman, on the same host, runs and mounts them.
+NAMES = {"etcd", "kube-apiserver", "kube-controller", "kube-scheduler", "kubelet", "kube-proxy", "pause"}
+# Where the cluster could leave a mount: its directory, the kubelet's and CNI's fixed paths, network namespaces,
+# containerd's default places.
+MOUNT_ROOTS = ("/run/netns", "/run/containerd", "/var/lib/containerd", *FIXED_PATHS)
 VOLATILE_PREFIXES = ("kernel.random.", "fs.", "kernel.ns_last_pid", "net.netfilter.nf_conntrack_count",
                      "kernel.pty.nr", "kernel.tainted", "kernel.sched_domain")
 
@@ -70,7 +74,7 @@ def snapshot(cluster_dir: Path) -> dict[str, set[str]]:
         "sysctl": {f"{k}={v}" for k, v in sysctls().items()},
         "link": set(os.listdir("/sys/class/net")),
         "iptables": iptables(),
-        "mount": {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()},
+        "mount": set(mounts_under((str(cluster_dir), *MOUNT_ROOTS))),
         "path": {p for p in FIXED_PATHS if os.path.lexists(p)} | netns,
     }
 

@@ -20,7 +20,7 @@ def project(pytester):
 def test_invalid_target_from_cli_is_a_usage_error_naming_cli(project):
     result = project.runpytest_subprocess("--target", "kid")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--target 'kid' from CLI: expected one of local, kind, kubeconfig*"])
+    result.stderr.fnmatch_lines(["*--target 'kid' from CLI: expected one of local, kind, kubeconfig, cluster*"])
 
 
 def test_invalid_profile_from_environment_names_the_variable(project, monkeypatch):

@@ -135,7 +135,8 @@ def test_chaos_run_on_kind_without_a_cluster_interrupts_naming_the_context(tmp_p
 
 def test_chaos_run_with_an_unknown_target_interrupts():
     context.use_target(None)
-    with pytest.raises(InterruptExecution, match=r"indmlops_target 'kid': expected one of local, kind, kubeconfig"):
+    with pytest.raises(InterruptExecution,
+                       match=r"indmlops_target 'kid': expected one of local, kind, kubeconfig, cluster"):
         context.target({"indmlops_target": "kid"})
 
 

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 from types import SimpleNamespace
 
 from cryptography import x509
@@ -133,3 +134,60 @@ def test_a_pid_file_of_a_process_that_is_gone_or_replaced_names_no_process(tmp_p
     (tmp_path / "x.pid").write_text(f"{proc.pid} {processes.start_time(proc.pid)}\n")
     assert processes.running("x", tmp_path) is None
 
+
+
+class _FakeVolumes:
+    """The three lists the provisioner reads, and what it creates and deletes."""
+
+    def __init__(self, claims, volumes, classes):
+        self.claims, self.volumes, self.classes = claims, volumes, classes
+        self.created, self.deleted = [], []
+
+    def list_storage_class(self, **_):
+        return SimpleNamespace(items=self.classes)
+
+    def list_persistent_volume(self, **_):
+        return SimpleNamespace(items=self.volumes)
+
+    def list_persistent_volume_claim_for_all_namespaces(self, **_):
+        return SimpleNamespace(items=self.claims)
+
+    def create_persistent_volume(self, body, **_):
+        self.created.append(body)
+
+    def delete_persistent_volume(self, name, **_):
+        self.deleted.append(name)
+
+
+def _claim(name, phase="Pending", sc="standard", volume=None):
+    spec = SimpleNamespace(storage_class_name=sc, volume_name=volume, access_modes=["ReadWriteOnce"],
+                           volume_mode=None, resources=SimpleNamespace(requests={"storage": "1Gi"}))
+    return SimpleNamespace(metadata=SimpleNamespace(name=name, namespace="it-core", uid=f"uid-{name}"), spec=spec,
+                           status=SimpleNamespace(phase=phase))
+
+
+def test_provisioner_makes_a_world_writable_directory_and_a_bound_volume_per_pending_claim(tmp_path):
+    from indmlops.targets.kubernetes.cluster import provisioner
+
+    sc = SimpleNamespace(metadata=SimpleNamespace(name="standard"), provisioner=provisioner.PROVISIONER,
+                         reclaim_policy="Delete")
+    other = SimpleNamespace(metadata=SimpleNamespace(name="fast"), provisioner="example.com/other",
+                            reclaim_policy="Delete")
+    released = SimpleNamespace(metadata=SimpleNamespace(name="pvc-old", annotations={
+        "pv.kubernetes.io/provisioned-by": provisioner.PROVISIONER}), status=SimpleNamespace(phase="Released"),
+        spec=SimpleNamespace(claim_ref=None, persistent_volume_reclaim_policy="Delete",
+                             host_path=SimpleNamespace(path=str(tmp_path / "pvc-old"))))
+    outside = SimpleNamespace(metadata=SimpleNamespace(name="pvc-evil", annotations={
+        "pv.kubernetes.io/provisioned-by": provisioner.PROVISIONER}), status=SimpleNamespace(phase="Released"),
+        spec=SimpleNamespace(claim_ref=None, persistent_volume_reclaim_policy="Delete",
+                             host_path=SimpleNamespace(path="/etc")))
+    (tmp_path / "pvc-old").mkdir()
+    api = _FakeVolumes([_claim("data"), _claim("bound", phase="Bound", volume="pv-1"), _claim("x", sc="fast")],
+                       [released, outside], [sc, other])
+    provisioner.reconcile(api, api, tmp_path, log=lambda _m: None)
+    assert [v["spec"]["claimRef"]["name"] for v in api.created] == ["data"]  # not bound, not another provisioner's
+    path = tmp_path / "pvc-uid-data"
+    assert api.created[0]["spec"]["hostPath"]["path"] == str(path)
+    assert oct(path.stat().st_mode & 0o777) == "0o777"  # any uid: the kubelet changes no hostPath ownership
+    assert api.deleted == ["pvc-old", "pvc-evil"] and not (tmp_path / "pvc-old").exists()
+    assert Path("/etc").is_dir()  # a volume pointing outside the root loses its object, never a file

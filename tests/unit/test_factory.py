@@ -13,9 +13,9 @@ from indmlops.targets.factory import TargetSpec, TargetSpecError, open_target, p
 
 
 def test_an_unknown_target_is_a_spec_error_naming_the_kinds():
-    with pytest.raises(TargetSpecError, match=r"target 'kid': expected one of local, kind, kubeconfig") as err:
+    with pytest.raises(TargetSpecError, match=r"target 'kid': expected one of local, kind, kubeconfig, cluster") as err:
         TargetSpec("kid")
-    assert err.value.reason == "expected one of local, kind, kubeconfig"
+    assert err.value.reason == "expected one of local, kind, kubeconfig, cluster"
 
 
 def test_kind_refuses_another_context_and_defaults_to_its_own():

@@ -15,7 +15,7 @@ from kube_fake import (
     workload,
 )
 
-from indmlops.containers import IMAGES
+from indmlops.containers import IMAGES, qualified
 from indmlops.errors import ImageNotLoaded, NotReady
 from indmlops.manifests import load
 from indmlops.targets.kubernetes import deploy as kube_deploy
@@ -24,7 +24,6 @@ from indmlops.targets.kubernetes.kind import (
     KindCluster,
     KindError,
     project_images,
-    qualified,
 )
 
 OBJECTS = load(KIND_OVERLAY).objects
@@ -70,7 +69,9 @@ def stubs(httpserver, tmp_path, monkeypatch):
 
 def lifecycle(stubs, tmp_path, lines: list[str] | None = None, **kw) -> KindCluster:
     out = [] if lines is None else lines
-    return KindCluster(tmp_path / "home kube" / "config", kubectl=stubs.kubectl, progress=out.append, **kw)
+    kc = KindCluster(tmp_path / "home kube" / "config", kubectl=stubs.kubectl, progress=out.append, **kw)
+    kc.model_bootstrap = lambda *_: out.append("model bootstrap") or "1"  # the fake serves no MLflow
+    return kc
 
 
 def kind_calls(stubs, verb: str) -> list[str]:

@@ -26,9 +26,11 @@ def project(pytester, httpserver, tmp_path, monkeypatch):
     stubs = make_stubs(tmp_path, kc.read_text(), images=[im.source for im in project_images(OBJECTS)])
     monkeypatch.setenv("PATH", f"{stubs.bin}:/usr/bin:/bin")
     monkeypatch.delenv("KIND_EXPERIMENTAL_PROVIDER", raising=False)
-    # kubectl apply cannot run against the fake API (no OpenAPI): the stub records it instead.
+    # kubectl apply cannot run against the fake API (no OpenAPI): the stub records it instead. The fake serves no
+    # MLflow to register the bootstrap model in (tests/cluster does that on a real cluster).
     pytester.makeconftest('import indmlops.targets.kubernetes.kind as k\n'
                           f'k.kubectl_binary = lambda: {stubs.kubectl!r}\n'
+                          'k.ensure_champion = lambda *a: "1"\n'
                           'pytest_plugins = ["indmlops.plugin"]\n')
     pytester.makepyfile(test_x="def test_on_kind(target):\n    assert target.name == 'kind'\n")
     pytester.stubs = stubs

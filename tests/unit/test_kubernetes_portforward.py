@@ -4,6 +4,7 @@ clearly."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 from kube_fake import CONTEXT, FakeCluster, fake_kubectl, pod, server_kubeconfig, status
@@ -66,6 +67,25 @@ def test_a_dead_forward_is_restarted_when_asked_again(cluster, kubeconfig, tmp_p
         fwd.process.wait()
         assert t.endpoint("grafana").port == 45678
         assert len(log.read_text().splitlines()) == 2
+    finally:
+        t.close()
+
+
+def test_a_dead_forward_comes_back_on_its_port_without_being_asked(cluster, kubeconfig, tmp_path):
+    """kubectl exits on the first broken stream; a check that holds the URL must find the port served again."""
+    kubectl, log = fake_kubectl(tmp_path)
+    t = KubernetesTarget("kind", kubeconfig=kubeconfig, context=CONTEXT, kubectl=kubectl)
+    try:
+        port = t.endpoint("grafana").port
+        first = next(iter(t.forwards._forwards.values())).process
+        first.kill()
+        first.wait()
+        deadline = time.monotonic() + 5
+        while len(log.read_text().splitlines()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        now = next(iter(t.forwards._forwards.values()))
+        assert now.process is not first and now.alive() and now.local_port == port
+        assert log.read_text().splitlines()[-1].endswith(f"svc/grafana-svc {port}:3000 --address 127.0.0.1")
     finally:
         t.close()
 

@@ -125,6 +125,8 @@ def test_kubernetes_mosquitto_config_is_the_local_targets_at_pod_paths():
 def test_kubernetes_prometheus_config_is_derived_from_the_shared_scrape_jobs():
     assert (REPO / "config/prometheus/prometheus.kubernetes.yml").read_text() == kube_config.prometheus_yml(), \
         "config/prometheus/prometheus.kubernetes.yml is stale: run `.venv/bin/indmlops kube-config`"
+    assert kube_config.PROMETHEUS_CLUSTER.read_text() == kube_config.prometheus_yml(overlay="cluster"), \
+        "manifests/overlays/cluster/prometheus.yml is stale: run `.venv/bin/indmlops kube-config`"
     jobs = [j["name"] for j in yaml.safe_load((REPO / "config/prometheus/scrape.yaml").read_text())["jobs"]]
     doc = yaml.safe_load(kube_config.prometheus_yml())
     assert [j["job_name"] for j in doc["scrape_configs"]] == jobs

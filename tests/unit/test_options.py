@@ -36,7 +36,7 @@ def test_invalid_target_error_names_its_source(kwargs, source):
     kwargs.setdefault("env", {})
     with pytest.raises(OptionError) as err:
         resolve("target", **kwargs)
-    assert str(err.value) == f"--target 'kid' {source}: expected one of local, kind, kubeconfig"
+    assert str(err.value) == f"--target 'kid' {source}: expected one of local, kind, kubeconfig, cluster"
 
 
 @pytest.mark.parametrize("raw,value", [("1", True), ("yes", True), ("off", False), ("FALSE", False)])

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "indmlops(**options): per-test option values (highest precedence)")
+    # The harness's MLflow clients stand for clients that reach MLflow only (the edge; a notebook without S3
+    # credentials): artifacts through the tracking server, never from presigned S3 URLs (inference/model.py).
+    os.environ.setdefault("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")
     opts = resolved_options(config)
     reports = Path(opts["reports_dir"].value)
     if not config.option.xmlpath:

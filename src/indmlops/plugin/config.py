@@ -19,6 +19,7 @@ _RESOLVED = pytest.StashKey[dict[str, Resolved]]()
 _INTENT = pytest.StashKey[tuple["Intent | None", "IntentError | None"]]()
 PROJECT_MANIFESTS = REPO_ROOT / "manifests"
 PROJECT_INTENT = REPO_ROOT / "fixtures" / "isolation" / "intent.yaml"
+OWN_INTENT = "isolation-intent.yaml"  # next to a kustomization: that deployment's intent, used unless --intent
 
 
 def resolved_options(config: pytest.Config) -> dict[str, Resolved]:
@@ -46,9 +47,16 @@ def option(config: pytest.Config, name: str, node: pytest.Item | None = None):
     return resolved_options(config)[name].value
 
 
+CLUSTER_OVERLAY = REPO_ROOT / "manifests" / "overlays" / "cluster"
+
+
 def manifests_dir(config: pytest.Config) -> Path:
     """The --manifests directory: as given when it exists from the working directory, else under the rootdir
-    (so `pytest suites/static` finds the project's manifests from anywhere)."""
+    (so `pytest suites/static` finds the project's manifests from anywhere). Not given, with --target cluster: the
+    air-gapped overlay that target deploys (what is judged is what runs)."""
+    given = resolved_options(config)["manifests"]
+    if given.source == "default" and option(config, "target") == "cluster":
+        return CLUSTER_OVERLAY
     raw = Path(option(config, "manifests"))
     if raw.is_absolute() or raw.exists():
         return raw.resolve()
@@ -65,6 +73,9 @@ def intent_file(config: pytest.Config) -> tuple[Path | None, str]:
     --intent wins (`none` for no intent); by default the project's intent for the project's own manifests."""
     given = resolved_options(config)["intent"]
     if given.source == "default":
+        own = manifests_dir(config) / OWN_INTENT
+        if own.is_file():  # a deployment that carries its own intent (manifests/overlays/cluster does)
+            return own, f"default: {OWN_INTENT} of the manifests"
         if intent_applies(manifests_dir(config)):
             return PROJECT_INTENT, "default: the project's manifests"
         return None, "default: manifests outside the project"
@@ -108,7 +119,9 @@ def target_spec(config: pytest.Config) -> TargetSpec:
             keep_stack=bool(opts["keep_stack"].value), keep_cluster=bool(opts["keep_cluster"].value),
             kubeconfig=opts["kubeconfig"].value, context=opts["context"].value,
             probe_image=opts["probe_image"].value or None, cni_manifest=opts["cni_manifest"].value,
-            # A --manifests the user gave is what --target kind deploys: their deployment, not ours.
-            overlay=manifests_dir(config) if opts["manifests"].source != "default" else None)
+            # A --manifests the user gave is what --target kind deploys: their deployment, not ours. --target
+            # cluster deploys its air-gapped overlay unless given one.
+            overlay=manifests_dir(config) if opts["manifests"].source != "default" or name == "cluster" else None,
+            cluster_dir=Path(opts["cluster_dir"].value) if opts["cluster_dir"].value else None)
     except TargetSpecError as exc:
         raise pytest.UsageError(str(exc)) from None

@@ -37,12 +37,12 @@ class Option:
 
 
 OPTIONS: dict[str, Option] = {o.name: o for o in (
-    Option("target", "where the system under test runs", "local", ("local", "kind", "kubeconfig")),
+    Option("target", "where the system under test runs", "local", ("local", "kind", "kubeconfig", "cluster")),
     Option("kubeconfig", "kubeconfig file for --target kubeconfig/kind (default: the client's default)"),
     Option("context", "kubeconfig context to use"),
     Option("manifests", "manifests the static suite judges and, when given, --target kind deploys: a kustomization "
-           "directory (rendered with kubectl kustomize) or any directory of YAML", "manifests/overlays/kind",
-           kind="path"),
+           "directory (rendered with kubectl kustomize) or any directory of YAML (with --target cluster the default "
+           "is manifests/overlays/cluster, which it deploys)", "manifests/overlays/kind", kind="path"),
     Option("intent", "isolation intent the static and live isolation checks compare the NetworkPolicies with: a "
            "file, or `none` to judge without intent (default: fixtures/isolation/intent.yaml for the project's own "
            "manifests, none for any other --manifests)", kind="path"),
@@ -55,6 +55,8 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("reports_dir", "where JUnit XML, the HTML report and failure evidence go", "reports", kind="path"),
     Option("state_dir", "local target state directory (default: .indmlops/ in the repo, or /var/tmp/indmlops-<hash> "
            "when the services' users cannot traverse the repo's path)", None, kind="path"),
+    Option("cluster_dir", "--target cluster: the state directory of `indmlops cluster` (default: "
+           "/var/lib/indmlops-cluster)", None, kind="path"),
     Option("allow_unenforced", "skip the live isolation suite, instead of failing it, when the cluster's network "
            "does not enforce NetworkPolicy (the enforcement canary)", False, kind="bool"),
     Option("broker_autosave", "the broker saves its database every N changes (Mosquitto's autosave_interval): "

@@ -20,7 +20,7 @@ from indmlops.errors import IndMLOpsError
 from indmlops.targets.base import Target
 from indmlops.targets.kubernetes import CALICO_MANIFEST, KIND_CONTEXT
 
-KINDS = ("local", "kind", "kubeconfig")
+KINDS = ("local", "kind", "kubeconfig", "cluster")
 
 
 class TargetSpecError(IndMLOpsError):
@@ -52,6 +52,8 @@ class TargetSpec:
     probe_image: str | None = None  # kind, kubeconfig
     cni_manifest: str | None = None  # kind: applied when the nodes have no CNI
     overlay: Path | None = None  # kind: the manifests deployed (kustomization or YAML directory); None: the project's
+    #                              cluster: the manifests deployed; None: nothing is deployed
+    cluster_dir: Path | None = None  # cluster: the state directory of `indmlops cluster` (None: its default)
 
     def __post_init__(self) -> None:
         if self.name not in KINDS:
@@ -64,11 +66,16 @@ class TargetSpec:
     @property
     def progress_label(self) -> str:
         """How progress lines of opening this target start."""
-        return {"local": "indmlops up", "kind": "indmlops kind", "kubeconfig": "indmlops kube"}[self.name]
+        return {"local": "indmlops up", "kind": "indmlops kind", "kubeconfig": "indmlops kube",
+                "cluster": "indmlops cluster"}[self.name]
 
     @property
     def kube_context(self) -> str | None:
-        return KIND_CONTEXT if self.name == "kind" and self.context is None else self.context
+        if self.context is None and self.name in ("kind", "cluster"):
+            from indmlops.targets.kubernetes.cluster import CONTEXT
+
+            return KIND_CONTEXT if self.name == "kind" else CONTEXT
+        return self.context
 
 
 @contextmanager
@@ -177,10 +184,40 @@ def _open_kind(spec: TargetSpec, progress: Callable[[str], None]) -> Iterator[Ta
         cluster.down(keep=spec.keep_cluster)
 
 
+@contextmanager
+def _open_cluster(spec: TargetSpec, progress: Callable[[str], None]) -> Iterator[Target]:
+    """This machine's single-node cluster (`indmlops cluster`): brought up unless it runs, the project's images
+    loaded into its containerd, `overlay` deployed when given; then as --target kubeconfig. At the end, what this
+    opening started or deployed goes again (unless keep_cluster)."""
+    from indmlops.targets.kubernetes.cluster.session import ClusterSession
+
+    session = ClusterSession(spec.cluster_dir, spec.overlay, progress)
+    try:
+        if spec.start:
+            session.open()
+        target = _kube_target(spec, str(session.kubeconfig), progress)
+    except BaseException:
+        session.close(keep=spec.keep_cluster)
+        raise
+    try:
+        yield target
+    finally:
+        target.close()
+        session.close(keep=spec.keep_cluster)
+
+
+def _preview_cluster(spec: TargetSpec) -> list[str]:
+    from indmlops.targets.kubernetes.cluster.lifecycle import default_state_dir
+
+    where = spec.cluster_dir or default_state_dir()
+    return [f"indmlops endpoints: the single-node cluster of this machine ({where}, context "
+            f"{spec.kube_context}), through port-forwards the target opens when a test needs them"]
+
+
 def _preview_kube(spec: TargetSpec) -> list[str]:
     return [f"indmlops endpoints: Kubernetes context {spec.kube_context or '(current-context)'} of kubeconfig "
             f"{spec.kubeconfig or '(default)'}, through port-forwards the target opens when a test needs them"]
 
 
-_OPENERS = {"local": _open_local, "kind": _open_kind, "kubeconfig": _open_kubeconfig}
-_PREVIEWS = {"local": _preview_local, "kind": _preview_kube, "kubeconfig": _preview_kube}
+_OPENERS = {"local": _open_local, "kind": _open_kind, "kubeconfig": _open_kubeconfig, "cluster": _open_cluster}
+_PREVIEWS = {"local": _preview_local, "kind": _preview_kube, "kubeconfig": _preview_kube, "cluster": _preview_cluster}

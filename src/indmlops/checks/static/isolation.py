@@ -53,12 +53,37 @@ def load_intent(path: str | Path) -> Intent:
     except OSError as exc:  # a directory, no permission
         raise IntentError(f"intent file {p} cannot be read: {exc.strerror or exc}") from None
     try:
+        if isinstance(doc, dict) and "extends" in doc:
+            return _extended(doc, p)
         return parse_intent(doc, str(p))
     except (TypeError, AttributeError, KeyError, ValueError) as exc:
         if isinstance(exc, IntentError):
             raise
         raise IntentError(f"{p}: not an isolation intent: a value has an unexpected type or shape "
                           f"({type(exc).__name__}: {exc})") from None
+
+
+def _extended(doc: dict, path: Path) -> Intent:
+    """`extends: FILE` (relative to this file) with `absent: [workload, ...]`, the base intent for a deployment that
+    leaves those workloads out (their flows are not expected, in either direction), and `allow: [...]`, flows it
+    adds (entries as the base's)."""
+    if doc.get("version") != 1:
+        raise IntentError(f"{path}: expected a mapping with version: 1")
+    unknown = set(doc) - {"version", "extends", "absent", "allow"}
+    if unknown:
+        raise IntentError(f"{path}: an intent that extends another takes only version, extends, absent and allow "
+                          f"(found {', '.join(sorted(unknown))})")
+    base = load_intent((path.parent / str(doc["extends"])).resolve())
+    absent = [str(a) for a in doc.get("absent") or []]
+    missing = [a for a in absent if a not in base.workloads]
+    if missing:
+        raise IntentError(f"{path}: absent names workloads {base.source} does not have: {', '.join(missing)}")
+    workloads = {k: w for k, w in base.workloads.items() if k not in absent}
+    kept = [a for a in base.allow if a["from"] not in absent and a["to"] not in absent]
+    added = tuple(doc.get("allow") or ())
+    _check_allow(added, workloads, str(path))
+    return Intent(f"{path} (extends {base.source}, without {', '.join(absent) or 'nothing'})", workloads,
+                  tuple(kept) + added)
 
 
 def parse_intent(doc: Any, source: str) -> Intent:
@@ -74,13 +99,17 @@ def parse_intent(doc: Any, source: str) -> Intent:
                                    bool(w.get("external") or "ip" in w), ports, bool(w.get("source")),
                                    str(w["ip"]) if "ip" in w else None)
     allow = tuple(doc.get("allow") or ())
+    _check_allow(allow, workloads, source)
+    return Intent(source, workloads, allow)
+
+
+def _check_allow(allow: tuple, workloads: dict[str, Workload], source: str) -> None:
     for i, a in enumerate(allow):
         if not isinstance(a, dict) or not {"from", "to", "port"} <= set(a):
             raise IntentError(f"{source}: allow entry {i + 1} needs from, to and port: {a!r}")
         for end in ("from", "to"):
             if a[end] != "*" and a[end] not in workloads:
                 raise IntentError(f"{source}: allow entry {i + 1} names unknown workload {a[end]!r} ({end})")
-    return Intent(source, workloads, allow)
 
 
 def _ports(obj: Obj) -> tuple[Port, ...]:

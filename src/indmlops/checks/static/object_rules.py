@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from indmlops.checks.static.images import ENTRYPOINTS, check_dockerfile
+from indmlops.checks.static.images import check_image
 from indmlops.checks.static.netpol import selector_matches
 from indmlops.checks.static.workload_rules import image_name
 from indmlops.manifests import Manifests, Obj
@@ -198,8 +198,7 @@ def check_project_image(image: str, prefix: str, images_dir: Path) -> list[str]:
     dockerfile = images_dir / name / "Dockerfile"
     if not dockerfile.is_file():
         return [f"no {dockerfile} builds it; expected every project image to have its Dockerfile in images/"]
-    return check_dockerfile(f"images/{name}/Dockerfile", dockerfile.read_text(),
-                            entrypoint=ENTRYPOINTS.get(name, "indmlops"))
+    return check_image(name, dockerfile.read_text())
 
 
 # Label syntax (k8s.io/apimachinery validation): a value is ≤ 63 characters of [A-Za-z0-9._-] that begins and ends

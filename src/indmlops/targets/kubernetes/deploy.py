@@ -89,10 +89,15 @@ def apply(kubectl_argv: list[str], step: Step, timeout: float = 120.0) -> None:
 
 
 def deploy(steps: list[Step], kubectl_argv: list[str], api: KubeApi, progress: Progress,
-           timeouts: dict[str, float] | None = None, default_timeout: float = DEFAULT_TIMEOUT) -> None:
+           timeouts: dict[str, float] | None = None, default_timeout: float = DEFAULT_TIMEOUT,
+           before: dict[str, Callable[[], object]] | None = None) -> None:
+    """Apply each step and wait for its workload; `before[title]` runs just before the step of that title (the
+    inference service needs a registered model before it can be Ready)."""
     timeouts = TIMEOUTS if timeouts is None else timeouts
     for step in steps:
         t0 = time.monotonic()
+        if before and step.title in before:
+            before[step.title]()
         apply(kubectl_argv, step)
         if step.workload is None:
             progress(f"applied {step.title} ({len(step.objects)} objects)")

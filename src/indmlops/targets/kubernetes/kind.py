@@ -24,6 +24,7 @@ from indmlops.paths import REPO_ROOT
 from indmlops.targets.kubernetes import CALICO_MANIFEST
 from indmlops.targets.kubernetes import deploy as kube_deploy
 from indmlops.targets.kubernetes.api import KubeApi
+from indmlops.targets.kubernetes.model import INFERENCE_STEP, ensure_champion
 from indmlops.targets.kubernetes.portforward import kubectl_binary
 
 KIND_OVERLAY = REPO_ROOT / "manifests" / "overlays" / "kind"
@@ -136,15 +137,6 @@ def project_images(objects: list[Obj], names: tuple[str, ...] = containers.IMAGE
     return out
 
 
-def qualified(ref: str) -> str:
-    """docker.io/library/indmlops-x:1 for indmlops-x:1: Podman would tag a short name localhost/, which the
-    kubelet's lookup of `indmlops-x:1` (docker.io/library/...) does not match."""
-    first = ref.split("/")[0]
-    if "/" in ref and ("." in first or ":" in first or first == "localhost"):
-        return ref
-    return f"docker.io/{ref}" if "/" in ref else f"docker.io/library/{ref}"
-
-
 class KindCluster:
     """up(): create or reuse, CNI, nodes Ready, images, manifests; down(keep): remove what up() created."""
 
@@ -172,6 +164,7 @@ class KindCluster:
         self.kubeconfig, self.context = kubeconfig, self.manager.context
         self.api: KubeApi | None = None
         self.created_namespaces: list[str] = []
+        self.model_bootstrap = ensure_champion  # the registry of a new cluster is empty (model.py)
 
     @property
     def kubectl_argv(self) -> list[str]:
@@ -190,7 +183,9 @@ class KindCluster:
         self.created_namespaces = sorted({o.name for o in objects if o.kind == "Namespace"} - before)
         self.progress(f"deploying {self.overlay} ({len(objects)} objects)")
         kube_deploy.deploy(kube_deploy.plan(objects), self.kubectl_argv, self.api, self.progress,
-                           self.timeouts, self.default_timeout)
+                           self.timeouts, self.default_timeout,
+                           before={INFERENCE_STEP: lambda: self.model_bootstrap(
+                               str(self.kubeconfig), self.context, self.progress)})
         self.progress(f"all ready in {time.monotonic() - t0:.1f} s (context {self.context} of {self.kubeconfig})")
 
     def down(self, keep: bool) -> None:
@@ -280,7 +275,7 @@ class KindCluster:
         read Podman's store, so tag fully qualified, `podman save` an archive, `kind load image-archive`."""
         for im in images:
             t0 = time.monotonic()
-            ref = im.ref if self.engine == "docker" else qualified(im.ref)
+            ref = im.ref if self.engine == "docker" else containers.qualified(im.ref)
             self._engine("tag", im.source, ref)
             if self.engine == "docker":
                 self.manager.load_image(ref)

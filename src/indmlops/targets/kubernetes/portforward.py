@@ -43,36 +43,64 @@ class Forward:
         return self.process.poll() is None
 
 
+SUPERVISE_INTERVAL = 0.5  # seconds between checks that every forward's kubectl still runs
+
+
 class PortForwards:
     """One forward per (namespace, service, port); a dead one is restarted on the same local port when asked."""
 
-    def __init__(self, kubeconfig: str | None, context: str, kubectl: str | None = None) -> None:
+    def __init__(self, kubeconfig: str | None, context: str, kubectl: str | None = None,
+                 supervise: float = SUPERVISE_INTERVAL) -> None:
         self.kubeconfig = kubeconfig
         self.context = context
         self.kubectl = kubectl
         self._forwards: dict[tuple[str, str, int], Forward] = {}
+        self._lock = threading.RLock()
+        self._closed = threading.Event()
+        self._interval = supervise
+        self._supervisor: threading.Thread | None = None
 
     def local_port(self, namespace: str, service: str, port: int) -> int:
         key = (namespace, service, port)
-        fwd = self._forwards.get(key)
-        if fwd is not None and fwd.alive():
+        with self._lock:
+            fwd = self._forwards.get(key)
+            if fwd is not None and fwd.alive():
+                return fwd.local_port
+            fwd = self._start(namespace, service, port, fwd.local_port if fwd else 0)
+            self._forwards[key] = fwd
+            if self._supervisor is None and self._interval > 0:
+                self._supervisor = threading.Thread(target=self._supervise, daemon=True, name="port-forwards")
+                self._supervisor.start()
             return fwd.local_port
-        fwd = self._start(namespace, service, port, fwd.local_port if fwd else 0)
-        self._forwards[key] = fwd
-        return fwd.local_port
+
+    def _supervise(self) -> None:
+        """kubectl exits on the first broken stream (a connection the pod reset): a check holding the URL would
+        then meet a refused port for the rest of the session. Restart dead forwards on their ports, as a
+        supervisor restarts a service; a forward that cannot start now is tried again next round."""
+        while not self._closed.wait(self._interval):
+            with self._lock:
+                for key, fwd in list(self._forwards.items()):
+                    if not fwd.alive() and not self._closed.is_set():
+                        try:
+                            self._forwards[key] = self._start(*key, fwd.local_port)
+                        except PortForwardFailed:
+                            continue
 
     def reopen(self, namespace: str, service: str) -> None:
         """After the pod behind `service` was replaced: a forward is bound to one pod, so restart the service's
         forwards on their ports (kubectl does not always exit when its pod goes)."""
-        for key, fwd in list(self._forwards.items()):
-            if key[:2] == (namespace, service):
-                _stop(fwd.process)
-                self._forwards[key] = self._start(*key, fwd.local_port)
+        with self._lock:
+            for key, fwd in list(self._forwards.items()):
+                if key[:2] == (namespace, service):
+                    _stop(fwd.process)
+                    self._forwards[key] = self._start(*key, fwd.local_port)
 
     def close(self) -> None:
-        for fwd in self._forwards.values():
-            _stop(fwd.process)
-        self._forwards.clear()
+        self._closed.set()
+        with self._lock:
+            for fwd in self._forwards.values():
+                _stop(fwd.process)
+            self._forwards.clear()
 
     def _start(self, namespace: str, service: str, port: int, local_port: int) -> Forward:
         what = f"{namespace}/svc/{service}:{port}"

@@ -87,7 +87,7 @@ class KubernetesTarget:
             raise NotSupportedByTarget(self.name, f"endpoint {service!r}",
                                        "no Service for it in manifests/base (see targets/kube_components.py)")
         port = self.forwards.local_port(c.namespace, c.service, c.port)
-        return Endpoint(service, "127.0.0.1", port, c.scheme)
+        return Endpoint(service, "127.0.0.1", port, c.scheme, forwarded=True)
 
     def credentials(self, service: str, role: str | None = None) -> Credentials:
         if service not in SECRETS:
@@ -151,7 +151,9 @@ class KubernetesTarget:
         self.api.delete_pod(c.namespace, pod.metadata.name, grace_seconds=0)
         self._killed.setdefault(component, set()).add(pods.uid(pod))
         self._claims[component] = pods.claims(pod)
-        self._replaced[component] = self._replaced.get(component, 0) + 1
+        # The killed pod's own container restarts leave with it: carry them, or the count would drop on a kill
+        # (found on a real cluster: a simulator with 4 liveness restarts counted 1 after its replacement).
+        self._replaced[component] = self._replaced.get(component, 0) + 1 + pods.restart_count(pod)
         return KillEvidence(component, pods.uid(pod), "pod delete (grace 0 s)", at)
 
     def wait_ready(self, component: str, timeout: float) -> ReadyEvidence:
@@ -250,6 +252,7 @@ class KubernetesTarget:
                 f"`kubectl -n {c.namespace} describe pod {pod.metadata.name}`")
 
     def restarts(self, component: str) -> int:
+        """Container restarts of its live pods, plus each pod this target replaced and the restarts it had."""
         c = self._component(component)
         return sum(pods.restart_count(p) for p in self._live(c)) + self._replaced.get(component, 0)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 
 from indmlops import intent, wire
 from indmlops.checks.live.robustness import payloads as saved
@@ -124,15 +125,15 @@ class Edge:
         sim = self.target.credentials("mosquitto", "simulator")
         self.observer = Observer(self.target, self.ledger)
         self.pub = wire.mqtt_connect(self.target.endpoint("mosquitto"), sim.username, sim.password)
-        self.http = requests.Session()
-        self.base_url = self.target.endpoint("inference").url.replace("tcp://", "http://")
+        inference = self.target.endpoint("inference")
+        self.base_url = inference.url.replace("tcp://", "http://")
+        self.forward_gap = FORWARD_GAP if inference.forwarded else 0.0
         self.counter = itertools.count(1)
         self.seed = int(uuid.uuid4().int % 2**31)
 
     def close(self) -> None:
         self.observer.close()
         wire.mqtt_close(self.pub)
-        self.http.close()
 
     # -- sending ----------------------------------------------------------------------------------------------
 
@@ -167,19 +168,21 @@ class Edge:
             conn.close()
 
     def post(self, path: str, data: bytes, timeout: float = 10.0) -> tuple[int | None, str]:
-        """(status, body) of a POST; (None, why) when the connection dropped or timed out."""
+        """(status, body) of a POST on a connection of its own; (None, why) when it dropped or timed out.
+
+        Never a pooled connection: one the server closed while idle looks alive through a port-forward (kubectl
+        does not pass the close on), and reusing it would blame the hostile body for a drop it did not cause."""
         try:
-            resp = self.http.post(self.base_url + path, data=data, timeout=timeout,
-                                  headers={"Content-Type": "application/json"})
+            resp = _through_forward(lambda: requests.post(
+                self.base_url + path, data=data, timeout=timeout,
+                headers={"Content-Type": "application/json", "Connection": "close"}), self.forward_gap)
         except requests.RequestException as exc:
-            self.http.close()
-            self.http = requests.Session()  # a dropped keep-alive connection must not fail the next request
             return None, f"{type(exc).__name__}: {str(exc)[:200]}"
         return resp.status_code, resp.text  # whole: the error kind is parsed from it; messages cut it
 
     def get(self, path: str) -> tuple[int | None, str]:
         try:
-            resp = requests.get(self.base_url + path, timeout=5)
+            resp = _through_forward(lambda: requests.get(self.base_url + path, timeout=5), self.forward_gap)
         except requests.RequestException as exc:
             return None, f"{type(exc).__name__}: {str(exc)[:200]}"
         return resp.status_code, resp.text[:200]
@@ -233,3 +236,30 @@ class Edge:
         shown = ", ".join(str(p) for p in paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
         return AssertionError(f"after payload {shown} on {saved.shorten(payloads[0].where)} ({payloads[0].note}): "
                               f"{what}\nreplay: {self.reports / 'reproduce.sh'}")
+
+
+FORWARD_GAP = 5.0  # seconds a restarted port-forward may take to listen again (kubectl starts in ~1 s)
+
+
+def _through_forward(send: Callable[[], requests.Response], gap: float) -> requests.Response:
+    """`send()`; through a forward (`gap` > 0), once more after a connection error. kubectl's port-forward exits on
+    the first stream the pod resets (an edge rejecting a hostile body may reset it) and is restarted on its port
+    (PortForwards): meanwhile the local port refuses, or a connection it had accepted is reset. That is the
+    transport; so the request is sent again, on a new connection, once the port accepts (within `gap` s). An edge
+    that drops the request drops it again, and that second error is reported. Where the service listens itself
+    (`gap` 0) nothing is retried."""
+    try:
+        return send()
+    except requests.ConnectionError:
+        if gap <= 0:
+            raise
+    deadline = time.monotonic() + gap
+    while True:
+        try:
+            return send()
+        except requests.ConnectionError as exc:
+            refused = bool(exc.args) and isinstance(getattr(exc.args[0], "reason", None),
+                                                    urllib3.exceptions.NewConnectionError)
+            if not refused or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -60,6 +60,10 @@ class Layout:
         return self.root / "run"
 
     @property
+    def volumes(self) -> Path:
+        return self.root / "volumes"
+
+    @property
     def kubeconfig(self) -> Path:
         return self.root / "kubeconfig"
 
@@ -188,8 +192,9 @@ def components(plan: NetworkPlan, layout: Layout, bin_dir: Path, python: str) ->
             "--service-account-private-key-file", str(pki / "sa.key"), "--root-ca-file", str(pki / "ca.crt"),
             "--use-service-account-credentials=true", "--leader-elect=false",
             "--cluster-cidr", plan.cluster_cidr, "--service-cluster-ip-range", plan.service_cidr,
-            # PVCs bind: hostPath volumes under /tmp/hostpath_pv (the provisioner's root is hard-coded in 1.20).
-            "--enable-hostpath-provisioner=true", "--controllers", "*,-cloud-node-lifecycle",
+            # Claims are provisioned by the cluster's own volume provisioner (cluster/provisioner.py), not 1.20's
+            # hostpath one (root-only directories under a hard-coded /tmp/hostpath_pv).
+            "--controllers", "*,-cloud-node-lifecycle",
         ], "https://127.0.0.1:10257/healthz"),
         Component("kube-scheduler", [
             str(bin_dir / "kube-scheduler"), "--kubeconfig", str(cfg / "scheduler.kubeconfig"),
@@ -218,6 +223,10 @@ def components(plan: NetworkPlan, layout: Layout, bin_dir: Path, python: str) ->
         Component("cluster-dns", [
             python, "-m", "indmlops.targets.kubernetes.cluster.dns", "--kubeconfig", str(cfg / "dns.kubeconfig"),
             "--listen", plan.node_ip, "--domain", plan.dns_domain,
+        ], "node"),
+        Component("volume-provisioner", [
+            python, "-m", "indmlops.targets.kubernetes.cluster.provisioner",
+            "--kubeconfig", str(cfg / "provisioner.kubeconfig"), "--root", str(layout.volumes),
         ], "node"),
     ]
 

@@ -32,8 +32,9 @@ SYSCTLS = (
 FIXED_PATHS = ("/var/lib/kubelet", "/var/log/pods", "/var/log/containers", "/tmp/hostpath_pv", "/var/lib/cni",
                "/etc/cni", "/opt/cni", "/run/flannel", "/var/lib/dockershim", "/etc/kubernetes")
 # Chains of these prefixes that were not there before `up` are the cluster's: kubelet and kube-proxy (KUBE-), the
-# CNI bridge and portmap plugins (CNI-), the egress guard (INDMLOPS-).
-CHAIN_PREFIXES = ("KUBE-", "CNI-", "INDMLOPS-")
+# egress guard (INDMLOPS-). Not CNI-: Podman's networks use that prefix too, and the cluster's bridge makes none
+# (no masquerading; portmap's hostPort chains go with each pod's CNI teardown).
+CHAIN_PREFIXES = ("KUBE-", "INDMLOPS-")
 IPTABLES = ("iptables", "ip6tables")
 TABLES = ("filter", "nat", "mangle", "raw")
 EGRESS_CHAIN = "INDMLOPS-K8S-EGRESS"

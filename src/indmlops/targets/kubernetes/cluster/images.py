@@ -9,9 +9,11 @@ import json
 import subprocess
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+from indmlops import containers
 from indmlops.errors import IndMLOpsError
 from indmlops.targets.kubernetes.cluster.components import PAUSE_IMAGE, Layout
 
@@ -33,6 +35,31 @@ def import_archive(layout: Layout, archive: Path, name: str) -> None:
                          text=True, timeout=900, check=False)
     if res.returncode != 0:
         raise IndMLOpsError(f"containerd could not import {name} from {archive}: {res.stderr.strip()[-800:]}")
+
+
+def load_from_engine(layout: Layout, engine: str, source: str, ref: str, progress: Progress) -> float:
+    """An image of the container engine (Podman or Docker) into the cluster's containerd as `ref`, the name the
+    kubelet looks up (`qualified`: `indmlops-probe:0.1.0` is docker.io/library/indmlops-probe:0.1.0). Returns the
+    seconds it took."""
+    t0 = time.monotonic()
+    full = containers.qualified(ref)
+    if full in present(layout):
+        return 0.0
+    for argv in ([engine, "image", "inspect", source], [engine, "tag", source, full]):
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        if res.returncode != 0:
+            raise IndMLOpsError(f"image {source}: `{' '.join(argv)}` failed: {res.stderr.strip() or 'no such image'}"
+                                f"; build it with `indmlops images build` (scripts/build-images.sh)")
+    with tempfile.TemporaryDirectory(prefix="indmlops-image-") as tmp:
+        archive = Path(tmp) / "image.tar"
+        res = subprocess.run([engine, "save", "-o", str(archive), full], capture_output=True, text=True,
+                             timeout=900, check=False)
+        if res.returncode != 0:
+            raise IndMLOpsError(f"`{engine} save {full}` failed: {res.stderr.strip()}")
+        import_archive(layout, archive, full)
+    took = time.monotonic() - t0
+    progress(f"containerd: {full} imported from {engine} {source} in {took:.1f} s")
+    return took
 
 
 def _blob(out: tarfile.TarFile, data: bytes) -> tuple[str, int]:

@@ -25,14 +25,14 @@ from indmlops.targets.kubernetes.portforward import kubectl_binary
 Progress = Callable[[str], None]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-kubernetes.sh"
 READY_TIMEOUT = 120.0  # a cold start on two busy cores: API ~10 s, node Ready ~30 s; 4x margin
-STOP_ORDER = ("kube-controller-manager", "kube-scheduler", "cluster-dns", "kube-proxy", "kubelet",
-              "kube-apiserver", "etcd", "containerd")
+STOP_ORDER = ("kube-controller-manager", "kube-scheduler", "volume-provisioner", "cluster-dns", "kube-proxy",
+              "kubelet", "kube-apiserver", "etcd", "containerd")
 # What each tool's absence means, and the Debian package that brings it.
 RUNTIME_TOOLS = {"etcd": "etcd-server", "containerd": "containerd", "ctr": "containerd", "runc": "runc",
                  "iptables": "iptables", "ip": "iproute2", "mount": "mount"}
 CNI_PLUGINS = ("bridge", "host-local", "portmap", "loopback")
-# Wiped by `down`: the cluster's objects, pods and addresses. Kept: certificates, images, logs.
-RESET = ("etcd", "kubelet", "cni/ipam", "containerd/state")
+# Wiped by `down`: the cluster's objects, pods, addresses and volumes. Kept: certificates, images, logs.
+RESET = ("etcd", "kubelet", "cni/ipam", "containerd/state", "volumes")
 
 
 class ClusterError(IndMLOpsError):
@@ -69,10 +69,11 @@ class SingleNodeCluster:
 
     def up(self, timeout: float = READY_TIMEOUT) -> float:
         """Start what is not running and wait until the node is Ready. Returns the seconds it took."""
-        t0 = time.monotonic()
+        start = time.monotonic()
         self._require_root()
         self._require_tools()
         bin_dir = self._binaries()
+        t0 = time.monotonic()  # `timeout` is for starting: a first build alone takes minutes
         self.layout.root.mkdir(parents=True, exist_ok=True)
         self.layout.root.chmod(0o700)
         if not self.ledger_path.exists():  # before the first change: what to put back
@@ -96,7 +97,8 @@ class SingleNodeCluster:
                           "back")
             raise
         took = time.monotonic() - t0
-        self.progress(f"node {NODE_NAME} Ready in {took:.1f} s; kubeconfig {self.kubeconfig} "
+        built = f" (+{t0 - start:.0f} s to find or build the binaries)" if t0 - start >= 1 else ""
+        self.progress(f"node {NODE_NAME} Ready in {took:.1f} s{built}; kubeconfig {self.kubeconfig} "
                       f"(kubectl --kubeconfig {self.kubeconfig} get nodes)")
         return took
 
@@ -148,7 +150,8 @@ class SingleNodeCluster:
         cfg.mkdir(parents=True, exist_ok=True)
         url = self.plan.api_url
         for ident, file in (("controller-manager", "controller-manager"), ("scheduler", "scheduler"),
-                            ("kube-proxy", "kube-proxy"), ("kubelet-client", "kubelet"), ("dns", "dns")):
+                            ("kube-proxy", "kube-proxy"), ("kubelet-client", "kubelet"), ("dns", "dns"),
+                            ("provisioner", "provisioner")):
             (cfg / f"{file}.kubeconfig").write_text(pki.kubeconfig(self.layout.pki, ident, url))
         self.kubeconfig.write_text(pki.kubeconfig(self.layout.pki, "admin", url))
         self.kubeconfig.chmod(0o600)
@@ -181,7 +184,7 @@ class SingleNodeCluster:
             return _socket_answers(comp.health.removeprefix("socket:"))
         try:
             r = requests.get(comp.health, timeout=2, **self._tls(comp.health))
-        except requests.RequestException:
+        except (requests.RequestException, OSError):
             return False
         return r.status_code == 200
 
@@ -203,7 +206,8 @@ class SingleNodeCluster:
         return " | ".join(tail) + f" (log: {log})"
 
     def _bootstrap_objects(self) -> None:
-        """The default StorageClass (kind's name, `standard`), and read access to Services for the cluster DNS."""
+        """The default StorageClass (kind's name, `standard`, served by the volume provisioner), and what the cluster
+        DNS and the provisioner may read and write."""
         res = subprocess.run([kubectl_binary(), "--kubeconfig", str(self.kubeconfig), "apply", "-f", "-"],
                              input=BOOTSTRAP, capture_output=True, text=True, timeout=60, check=False)
         if res.returncode != 0:
@@ -221,9 +225,11 @@ class SingleNodeCluster:
 
     def node_condition(self) -> str:
         url = f"{self.plan.api_url}/api/v1/nodes/{NODE_NAME}"
+        if not (self.layout.pki / "ca.crt").exists():
+            return "API unreachable (no cluster made in this directory yet)"
         try:
             r = requests.get(url, timeout=5, **self._tls(url))
-        except requests.RequestException as exc:
+        except (requests.RequestException, OSError) as exc:
             return f"API unreachable ({type(exc).__name__})"
         if r.status_code == 404:
             return "not registered"
@@ -243,7 +249,9 @@ class SingleNodeCluster:
         t0 = time.monotonic()
         run = self.layout.run
         if not self.ledger_path.exists() and not any(processes.running(n, run) for n in STOP_ORDER):
-            self.progress(f"no cluster in {self.layout.root}: nothing to stop")
+            self.progress(f"no cluster running in {self.layout.root}: nothing to stop")
+            if purge:
+                shutil.rmtree(self.layout.root, ignore_errors=True)
             return []
         for name in ("kube-controller-manager", "kube-scheduler"):  # nothing recreates or reschedules pods now
             processes.stop(name, run)
@@ -331,7 +339,7 @@ kind: StorageClass
 metadata:
   name: standard
   annotations: {storageclass.kubernetes.io/is-default-class: "true"}
-provisioner: kubernetes.io/host-path
+provisioner: indmlops.io/hostpath
 reclaimPolicy: Delete
 volumeBindingMode: Immediate
 ---
@@ -349,4 +357,25 @@ metadata: {name: "indmlops:cluster-dns"}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "indmlops:cluster-dns"}
 subjects:
 - {apiGroup: rbac.authorization.k8s.io, kind: User, name: indmlops-cluster-dns}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "indmlops:volume-provisioner"}
+rules:
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [persistentvolumes]
+  verbs: [get, list, watch, create, delete]
+- apiGroups: [storage.k8s.io]
+  resources: [storageclasses]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "indmlops:volume-provisioner"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "indmlops:volume-provisioner"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: indmlops-volume-provisioner}
 """

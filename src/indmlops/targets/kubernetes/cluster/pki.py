@@ -40,6 +40,7 @@ def identities(plan: NetworkPlan) -> list[Identity]:
         Identity("kubelet-client", f"system:node:{NODE_NAME}", "system:nodes"),
         Identity("kubelet", NODE_NAME, server=True, client=False),
         Identity("dns", "indmlops-cluster-dns"),  # reads Services and Endpoints (a ClusterRole up() applies)
+        Identity("provisioner", "indmlops-volume-provisioner"),  # claims and volumes (likewise)
     ]
 
 
