@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,15 +78,8 @@ def _load_onnx(uri: str):
         return onnx.load(str(local / data))
 
 
-# MLflow 3 clients fetch artifacts from presigned S3 URLs when the tracking server's store can make them: the edge
-# would then need the S3 store itself, which the OT plane may not reach (the NetworkPolicies allow it MLflow only;
-# found on a real cluster, where the URL names minio-svc). Proxied downloads through MLflow, unless set otherwise.
-PROXIED_DOWNLOADS = ("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")
-
-
 def load(tracking_uri: str, name: str, alias: str, *, prefer_onnx: bool = True) -> LoadedModel:
     """Resolve the alias to a version and load it; raises MlflowException if there is none."""
-    os.environ.setdefault(*PROXIED_DOWNLOADS)
     import mlflow
     from mlflow.tracking import MlflowClient
 
