@@ -49,8 +49,8 @@ class ClusterSession:
         for im in wanted:
             images.load_from_engine(self.cluster.layout, engine, im.source, im.ref, self.progress)
         if not objects:
-            self.progress("no --manifests given: nothing deployed (the air-gapped overlay of the reference stack "
-                          "is not built yet); suites that need the stack will find its components absent")
+            self.progress("no manifests to deploy: nothing deployed; suites that need the stack will find its "
+                          "components absent")
             return
         api = KubeApi(str(self.kubeconfig), None)
         try:
