@@ -262,8 +262,8 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
     "rollout-that-cannot-progress": (lambda m: m.find(MLFLOW).body["spec"].update(
         strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}),
         {f"{MLFLOW}:field-values"}),
-    "max-unavailable-quoted-number": (lambda m: m.find(INFERENCE).body["spec"].update(
-        strategy={"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "1"}}), {f"{INFERENCE}:field-values"}),
+    "max-unavailable-quoted-number": (lambda m: m.find(SIMULATOR).body["spec"].update(
+        strategy={"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "1"}}), {f"{SIMULATOR}:field-values"}),
     "grace-period-negative": (lambda m: pod_spec(m, SIMULATOR).update(terminationGracePeriodSeconds=-1),
                               {f"{SIMULATOR}:field-values"}),
     "deadline-copied-into-a-deployment": (lambda m: pod_spec(m, INFERENCE).update(activeDeadlineSeconds=600),
@@ -574,6 +574,16 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
         # MLflow's own --allowed-hosts now names a Service that does not front it: judged as an address too.
         {"Service/it-core/mlflow-svc:service-selects", "Service/it-core/mlflow-svc:service-ports",
          f"{JUPYTER}:addresses", f"{INFERENCE}:addresses", f"{MLFLOW}:addresses", "NetworkPolicies:isolation"}),
+    # One edge at a time: it holds a persistent MQTT session under a fixed client id.
+    "inference-rolling-update": (
+        lambda m: m.find(INFERENCE).body["spec"].update(strategy={"type": "RollingUpdate"}),
+        {f"{INFERENCE}:one-instance"}),
+    "inference-strategy-dropped": (lambda m: m.find(INFERENCE).body["spec"].pop("strategy"),
+                                   {f"{INFERENCE}:one-instance"}),
+    "inference-strategy-null": (lambda m: m.find(INFERENCE).body["spec"].update(strategy=None),
+                                {f"{INFERENCE}:one-instance"}),
+    "inference-scaled-to-two-for-throughput": (lambda m: m.find(INFERENCE).body["spec"].update(replicas=2),
+                                               {f"{INFERENCE}:one-instance"}),
     "mlflow-squeezed-to-128mi": (
         lambda m: container(m, MLFLOW)["resources"].update(requests={"cpu": "200m", "memory": "64Mi"},
                                                            limits={"cpu": "2", "memory": "128Mi"}),

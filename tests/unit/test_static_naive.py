@@ -26,7 +26,7 @@ CLASSES = {
                    "broker-auth", "pod-security", "default-deny", "rbac", "app-auth", "ipblock-scope", "service-type",
                    "project-image"},
     "5 availability": {"pinned-images", "probes", "resources", "pull-policy", "pvc-access-mode", "singleton-replicas",
-                       "scheduling", "probe-paths", "startup-probe", "memory-floor"},
+                       "scheduling", "probe-paths", "startup-probe", "memory-floor", "one-instance"},
     "6 the evaluator": {"isolation"},
 }
 

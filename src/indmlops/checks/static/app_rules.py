@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 from kubernetes.utils.quantity import parse_quantity
 
 from indmlops.checks.static.apps import UNKNOWN, Apps, Running, keys_of, mounted_files, running
-from indmlops.checks.static.workload_rules import pod_volumes, stateful_path
+from indmlops.checks.static.workload_rules import pod_volumes, replica_count, stateful_path
 from indmlops.manifests import Manifests, Obj
 
 DEFAULT_GRACE_S = 30  # the API's default terminationGracePeriodSeconds
@@ -288,4 +288,29 @@ def check_memory_floor(w: Obj, m: Manifests, apps: Apps) -> list[str]:
         if below:
             out.append(f"container {r.c.get('name')} ({r.app.name}): limits.memory {limit} is below the {floor} "
                        f"{r.app.name} takes idle; it is OOM-killed at start (expected >= {floor})")
+    return out
+
+
+def check_one_instance(w: Obj, m: Manifests, apps: Apps) -> list[str]:
+    """An application that must never run twice (fixtures/applications.yaml `exclusive`: it holds a session under a
+    fixed identity) runs in one pod, and a rollout never starts the new pod while the old one runs."""
+    held = [r for r in running(w, m, apps) if isinstance(r.app.spec.get("exclusive"), str)]
+    if not held:
+        return []
+    why = "; ".join(f"{r.app.name}: {r.app.spec['exclusive']}" for r in held)
+    spec = w.body.get("spec")
+    spec = spec if isinstance(spec, dict) else {}
+    out = []
+    if w.kind == "DaemonSet":
+        out.append(f"a DaemonSet runs one pod on every node, so two or more instances on a cluster of more than one "
+                   f"node; expected a Deployment with one replica and strategy Recreate ({why})")
+    count = replica_count(w)
+    if count is not None and count > 1:
+        out.append(f"replicas {count}; expected 1: every instance beyond the first takes the session from the "
+                   f"others ({why})")
+    if w.kind == "Deployment":
+        strategy = (spec.get("strategy") or {}).get("type") or "RollingUpdate"  # null is absent to the API
+        if strategy != "Recreate":
+            out.append(f"strategy {strategy}: a rollout starts the new pod while the old one still runs, and the two "
+                       f"take the session from each other until the old one is gone; expected Recreate ({why})")
     return out

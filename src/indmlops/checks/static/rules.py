@@ -47,6 +47,8 @@ RULES = {
     "app-auth": "no setting switches the application's authentication off (empty notebook token, anonymous Grafana)",
     "credentials": "a credential or name a client is told (password, user, database) equals what its server is given",
     "memory-floor": "a memory limit leaves the application at least what it takes idle",
+    "one-instance": "an application that holds a session under a fixed identity runs one pod, never two at once "
+                    "(one replica; a Deployment rolls out with strategy Recreate)",
     "probe-paths": "every httpGet probe asks a path the application serves",
     "setting-refs": "names a container is told resolve inside it: $(VAR) references, the env vars and files its "
                     "application is told to read",
@@ -216,6 +218,8 @@ def _app_rules(w: Obj, m: Manifests, apps: Apps) -> list[str]:
             found.add("credentials")
         if r.app.spec.get("min_memory"):
             found.add("memory-floor")
+        if isinstance(r.app.spec.get("exclusive"), str):
+            found.add("one-instance")
         found |= {rule for rule, key in (("persistence", "durable"), ("app-auth", "auth")) if r.app.entries(key)}
         found |= {rule for rule, key in (("shutdown-grace", "shutdown_seconds"), ("startup-probe", "start_seconds"))
                   if r.app.number(key) is not None}
@@ -293,6 +297,7 @@ def _run(case: Case, m: Manifests, policy: StaticPolicy, intent: Intent | None) 
         "startup-probe": lambda: app_rules.check_startup_probe(obj, m, policy.apps),
         "credentials": lambda: app_rules.check_credentials(obj, m, policy.apps),
         "memory-floor": lambda: app_rules.check_memory_floor(obj, m, policy.apps),
+        "one-instance": lambda: app_rules.check_one_instance(obj, m, policy.apps),
         "probe-paths": lambda: app_rules.check_probe_paths(obj, m, policy.apps),
         "setting-refs": lambda: app_rules.check_setting_refs(obj, m, policy.apps),
         "rwo-recreate": lambda: wrules.check_rwo_recreate(obj, m),
