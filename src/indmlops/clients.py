@@ -39,16 +39,42 @@ def s3_client(ep: Endpoint, access_key: str, secret_key: str, region: str = "us-
     )
 
 
-def s3_ready(ep: Endpoint, access_key: str, secret_key: str) -> str:
+S3_READY_KEY = ".indmlops/readiness-probe"
+
+
+def s3_ready(ep: Endpoint, access_key: str, secret_key: str, bucket: str | None = None) -> str:
+    """ListBuckets; with `bucket`, then a 32-byte object round trip through it (written, read back, deleted) once
+    the bucket exists. ListBuckets alone is not ready: a restarted SeaweedFS answers it seconds before its volume
+    server has re-registered, and in that window every GET of a stored object fails with InternalError."""
+    import os
+
     from botocore.exceptions import BotoCoreError, ClientError
 
+    client = s3_client(ep, access_key, secret_key)
     try:
-        buckets = s3_client(ep, access_key, secret_key).list_buckets()["Buckets"]
+        buckets = client.list_buckets()["Buckets"]
     except ClientError as exc:
         raise NoAnswer(f"S3 {ep.url}: ListBuckets refused: {exc.response['Error'].get('Code')}") from exc
     except BotoCoreError as exc:
         raise NoAnswer(f"S3 {ep.url}: ListBuckets failed: {exc}") from exc
-    return f"ListBuckets ok ({len(buckets)} buckets)"
+    listed = f"ListBuckets ok ({len(buckets)} buckets)"
+    if bucket is None:
+        return listed
+    body = os.urandom(32)
+    try:
+        client.put_object(Bucket=bucket, Key=S3_READY_KEY, Body=body)
+        back = client.get_object(Bucket=bucket, Key=S3_READY_KEY)["Body"].read()
+        client.delete_object(Bucket=bucket, Key=S3_READY_KEY)
+    except ClientError as exc:
+        if exc.response["Error"].get("Code") == "NoSuchBucket":
+            return f"{listed}; bucket {bucket} not created yet"
+        raise NoAnswer(f"S3 {ep.url}: object round trip in {bucket} failed: "
+                       f"{exc.response['Error'].get('Code')}") from exc
+    except BotoCoreError as exc:
+        raise NoAnswer(f"S3 {ep.url}: object round trip in {bucket} failed: {exc}") from exc
+    if back != body:
+        raise NoAnswer(f"S3 {ep.url}: object {bucket}/{S3_READY_KEY} read back different bytes")
+    return f"{listed}, object round trip ok"
 
 
 def http_ready(url: str, expect_status: int = 200, expect_body: str | None = None) -> str:

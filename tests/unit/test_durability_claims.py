@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from indmlops.checks.live.durability import ContentLost, content_survives_kill
+from indmlops.checks.live.durability import ContentLost, ContentNotServed, content_survives_kill
 from indmlops.errors import NotSupportedByTarget
 from indmlops.targets.base import KillEvidence, ReadyEvidence
 
@@ -51,3 +51,52 @@ def test_replacement_on_another_claim_fails_naming_both():
 def test_target_without_volume_identity_says_it_was_not_compared():
     out = content_survives_kill(StandIn(None), "s3", kinds=[], timeout=5)
     assert out.volume.startswith("not compared (stand-in target")
+
+
+def _reads(monkeypatch, answers: list[object]) -> list[object]:
+    """A content kind 'probe' whose verify answers, in turn, each of `answers` (an exception is raised)."""
+    from indmlops.checks.live import durability
+    from indmlops.checks.live.content import WRITERS, Content
+
+    def verify() -> int:
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return int(answer)  # type: ignore[arg-type]
+
+    monkeypatch.setitem(WRITERS, "probe", lambda target, tag: Content("probe", 3, 30, "the store", verify))
+    monkeypatch.setattr(durability, "READ_RETRY_S", 0.01)
+    return answers
+
+
+def test_reads_the_store_fails_after_ready_are_retried_and_recorded_late(monkeypatch):
+    from indmlops.checks.live.content.base import Unreadable
+
+    _reads(monkeypatch, [Unreadable("3 of 3 reads failed in the store (InternalError, HTTP 500)"), 3])
+    out = content_survives_kill(StandIn(None), "s3", kinds=["probe"], timeout=5)
+    assert out.verified == {"probe": 3} and not out.failures and not out.unserved
+    assert len(out.late) == 1 and out.late[0].startswith("probe: reads failed for ")
+    assert "InternalError" in out.late[0] and "LATE probe: reads failed" in out.summary()
+
+
+def test_a_store_that_never_serves_after_ready_is_not_served_not_lost(monkeypatch):
+    from indmlops.checks.live import durability
+    from indmlops.checks.live.content.base import Unreadable
+
+    monkeypatch.setattr(durability, "SERVING_WINDOW_S", 0.05)
+    _reads(monkeypatch, [Unreadable("12 of 12 reads failed in the store ['obj-000 (InternalError, HTTP 500)']")])
+    with pytest.raises(ContentNotServed) as err:
+        content_survives_kill(StandIn(None), "s3", kinds=["probe"], timeout=5)
+    msg = str(err.value)
+    assert msg.startswith("s3 is Ready after a kill (pod delete pid uid-old, back as uid-new after ")
+    assert "does not serve its content" in msg and "nothing is proven lost or kept" in msg
+    assert "12 of 12 reads failed in the store" in msg and "lost content" not in msg
+    assert err.value.outcome.unserved and not err.value.outcome.failures
+
+
+def test_content_answered_absent_is_lost_at_once_without_retries(monkeypatch):
+    answers = _reads(monkeypatch, [AssertionError("probe at the store: 3 of 3 missing"), 3])
+    with pytest.raises(ContentLost, match=r"(?s)s3 lost content across a kill .*3 of 3 missing") as err:
+        content_survives_kill(StandIn(None), "s3", kinds=["probe"], timeout=5)
+    assert not isinstance(err.value, ContentNotServed)
+    assert answers == [3]  # asked once: an answer about the content is not retried

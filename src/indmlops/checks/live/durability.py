@@ -11,8 +11,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from indmlops.checks.live.content import WRITERS, Content
+from indmlops.checks.live.content.base import Unreadable
 from indmlops.errors import NotSupportedByTarget
 from indmlops.targets.base import Target
+
+# How long a store that answers its protocol may still fail reads of what it holds (its own errors, not absence)
+# before the verdict says it does not serve its content. Reads are retried every READ_RETRY_S meanwhile.
+SERVING_WINDOW_S = 30.0
+READ_RETRY_S = 1.0
 
 
 @dataclass
@@ -25,6 +31,8 @@ class Outcome:
     verified: dict[str, int] = field(default_factory=dict)
     volume: str = ""
     failures: list[str] = field(default_factory=list)
+    unserved: list[str] = field(default_factory=list)  # reads the store kept failing: neither kept nor lost proven
+    late: list[str] = field(default_factory=list)  # reads that failed after Ready, then succeeded
     cleanup_errors: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -32,7 +40,8 @@ class Outcome:
                  for k, w in self.written.items()]
         return (f"{self.component}: pid {self.kill_identity} -> {self.ready_identity}, recovered in "
                 f"{self.recovery_s:.2f} s; verified " + "; ".join(parts) + (f"; volume {self.volume}"
-                                                                          if self.volume else ""))
+                                                                          if self.volume else "")
+                + "".join(f"; LATE {note}" for note in self.late))
 
 
 class ContentLost(AssertionError):
@@ -41,6 +50,30 @@ class ContentLost(AssertionError):
     def __init__(self, outcome: Outcome, message: str) -> None:
         super().__init__(message)
         self.outcome = outcome
+
+
+class ContentNotServed(ContentLost):
+    """The component came back Ready yet kept failing reads of its content with errors of its own: a failure of
+    the stack (Ready must mean serving), but not proof that anything was lost."""
+
+
+def _verify(c: Content, window: float) -> tuple[int | None, str]:
+    """(items verified, a note when reads failed first), or (None, why) when the store still failed reads after
+    `window` s. AssertionError (content absent or changed) passes through: that is an answer, not a failure."""
+    t0 = time.monotonic()
+    first: str | None = None
+    while True:
+        try:
+            n = c.verify()
+        except Unreadable as exc:
+            first = first or str(exc)
+            if time.monotonic() - t0 >= window:
+                return None, (f"{exc} (still after {window:.0f} s of reads since the component was Ready; first: "
+                              f"{first[:300]})")
+            time.sleep(READ_RETRY_S)
+            continue
+        note = f"{c.kind}: reads failed for {time.monotonic() - t0:.1f} s after Ready ({first[:300]})" if first else ""
+        return n, note
 
 
 def _volume(target: Target, component: str) -> str | None:
@@ -85,19 +118,31 @@ def content_survives_kill(target: Target, component: str, *, kinds: list[str], t
     for c in contents:
         out.written[c.kind] = {"items": c.items, "bytes": c.bytes, "where": c.where}
         try:
-            out.verified[c.kind] = c.verify()
+            verified, note = _verify(c, SERVING_WINDOW_S)
         except AssertionError as exc:
             out.failures.append(str(exc))
+            continue
+        if verified is None:
+            out.unserved.append(note)
+        else:
+            out.verified[c.kind] = verified
+            if note:
+                out.late.append(note)
     for c in contents:
         try:
             c.cleanup()
         except Exception as exc:
             out.cleanup_errors.append(f"{c.kind}: {exc}")
+    how = f"({kill.signal} pid {kill.identity}, back as {ready.identity} after {out.recovery_s:.1f} s)"
+    reproduce = f"\nreproduce: pytest suites/durability -k {component}"
     if out.failures:
-        raise ContentLost(out,
-            f"{component} lost content across a kill ({kill.signal} pid {kill.identity}, back as {ready.identity} "
-            f"after {out.recovery_s:.1f} s):\n  " + "\n  ".join(out.failures)
-            + f"\nreproduce: pytest suites/durability -k {component}")
+        raise ContentLost(out, f"{component} lost content across a kill {how}:\n  " + "\n  ".join(
+            out.failures + [f"also not served: {u}" for u in out.unserved]) + reproduce)
+    if out.unserved:
+        raise ContentNotServed(out,
+            f"{component} is Ready after a kill {how} but does not serve its content: reads fail in the store, so "
+            "nothing is proven lost or kept (a readiness signal that answers before the data path works, or a "
+            "store that cannot read its data):\n  " + "\n  ".join(out.unserved) + reproduce)
     return out
 
 
@@ -114,9 +159,13 @@ def write_report(outcomes: list[Outcome], out_dir: Path) -> Path:
         size = sum(w["bytes"] for o in os_ for w in o.written.values())
         kinds = sorted({k for o in os_ for k in o.written})
         lost = sum(1 for o in os_ if o.failures)
+        unserved = sum(1 for o in os_ if o.unserved and not o.failures)
+        late = sum(1 for o in os_ if o.late)
         lines.append(f"{comp:<11} {len(os_):>5} {statistics.median(rec):>14.2f}s {max(rec):>5.1f}s  "
                      f"{items} ({size / 1024:.0f} kB): {', '.join(kinds)}"
-                     + (f"; LOST content in {lost} kill(s): see summary.json" if lost else ""))
+                     + (f"; LOST content in {lost} kill(s): see summary.json" if lost else "")
+                     + (f"; content NOT SERVED after {unserved} kill(s)" if unserved else "")
+                     + (f"; reads failed after Ready, then served, in {late} kill(s)" if late else ""))
     (out_dir / "summary.txt").write_text("\n".join(lines) + "\n")
     (out_dir / "summary.json").write_text(json.dumps([asdict(o) for o in outcomes], indent=2))
     return out_dir / "summary.txt"

@@ -38,7 +38,8 @@ def protocol_ready(target: Reachable, component: str) -> str | None:
         return clients.postgres_ready(target.endpoint("postgres"), c.username, c.password, c.extra["database"])
     if component == "s3":
         c = target.credentials("s3")
-        return clients.s3_ready(target.endpoint("s3"), c.username, c.password)
+        # the data path too (a round trip through the bucket), as on the local target
+        return clients.s3_ready(target.endpoint("s3"), c.username, c.password, c.extra.get("bucket"))
     if component in HTTP_READY:
         path, body = HTTP_READY[component]
         return clients.http_ready(f"{target.endpoint(component).url}{path}", expect_body=body)

@@ -19,6 +19,11 @@ class Content:
     notes: list[str] = field(default_factory=list)
 
 
+class Unreadable(AssertionError):
+    """The store answered a read with an error of its own (a 5xx, a refused connection, "starting up"), neither the
+    content nor its absence: nothing is proven kept or lost yet, and reading again may tell."""
+
+
 def _lost(kind: str, where: str, lost: list, changed: list, total: int, hint: str = "") -> None:
     if lost or changed:
         raise AssertionError(f"{kind} at {where}: {len(lost)} of {total} missing {lost[:8]}, {len(changed)} "

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from indmlops import clients
-from indmlops.checks.live.content.base import Content, _lost
+from indmlops.checks.live.content.base import Content, Unreadable, _lost
 from indmlops.targets.base import Target
 
 # --- PostgreSQL --------------------------------------------------------------------------------------------
@@ -47,6 +47,8 @@ def postgres_rows(target: Target, tag: str, *, rows: int = 500, size: int = 1024
         except psycopg.errors.UndefinedTable:
             raise AssertionError(f"postgres rows at {where}: the table does not exist any more: all {rows} rows "
                                  "lost (is the server running on another data directory?)") from None
+        except psycopg.OperationalError as exc:  # refused, "the database system is starting up", reset
+            raise Unreadable(f"postgres rows at {where}: the read failed: {str(exc).strip()[:200]}") from None
         _lost("postgres rows", where, sorted(set(sent) - set(got))[:8],
               [i for i in sent if i in got and bytes(got[i]) != sent[i]], rows,
               "committed before the kill, so a restart on the same data directory must keep them")
@@ -60,6 +62,10 @@ def postgres_rows(target: Target, tag: str, *, rows: int = 500, size: int = 1024
 
 
 # --- S3 ----------------------------------------------------------------------------------------------------
+
+# Error codes of the store itself, whatever the HTTP status says (some stores answer them with 4xx).
+S3_STORE_ERRORS = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling"})
+
 
 def s3_objects(target: Target, tag: str, *, count: int = 12) -> Content:
     """Objects from 1 kB to 2 MB with their sha256, under indmlops-durability/<tag>/ in the bucket."""
@@ -76,18 +82,30 @@ def s3_objects(target: Target, tag: str, *, count: int = 12) -> Content:
     where = f"s3://{bucket}/{prefix} at {target.endpoint('s3')}"
 
     def verify() -> int:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         client = clients.s3_client(target.endpoint("s3"), creds.username, creds.password, creds.extra["region"])
-        lost, changed = [], []
+        lost: list[str] = []
+        changed: list[str] = []
+        unreadable: list[str] = []
         for key, digest in sent.items():
             try:
                 body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
             except ClientError as exc:
-                lost.append(f"{key} ({exc.response['Error'].get('Code')})")
+                code = exc.response["Error"].get("Code")
+                status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+                # The store's own failure (5xx, throttling) says nothing of the object; an answer about it does.
+                failed = status >= 500 or code in S3_STORE_ERRORS
+                (unreadable if failed else lost).append(f"{key} ({code}, HTTP {status})")
+                continue
+            except BotoCoreError as exc:  # refused, reset, timed out
+                unreadable.append(f"{key} ({type(exc).__name__})")
                 continue
             if hashlib.sha256(body).hexdigest() != digest:
                 changed.append(key)
+        if unreadable:
+            raise Unreadable(f"s3 objects at {where}: {len(unreadable)} of {count} reads failed in the store "
+                             f"{unreadable[:4]}" + (f"; {len(lost)} answered as absent {lost[:4]}" if lost else ""))
         _lost("s3 objects", where, lost, changed, count)
         return count
 
@@ -147,8 +165,12 @@ def mlflow_runs(target: Target, tag: str, *, runs: int = 2, steps: int = 100, ar
             try:
                 run = fresh.get_run(run_id)
             except MlflowException as exc:
-                raise AssertionError(f"mlflow runs at {where}: run {run_id} unreadable after the kill: "
-                                     f"{str(exc).splitlines()[0][:200]}") from None
+                said = str(exc).splitlines()[0][:200]
+                if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                    raise AssertionError(f"mlflow runs at {where}: run {run_id} does not exist after the kill: "
+                                         f"{said}") from None
+                raise Unreadable(f"mlflow runs at {where}: reading run {run_id} failed ({exc.error_code}): "
+                                 f"{said}") from None
             assert run.data.params == w["params"], (
                 f"run {run_id} params changed: sent {w['params']}, read {run.data.params}")
             got = {(m.key, m.step): (m.value, m.timestamp)

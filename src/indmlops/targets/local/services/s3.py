@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from indmlops import clients, wire
+from indmlops import clients
 from indmlops.errors import IndMLOpsError, MissingDependency
 from indmlops.targets.local import render
 from indmlops.targets.local.layout import BUCKET, HOST, StackConfig
@@ -46,29 +46,9 @@ def prepare(cfg: StackConfig) -> dict[str, str]:
 
 def ready(cfg: StackConfig) -> str:
     """ListBuckets, then an object round trip through the bucket once it exists (before the first bootstrap it
-    does not). A restarted SeaweedFS answers ListBuckets ~4 s before its volume server has re-registered: in that
-    window every GET of a stored object failed with InternalError, so ListBuckets alone is not ready."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
+    does not): clients.s3_ready."""
     c = cfg.credentials["s3"]
-    ep = endpoint(cfg, "s3")
-    listed = clients.s3_ready(ep, c["access_key"], c["secret_key"])
-    client = clients.s3_client(ep, c["access_key"], c["secret_key"])
-    key, body = ".indmlops/readiness-probe", os.urandom(32)
-    try:
-        client.put_object(Bucket=BUCKET, Key=key, Body=body)
-        back = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
-        client.delete_object(Bucket=BUCKET, Key=key)
-    except ClientError as exc:
-        if exc.response["Error"].get("Code") == "NoSuchBucket":
-            return f"{listed}; bucket {BUCKET} not created yet"
-        raise wire.NoAnswer(f"S3 {ep}: object round trip in {BUCKET} failed: "
-                                 f"{exc.response['Error'].get('Code')}") from exc
-    except BotoCoreError as exc:
-        raise wire.NoAnswer(f"S3 {ep}: object round trip in {BUCKET} failed: {exc}") from exc
-    if back != body:
-        raise wire.NoAnswer(f"S3 {ep}: object {BUCKET}/{key} read back different bytes")
-    return f"{listed}, object round trip ok"
+    return clients.s3_ready(endpoint(cfg, "s3"), c["access_key"], c["secret_key"], BUCKET)
 
 
 def ensure_bucket(cfg: StackConfig, timeout: float = 30.0) -> str:
