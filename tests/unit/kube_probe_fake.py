@@ -19,6 +19,7 @@ Reach = Callable[[dict[str, str], str, str, int, str], tuple[bool | None, str]]
 
 CORE = re.compile(r"^/api/v1/namespaces(?:/(?P<ns>[^/]+)(?:/(?P<kind>[a-z]+)"
                   r"(?:/(?P<name>[^/]+)(?:/(?P<sub>log))?)?)?)?$")
+ALL_PODS = re.compile(r"^/api/v1/pods$")
 NETPOL = re.compile(r"^/apis/networking\.k8s\.io/v1/namespaces/(?P<ns>[^/]+)/networkpolicies$")
 
 
@@ -43,16 +44,18 @@ class FakeProbeCluster:
         self._ips = (f"10.244.9.{i}" for i in itertools.count(10))
         server.expect_request(CORE).respond_with_handler(self._core)
         server.expect_request(NETPOL).respond_with_handler(self._netpol)
+        server.expect_request(ALL_PODS).respond_with_handler(self._all_pods)
 
     # --- workloads the probes look for ---------------------------------------------------------------------
     def add_workload_pod(self, namespace: str, name: str, labels: dict[str, str], ip: str,
-                         phase: str = "Running") -> None:
+                         phase: str = "Running", image: str = "x", ready: bool = True) -> None:
         self.pods[(namespace, name)] = {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{name}", "labels": dict(labels)},
-            "spec": {"containers": [{"name": "main", "image": "x"}]},
-            "status": {"phase": phase, "podIP": ip, "conditions": [{"type": "Ready", "status": "True"}],
-                       "containerStatuses": [{"name": "main", "image": "x", "imageID": "", "ready": True,
+            "spec": {"containers": [{"name": "main", "image": image}]},
+            "status": {"phase": phase, "podIP": ip,
+                       "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                       "containerStatuses": [{"name": "main", "image": image, "imageID": "", "ready": ready,
                                               "restartCount": 0, "state": {"running": {}}}]}}
 
     # --- the API ----------------------------------------------------------------------------------------------
@@ -107,6 +110,13 @@ class FakeProbeCluster:
             if key[0] == ns and any(o["name"] == name for o in p["metadata"].get("ownerReferences", [])):
                 del self.pods[key]
         return ok({"kind": "Status", "apiVersion": "v1", "status": "Success"})
+
+    def _all_pods(self, _r: Request) -> Response:
+        if ("list", "pods@cluster") in self.forbid:  # RBAC that allows pods in a namespace, not cluster-wide
+            return status(403, "Forbidden", 'pods is forbidden: User "ci" cannot list resource "pods" at the '
+                                            "cluster scope")
+        return ok({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"},
+                   "items": list(self.pods.values())})
 
     def _netpol(self, r: Request) -> Response:
         ns = NETPOL.match(r.path)["ns"]  # type: ignore[index]

@@ -156,6 +156,41 @@ def test_canary_fails_loudly_when_the_network_ignores_network_policy(kube, fake)
     assert fake.deleted_namespaces and fake.deleted_namespaces[0].startswith("indmlops-canary-")
 
 
+def test_canary_says_not_supported_when_no_network_policy_implementation_runs(kube, fake):
+    fake.reach = lambda labels, ns, host, port, proto: (True, "connected")  # the plain bridge CNI, say
+    fake.add_workload_pod("kube-system", "coredns-1", {"k8s-app": "kube-dns"}, "10.244.0.2",
+                          image="registry.k8s.io/coredns/coredns:v1.11.1")
+    with pytest.raises(IsolationNotEnforced) as err:
+        kube.enforcement_canary(5.0)
+    msg = str(err.value)
+    assert "No NetworkPolicy implementation runs on this cluster" in msg and "not supported here" in msg
+    assert "Calico" in msg and "Cilium" in msg and "installs Calico" in msg and "--allow-unenforced" in msg
+
+
+@pytest.mark.parametrize(("image", "ready", "name"), [
+    ("docker.io/calico/node:v3.30.0", False, "Calico"),
+    ("quay.io/cilium/cilium:v1.16.1@sha256:0123", True, "Cilium"),
+])
+def test_canary_says_broken_when_an_implementation_runs_but_ignored_the_policy(kube, fake, image, ready, name):
+    fake.reach = lambda labels, ns, host, port, proto: (True, "connected")
+    fake.add_workload_pod("kube-system", "agent-7x2q", {"k8s-app": "agent"}, "10.0.0.2", image=image, ready=ready)
+    fake.add_workload_pod("kube-system", "done-job", {}, "", phase="Succeeded", image="docker.io/calico/node:v1")
+    with pytest.raises(IsolationNotEnforced) as err:
+        kube.enforcement_canary(5.0)
+    msg = str(err.value)
+    assert f"{name} runs here (kube-system/agent-7x2q ({image}, {'Ready' if ready else 'NOT Ready'}))" in msg
+    assert "broken, not ready or not watching" in msg and "kubectl -n kube-system logs agent-7x2q" in msg
+    assert "done-job" not in msg and "No NetworkPolicy implementation" not in msg
+
+
+def test_canary_says_the_implementation_is_unknown_when_pods_cannot_be_listed(kube, fake):
+    fake.reach = lambda labels, ns, host, port, proto: (True, "connected")
+    fake.forbid.add(("list", "pods@cluster"))
+    with pytest.raises(IsolationNotEnforced, match=r"NetworkPolicy is not enforced.*implementation runs here is "
+                                                   r"unknown: listing the cluster's pods failed.*forbidden"):
+        kube.enforcement_canary(5.0)
+
+
 def test_canary_refuses_to_judge_when_probes_cannot_reach_anything(kube, fake):
     fake.reach = lambda labels, ns, host, port, proto: (False, "timeout")  # e.g. probe pods without a route
     with pytest.raises(KubernetesError, match=r"could not reach its listener .* before any NetworkPolicy existed.*"

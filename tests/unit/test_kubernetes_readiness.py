@@ -45,3 +45,29 @@ def test_component_that_listens_nowhere_is_ready_with_its_pod(kube):
 def test_every_component_with_a_service_has_a_protocol_probe():
     probed = set(HTTP_READY) | {"mosquitto", "postgres", "s3"}
     assert {c.name for c in COMPONENTS.values() if c.service} == probed
+
+
+def test_pod_that_stays_unready_is_not_ready_with_what_its_container_said(httpserver, tmp_path):
+    # The kubelet's event says "HTTP probe failed with statuscode: 503" only; the container's log says why.
+    FakeCluster(httpserver).pods["ot-edge"] = [pod("inference-b", "uid-b", app="inference", namespace="ot-edge",
+                                                   ready=False)]
+    httpserver.expect_request("/api/v1/namespaces/ot-edge/pods/inference-b/log").respond_with_data(
+        "inference: serving on 0.0.0.0:8088\ninference: model edge-anomaly@champion: ConnectionError: refused\n")
+    with target_at(httpserver, tmp_path) as kube, pytest.raises(NotReady) as err:
+        kube.wait_ready("inference", timeout=1)
+    msg = str(err.value)
+    assert "pod ot-edge/inference-b uid=uid-b, phase=Running" in msg
+    assert ("log of container inference (last 6 lines): inference: serving on 0.0.0.0:8088 | inference: model "
+            "edge-anomaly@champion: ConnectionError: refused") in msg
+    assert msg.endswith("reproduce with `kubectl -n ot-edge describe pod inference-b`")
+
+
+def test_an_unreadable_log_is_said_in_its_place(httpserver, tmp_path):
+    FakeCluster(httpserver).pods["ot-edge"] = [pod("inference-b", "uid-b", app="inference", namespace="ot-edge",
+                                                   ready=False)]
+    httpserver.expect_request("/api/v1/namespaces/ot-edge/pods/inference-b/log").respond_with_json(
+        {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+         "message": "pods/log is forbidden"}, status=403)
+    with target_at(httpserver, tmp_path) as kube, pytest.raises(NotReady, match=r"log of container inference "
+                                                                                r"unavailable \(.*forbidden"):
+        kube.wait_ready("inference", timeout=1)

@@ -83,6 +83,11 @@ class KubeApi:
                          label_selector=selector)
         return list(res.items or []), res.metadata.resource_version or ""
 
+    def list_all_pods(self) -> list[client.V1Pod]:
+        """Every pod of every namespace (what runs the cluster's network, say)."""
+        res = self._call("list", "pods", "*", self.core.list_pod_for_all_namespaces)
+        return list(res.items or [])
+
     def delete_pod(self, namespace: str, name: str, grace_seconds: int) -> None:
         self._call("delete", "pods", namespace, self.core.delete_namespaced_pod, name, namespace,
                    grace_period_seconds=grace_seconds)

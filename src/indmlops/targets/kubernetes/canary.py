@@ -6,6 +6,7 @@ import uuid
 
 from indmlops.errors import IsolationNotEnforced, KubernetesError
 from indmlops.targets.base import EnforcementEvidence, Peer, ProbeRequest
+from indmlops.targets.kubernetes import enforcers
 from indmlops.targets.kubernetes.probe_pods import ProbePods, Run, pod_spec, running_with_ip, target_arg
 
 CANARY_NAMESPACE = "indmlops-canary"
@@ -48,13 +49,13 @@ def _canary(probes: ProbePods, ns: str, run_id: str, timeout: float) -> Enforcem
         "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}})
     after = _canary_probe(probes, req, address, run_id + "b", ["--timeout", "2", "--until-blocked", f"{timeout:g}"])
     if after.get("reachable") is not False:
+        why, remedy = enforcers.explain(probes.api)
         raise IsolationNotEnforced(
             f"NetworkPolicy is not enforced on this cluster: {ns}/{listener} ({address}:{CANARY_PORT}) was still "
             f"reachable ({after.get('outcome')}, {after.get('attempts')} attempts over {after.get('seconds')} s) "
-            f"after NetworkPolicy {ns}/indmlops-canary-deny-all denied all ingress to it. Its CNI ignores "
-            "NetworkPolicy, so every isolation observation would be meaningless: run on a CNI that enforces it "
-            "(the kind cluster of manifests/overlays/kind installs Calico: manifests/README.md 'Why Calico on "
-            "kind'), or pass --allow-unenforced to skip the live isolation suite")
+            f"after NetworkPolicy {ns}/indmlops-canary-deny-all denied all ingress to it, so every isolation "
+            f"observation would be meaningless. {why}. To judge isolation, {remedy}; or pass --allow-unenforced "
+            "to skip the live isolation suite")
     return EnforcementEvidence(f"{before['outcome']} after {before['ms']} ms with no policy",
                                f"{after['outcome']} after the deny-all policy", float(after.get("seconds", 0)))
 

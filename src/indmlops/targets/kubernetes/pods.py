@@ -92,4 +92,19 @@ def state_with_events(api: Any, pod: client.V1Pod) -> str:
         events = describe_events(api.pod_events(pod.metadata.namespace, pod.metadata.name))
     except KubernetesError as exc:
         events = f"events unavailable ({exc})"
-    return f"{describe(pod)}; events: {events}"
+    return f"{describe(pod)}; events: {events}{log_tail(api, pod)}"
+
+
+def log_tail(api: Any, pod: client.V1Pod, lines: int = 6, limit: int = 700) -> str:
+    """'; log of container C (last n lines): …' for the first running container that is not ready, or "": a probe
+    answers the kubelet with a status code only, while the container usually says why it is not ready. A
+    courtesy like the events."""
+    cs = next((c for c in _container_statuses(pod) if c.state and c.state.running is not None and not c.ready), None)
+    if cs is None:
+        return ""
+    try:
+        text = api.pod_log(pod.metadata.namespace, pod.metadata.name, cs.name, lines)
+    except KubernetesError as exc:
+        return f"; log of container {cs.name} unavailable ({exc})"
+    shown = " | ".join(line.strip() for line in text.strip().splitlines()[-lines:] if line.strip())
+    return f"; log of container {cs.name} (last {lines} lines): {shown[-limit:] or '(empty)'}"
