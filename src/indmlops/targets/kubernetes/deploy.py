@@ -88,6 +88,11 @@ def apply(kubectl_argv: list[str], step: Step, timeout: float = 120.0) -> None:
                            f" | {shlex.join(argv)}` (the objects of {sorted({o.source for o in step.objects})})")
 
 
+def namespaces_to_create(api: KubeApi, objects: list[Obj]) -> list[str]:
+    """The Namespaces among `objects` the cluster lacks: what a session that deploys them removes at its end."""
+    return sorted({o.name for o in objects if o.kind == "Namespace"} - api.list_namespaces())
+
+
 def deploy(steps: list[Step], kubectl_argv: list[str], api: KubeApi, progress: Progress,
            timeouts: dict[str, float] | None = None, default_timeout: float = DEFAULT_TIMEOUT,
            before: dict[str, Callable[[], object]] | None = None) -> None:

@@ -179,8 +179,7 @@ class KindCluster:
         self.api = KubeApi(str(self.kubeconfig), self.context)
         self._ensure_cni()
         self._load(images)
-        before = self.api.list_namespaces()
-        self.created_namespaces = sorted({o.name for o in objects if o.kind == "Namespace"} - before)
+        self.created_namespaces = kube_deploy.namespaces_to_create(self.api, objects)
         self.progress(f"deploying {self.overlay} ({len(objects)} objects)")
         kube_deploy.deploy(kube_deploy.plan(objects), self.kubectl_argv, self.api, self.progress,
                            self.timeouts, self.default_timeout,

@@ -54,8 +54,7 @@ class ClusterSession:
             return
         api = KubeApi(str(self.kubeconfig), None)
         try:
-            before = api.list_namespaces()
-            self.created_namespaces = sorted({o.name for o in objects if o.kind == "Namespace"} - before)
+            self.created_namespaces = kube_deploy.namespaces_to_create(api, objects)
             self.progress(f"deploying {self.overlay} ({len(objects)} objects)")
             kubeconfig = str(self.kubeconfig)
             kube_deploy.deploy(kube_deploy.plan(objects), [kubectl_binary(), "--kubeconfig", kubeconfig], api,
