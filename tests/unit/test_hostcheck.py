@@ -250,6 +250,20 @@ def test_contended_run_named_with_mean_and_worst():
     assert d.what == "fsync" and "9.0 ms (p50) during the run, worst 40 ms" in d.text
 
 
+def test_one_stalled_save_among_quick_ones_is_the_hosts():
+    [s] = h.assess_run(summary(fsync_p50_ms=0.63, fsync_worst_ms=447.9), QUICK)
+    assert (s.what, s.when, s.measured, s.needed) == ("stall", "during", 447.9, 250.0)
+    assert s.text.startswith("the broker's disk stalled: one save in its directory took 448 ms during the run "
+                             "(bound ≤ 250 ms) while the median save took 0.6 ms")
+    assert h.assess_run(summary(fsync_p50_ms=0.63, fsync_worst_ms=240.0), QUICK) == []  # under the bound
+
+
+def test_slow_saves_throughout_are_judged_by_their_median_not_as_a_stall():
+    """Every save slow (the stack loading the disk, or the host): the median rule and its attribution decide."""
+    found = h.assess_run(summary(fsync_p50_ms=9.0, fsync_worst_ms=600.0), QUICK)
+    assert [s.what for s in found] == ["fsync"]
+
+
 @settings(max_examples=200)
 @given(st.floats(0, 100), st.floats(0, 100), st.floats(0, 100), st.floats(0.1, 100), st.floats(0, 50))
 def test_more_pressure_during_a_run_never_removes_a_shortfall(cpu, io, up, fsync_ms, slower):

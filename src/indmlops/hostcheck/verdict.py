@@ -38,6 +38,7 @@ class Thresholds:
     max_io_pressure_pct: float = 20.0
     max_load_per_core: float = 2.0
     max_fsync_p50_ms_during: float = 5.0
+    max_save_stall_ms: float = 250.0
     max_foreign_cpu_pct: float = 25.0
     max_steal_pct: float = 10.0
     min_foreign_write_pct: float = 50.0
@@ -86,7 +87,7 @@ class Demand:
 class Shortfall:
     """One way the host fell short: `text` reads as a clause of the verdict."""
 
-    what: str  # fsync | generator | cores | foreign_cpu | steal | cpu_pressure | io_pressure | load
+    what: str  # fsync | stall | generator | cores | foreign_cpu | steal | cpu_pressure | io_pressure | load
     when: str  # before (the preflight) | during (the run)
     measured: float
     needed: float
@@ -177,6 +178,20 @@ def _fsync_during(summary: MonitorSummary, t: Thresholds) -> tuple[Shortfall | N
     return Shortfall("fsync", "during", p50, bound, f"{text}; {words})"), None
 
 
+def _stall_during(summary: MonitorSummary, t: Thresholds) -> Shortfall | None:
+    """One save far slower than the rest: the disk stalled. Held against the host when the median save stayed within
+    its bound: a stack that loads the disk slows its saves across the run (judged by `_fsync_during`), while a
+    stall of one save, with the others at their usual speed, is the device's. The broker is single-threaded, so
+    while a save hangs it answers nothing and every reading in flight takes the stall into the tail."""
+    worst, p50 = summary.fsync_worst_ms, summary.fsync_p50_ms
+    if worst is None or p50 is None or worst <= t.max_save_stall_ms or p50 > t.max_fsync_p50_ms_during:
+        return None
+    return Shortfall("stall", "during", worst, t.max_save_stall_ms,
+                     f"the broker's disk stalled: one save in its directory took {worst:.0f} ms during the run (bound "
+                     f"≤ {t.max_save_stall_ms:g} ms) while the median save took {p50:.1f} ms, so the stack's own "
+                     "saves did not slow it; the broker answers nothing while a save hangs")
+
+
 def context(figures: HostFigures | None, summary: MonitorSummary | None, demand: Demand,
             thresholds: Thresholds | None = None) -> list[str]:
     """What fell short but is not the host's (a slow save under the stack's own writes): said, never blamed."""
@@ -227,6 +242,8 @@ def assess_run(summary: MonitorSummary, demand: Demand, thresholds: Thresholds |
                                 {"cpu": summary.cpu_pressure_worst, "io": summary.io_pressure_worst})
     if (disk := _fsync_during(summary, t)[0]) is not None:
         out.append(disk)
+    if (stall := _stall_during(summary, t)) is not None:
+        out.append(stall)
     return out
 
 
