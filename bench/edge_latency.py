@@ -49,6 +49,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from indmlops import broker as broker_policy
 from indmlops import wire
 from indmlops.features import FEATURE_NAMES, FeatureState
 from indmlops.simulator import Plant
@@ -80,14 +81,14 @@ def cpu_seconds(pid: int) -> float:
 class Broker:
     """Mosquitto with the stack's configuration text on a free port; kill() and start() keep its data."""
 
-    def __init__(self, stack_conf: Path, autosave: int) -> None:
+    def __init__(self, stack_conf: Path, autosave: str) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="indmlops-bench-broker-", dir="/var/tmp"))
         self.data = self.dir / "data"
         self.data.mkdir()
         self.ep = Endpoint("mosquitto", "127.0.0.1", free_port(), "mqtt")
         self.hostport = f"{self.ep.host}:{self.ep.port}"
         (self.dir / "mosquitto.conf").write_text(render.mosquitto_conf_text(
-            port=self.ep.port, conf_dir=stack_conf, data_dir=self.data, autosave_changes=autosave))
+            port=self.ep.port, conf_dir=stack_conf, data_dir=self.data, autosave=autosave))
         if os.geteuid() == 0:  # the broker drops to user mosquitto, which must write the database
             shutil.chown(self.data, "mosquitto")
             self.dir.chmod(0o755)
@@ -231,7 +232,8 @@ def run_mqtt(kind: str, broker: Broker, creds: dict[str, str], tracking_uri: str
     with responder(kind, broker, creds["inference"], tracking_uri) as (proc, _):
         receiver = Receiver(broker.ep, creds["monitor"])
         cpu0, t0, wall0 = cpu_seconds(proc.pid), time.monotonic(), time.time_ns()
-        sim = subprocess.run(INDMLOPS + ["simulate", "--mqtt", broker.hostport, "--password-env", "BENCH_SIM_PASSWORD",
+        sim = subprocess.run(INDMLOPS + ["simulate", "--no-outbox", "--mqtt", broker.hostport,
+                                         "--password-env", "BENCH_SIM_PASSWORD",
                                          "--rate", str(rate), "--duration", str(seconds), "--qos", "1",
                                          "--lines", str(LINES), "--machines", str(MACHINES), "--seed", "11"],
                              env=dict(os.environ, BENCH_SIM_PASSWORD=creds["simulator"]), capture_output=True,
@@ -262,8 +264,9 @@ def kill_loss(broker: Broker, creds: dict[str, str], n: int = 2000, kill_no: int
     sub = wire.mqtt_connect(broker.ep, "inference", creds["inference"], client_id=client_id, clean_session=False)
     wire.mqtt_subscribe(sub, "factory/+/+/telemetry", qos=1)
     wire.mqtt_close(sub)
-    sim = subprocess.run(INDMLOPS + ["simulate", "--mqtt", broker.hostport, "--password-env", "BENCH_SIM_PASSWORD",
-                                     "--rate", "0", "--count", str(n), "--qos", "1", "--seed", str(5 + kill_no)],
+    sim = subprocess.run(INDMLOPS + ["simulate", "--no-outbox", "--mqtt", broker.hostport,
+                                     "--password-env", "BENCH_SIM_PASSWORD", "--rate", "0", "--count", str(n),
+                                     "--qos", "1", "--seed", str(5 + kill_no)],
                          env=dict(os.environ, BENCH_SIM_PASSWORD=creds["simulator"]), capture_output=True, text=True)
     if sim.returncode != 0:  # exit 1: not every reading was acknowledged, so loss could not be attributed
         raise SystemExit(f"simulator failed: {sim.stdout[-300:]}{sim.stderr[-300:]}")
@@ -285,7 +288,7 @@ def kill_loss(broker: Broker, creds: dict[str, str], n: int = 2000, kill_no: int
 
 @dataclass
 class CurvePoint:
-    autosave: int
+    autosave: str
     delivered: list[float]   # msg/s sustained, one per run
     p50_ms: list[float]      # at the fixed rate, one per run
     p99_ms: list[float]
@@ -296,7 +299,7 @@ def _spread(xs: list[float], fmt: str) -> str:
     return f"{statistics.median(xs):{fmt}} ({min(xs):{fmt}}–{max(xs):{fmt}})"
 
 
-def durability_curve(stack_conf: Path, creds: dict[str, str], settings: list[int], *, runs: int, kills: int,
+def durability_curve(stack_conf: Path, creds: dict[str, str], settings: list[str], *, runs: int, kills: int,
                      fixed_rate: float, offered_rate: float, seconds: float, queued: int) -> list[CurvePoint]:
     points = {n: CurvePoint(n, [], [], [], []) for n in settings}
     print(f"\nbroker durability: throughput vs loss ({runs} runs per setting, interleaved; {kills} SIGKILLs per "
@@ -410,8 +413,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rates", default="500,2000", help="publish rates, msg/s (comma-separated)")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of each MQTT run")
-    ap.add_argument("--autosave", default="1,10,100,1000",
-                    help="broker_autosave settings (autosave_interval, changes) for the durability part, the first "
+    ap.add_argument("--autosave", default="1,1s,10,100,1000",
+                    help="broker_autosave policies for the durability part (N changes, Ns seconds), the first "
                          "is the baseline of the ratios ('' to skip)")
     ap.add_argument("--curve-only", action="store_true",
                     help="only the broker durability part (needs `indmlops up mosquitto`, no model)")
@@ -422,8 +425,8 @@ def main() -> int:
     ap.add_argument("--offered-rate", type=float, default=5000.0,
                     help="durability part: readings/s offered to measure the sustained throughput")
     ap.add_argument("--queued", type=int, default=2000, help="durability part: readings queued before each kill")
-    ap.add_argument("--broker-autosave", type=int,
-                    help="autosave_interval for the latency part (default: the value the stack ships)")
+    ap.add_argument("--broker-autosave",
+                    help="broker_autosave policy for the latency part (default: the stack's own)")
     ap.add_argument("--http-seconds", type=float, default=5.0)
     ap.add_argument("--concurrency", type=int, default=4, help="HTTP client processes")
     args = ap.parse_args()
@@ -435,17 +438,17 @@ def main() -> int:
         creds = {r: target.credentials("mosquitto", r).password for r in ("simulator", "inference", "monitor")}
         tracking_uri = target.endpoint("mlflow").url
     if args.autosave:
-        durability_curve(stack_conf, creds, [int(x) for x in args.autosave.split(",")], runs=args.runs,
+        durability_curve(stack_conf, creds, [broker_policy.canonical(x) for x in args.autosave.split(",")],
+                         runs=args.runs,
                          kills=args.kills, fixed_rate=args.fixed_rate, offered_rate=args.offered_rate,
                          seconds=args.seconds, queued=args.queued)
     if args.curve_only:
         return 0
-    shipped = int(next(line.split()[1] for line in (stack_conf / "mosquitto.conf").read_text().splitlines()
-                       if line.startswith("autosave_interval")))
+    shipped = str(broker_policy.from_conf((stack_conf / "mosquitto.conf").read_text()))
     if args.broker_autosave is not None:
-        shipped = args.broker_autosave
+        shipped = broker_policy.canonical(args.broker_autosave)
     print(f"edge latency bench: {LINES}×{MACHINES} machines, QoS1, {args.seconds:.0f} s per run; "
-          f"private broker with the shipped config, autosave_interval {shipped}; model from {tracking_uri}")
+          f"private broker with the shipped config, broker_autosave {shipped}; model from {tracking_uri}")
 
     print(f"\n{'rate':>6} {'responder':<10}{'achieved':>9}{'lost':>6}{'dup':>5}{'p50 ms':>8}{'p95 ms':>8}"
           f"{'p99 ms':>8}{'cores':>7}")

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from indmlops.errors import IndMLOpsError
 from indmlops.targets.base import Target
@@ -31,7 +31,7 @@ def _ports(args: argparse.Namespace) -> dict[str, int] | None:
     return ports_from_environment(cli_overrides=args.port)
 
 
-def _broker_autosave(args: argparse.Namespace) -> int | None:
+def _broker_autosave(args: argparse.Namespace) -> str | None:
     """--broker-autosave, else INDMLOPS_BROKER_AUTOSAVE (the plugin's resolution, errors naming the source);
     None when neither is set: a running stack keeps its setting."""
     from indmlops.plugin.options import OptionError, resolve
@@ -47,9 +47,30 @@ def _status_text(stack: LocalStack) -> str:
     from indmlops.targets.local.stack import format_status
 
     rows = stack.status()
+    from indmlops import broker
+
     autosave = stack.config().broker_autosave
-    return (format_status(rows) + f"\nbroker_autosave {autosave}: mosquitto saves its database every {autosave} "
-            f"change(s) (stack.json; `indmlops up --broker-autosave N` changes it)")
+    return (format_status(rows) + f"\nbroker_autosave {autosave}: {broker.parse(autosave).describe()} "
+            f"(stack.json; `indmlops up --broker-autosave N|Ns` changes it)")
+
+
+class _SlowFsyncArg(TypedDict, total=False):
+    slow_fsync_ms: float
+
+
+def _slow_fsync(args: argparse.Namespace) -> _SlowFsyncArg:
+    """LocalStack's `slow_fsync_ms` from --slow-fsync-ms (checked before anything starts); nothing when not given:
+    the stack then reads INDMLOPS_SLOW_FSYNC_MS, else keeps a running stack's setting (a new stack: off)."""
+    from indmlops.targets.local.slowdisk import parse_ms
+
+    return {} if args.slow_fsync_ms is None else {"slow_fsync_ms": parse_ms(args.slow_fsync_ms, "--slow-fsync-ms")}
+
+
+def _slow_fsync_text(stack: LocalStack) -> str:
+    ms = stack.config().slow_fsync_ms
+    what = (f"slow-fsync shim: {ms:g} ms per fsync in every service (fdatasync, syncfs, sync, msync MS_SYNC too)"
+            if ms > 0 else "no slow-fsync shim: the disk's own fsync")
+    return f"\nslow_fsync_ms {ms:g}: {what} (stack.json; `indmlops up --slow-fsync-ms X` on a stopped stack sets it)"
 
 
 def _hostport(text: str, flag: str) -> tuple[str, int]:
@@ -118,6 +139,20 @@ def _train(args: argparse.Namespace, state_dir: Path) -> int:
     return 0
 
 
+def _model_cache(args: argparse.Namespace, state_dir: Path) -> str | None:
+    """--model-cache, else INDMLOPS_MODEL_CACHE, else (serving the local stack) its data directory's model-cache;
+    an empty value turns the cache off."""
+    if args.model_cache is not None:
+        return args.model_cache or None
+    if "INDMLOPS_MODEL_CACHE" in os.environ:
+        return os.environ["INDMLOPS_MODEL_CACHE"] or None
+    if args.tracking_uri:
+        return None
+    from indmlops.targets.local.layout import Layout
+
+    return str(Layout(state_dir).data / "model-cache")
+
+
 def _serve(args: argparse.Namespace, state_dir: Path) -> int:
     import signal
 
@@ -128,7 +163,8 @@ def _serve(args: argparse.Namespace, state_dir: Path) -> int:
         svc = InferenceService(mqtt=_mqtt_endpoint(args, state_dir), username=args.username,
                                password=_mqtt_password(args, state_dir), tracking_uri=_tracking_uri(args, state_dir),
                                http_host=host, http_port=port, watch_interval=args.watch_interval,
-                               client_id=args.client_id, stall_after=args.stall_after)
+                               client_id=args.client_id, stall_after=args.stall_after,
+                               model_cache=_model_cache(args, state_dir))
     except OSError as exc:
         raise IndMLOpsError(f"cannot listen on {args.http}: {exc.strerror}") from None
     stop = threading.Event()
@@ -207,7 +243,8 @@ def _simulate(args: argparse.Namespace, state_dir: Path) -> int:
     password = _mqtt_password(args, state_dir)
     try:
         stats = publish(plant, endpoint=endpoint, username=args.username, password=password, rate=args.rate,
-                        count=args.count, duration=args.duration, qos=args.qos, progress=_progress)
+                        count=args.count, duration=args.duration, qos=args.qos, outbox=args.outbox,
+                        confirm_wait=args.confirm_wait, progress=_progress)
     except (NoAnswer, TimeoutError, ConnectionError, ValueError) as exc:
         raise IndMLOpsError(str(exc)) from None
     print(stats.summary())
@@ -226,9 +263,14 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port", action="append", metavar="NAME=PORT",
                     help="override a port, e.g. --port mosquitto=11883 (also INDMLOPS_PORTS, INDMLOPS_PORT_OFFSET)")
     up.add_argument("--timeout", type=float, default=None, help="per-service readiness timeout in seconds")
-    up.add_argument("--broker-autosave", metavar="N", default=None,
-                    help="the broker saves its database every N changes (also INDMLOPS_BROKER_AUTOSAVE; default: a "
-                         "running stack's setting, else 1); a changed value restarts only mosquitto")
+    up.add_argument("--broker-autosave", metavar="N|Ns", default=None,
+                    help="the broker's save policy: Ns saves every N seconds, N after every N changes (also "
+                         "INDMLOPS_BROKER_AUTOSAVE; default: a running stack's setting, else 1s); a changed value "
+                         "restarts only mosquitto")
+    up.add_argument("--slow-fsync-ms", metavar="MS", default=None,
+                    help="a slow disk on purpose: every service's fsync sleeps MS milliseconds first (an LD_PRELOAD "
+                         "shim built with gcc; also INDMLOPS_SLOW_FSYNC_MS; default: a running stack's setting, else "
+                         "0 = off); a running stack must be stopped to change it")
     sim = sub.add_parser("simulate", help="publish simulated machine telemetry over MQTT (or print it)")
     sim.add_argument("--lines", type=int, default=1, help="production lines (default 1)")
     sim.add_argument("--machines", type=int, default=4, help="machines per line (default 4)")
@@ -237,6 +279,11 @@ def main(argv: list[str] | None = None) -> int:
                           "simulator never repeats reading ids")
     sim.add_argument("--rate", type=float, default=100.0, help="messages per second in all; 0 = unthrottled")
     sim.add_argument("--qos", type=int, choices=(0, 1), default=1)
+    sim.add_argument("--no-outbox", dest="outbox", action="store_false",
+                     help="QoS 1 without the outbox: by default every reading is kept until its prediction arrives and "
+                          "re-sent when a broker kill lost it (the user needs read access to the predictions)")
+    sim.add_argument("--confirm-wait", type=float, default=10.0,
+                     help="at the end, seconds to wait for the last readings' predictions (default 10)")
     sim.add_argument("--count", type=int, help="stop after this many readings")
     sim.add_argument("--duration", type=float, help="stop after this many seconds")
     sim.add_argument("--fault-gap", type=float, default=1800.0,
@@ -263,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="MQTT client id of the persistent session (default indmlops-inference)")
     sv.add_argument("--forget-session", action="store_true",
                     help="end the persistent session on exit (for throwaway instances: the broker stops queueing)")
+    sv.add_argument("--model-cache", metavar="DIR",
+                    help="keep the last good model here and serve it at once on start while the registry is asked "
+                         "(default: $INDMLOPS_MODEL_CACHE, else the local stack's data/model-cache when serving "
+                         "it; '' turns it off)")
     sv.add_argument("--stall-after", type=float, default=20.0,
                     help="seconds one reading may be in handling before the service counts itself stuck: /healthz "
                          "answers 503 and the process exits (code 70) for its supervisor to restart it")
@@ -297,13 +348,14 @@ def main(argv: list[str] | None = None) -> int:
         from indmlops.targets.local.stack import LocalStack
     try:
         if args.cmd == "up":
-            stack = LocalStack(state_dir, _ports(args), broker_autosave=_broker_autosave(args))
+            stack = LocalStack(state_dir, _ports(args), broker_autosave=_broker_autosave(args),
+                               **_slow_fsync(args))
             t0 = time.monotonic()
             note = state_dir_note(stack.layout.state_dir)
             print(f"indmlops up: {note or f'state in {stack.layout.state_dir}'}", file=sys.stderr)
             stack.up(args.services or None, progress=_progress, timeout=args.timeout)
             print(f"indmlops up: all ready in {time.monotonic() - t0:.1f} s", file=sys.stderr)
-            print(_status_text(stack))
+            print(_status_text(stack) + _slow_fsync_text(stack))
         elif args.cmd == "train":
             return _train(args, state_dir)
         elif args.cmd == "serve":
@@ -327,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
             print("indmlops down: stopped" if stopped
                   else f"indmlops down: nothing running in {stack.layout.state_dir}")
         else:
-            print(_status_text(LocalStack(state_dir)))
+            local = LocalStack(state_dir)
+            print(_status_text(local) + _slow_fsync_text(local))
     except IndMLOpsError as exc:
         print(f"indmlops {args.cmd}: error: {exc}", file=sys.stderr)
         return 2 if args.cmd != "status" else 3

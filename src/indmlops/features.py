@@ -9,6 +9,7 @@ from __future__ import annotations
 from indmlops.simulator.model import SIGNALS
 
 FEATURE_NAMES = list(SIGNALS) + [f"d_{s}" for s in SIGNALS]
+FIRST_DELTAS = (0.5, 0.1, 0.3, 0.05)  # a machine's first reading: a noise-sized change per signal, not a stuck 0
 
 
 class FeatureState:
@@ -20,16 +21,26 @@ class FeatureState:
 
     def __init__(self, max_machines: int = 10_000) -> None:
         self._last: dict[str, list[float]] = {}
+        self._seq: dict[str, int] = {}  # the newest sequence number seen per machine, where readings carry one
         self.max_machines = max_machines
 
-    def vector(self, machine_key: str, features: dict[str, float]) -> list[float]:
+    def vector(self, machine_key: str, features: dict[str, float], seq: int | None = None) -> list[float]:
+        """`seq`, when given, orders the readings: one older than the machine's newest (a re-sent reading that
+        arrives after later ones) is judged without history and leaves the state alone, so it cannot turn the next
+        fresh reading's change into a jump."""
         values = [float(features[s]) for s in SIGNALS]
         last = self._last
+        if seq is not None and machine_key in last and seq <= self._seq.get(machine_key, -1):
+            return values + list(FIRST_DELTAS)
         prev = last.pop(machine_key, None)  # re-inserted below: the dict's order is least recently seen first
         if prev is None and len(last) >= self.max_machines:
-            del last[next(iter(last))]
+            forgotten = next(iter(last))
+            del last[forgotten]
+            self._seq.pop(forgotten, None)
         last[machine_key] = values
+        if seq is not None:
+            self._seq[machine_key] = seq
         # The first reading of a machine has no history: a delta of 0 would look like a stuck sensor, so use
         # a typical noise-sized change instead (the per-signal noise standard deviation).
-        deltas = [v - p for v, p in zip(values, prev)] if prev else [0.5, 0.1, 0.3, 0.05]
+        deltas = [v - p for v, p in zip(values, prev)] if prev else list(FIRST_DELTAS)
         return values + deltas

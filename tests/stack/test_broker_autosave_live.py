@@ -29,7 +29,7 @@ def test_changed_broker_autosave_restarts_only_mosquitto_and_keeps_its_data(scra
     cli = [sys.executable, "-m", "indmlops.cli"]
     up = subprocess.run(cli + ["up", "mosquitto", "postgres"], env=env, capture_output=True, text=True, timeout=120)
     assert up.returncode == 0, up.stderr
-    assert _conf_autosave(stack) == "1" and stack.config().broker_autosave == 1
+    assert _conf_autosave(stack) == "1" and stack.config().broker_autosave == "1s"
     before = {n: stack.supervisor.info(n).pid for n in ("mosquitto", "postgres")}
     cfg = stack.config()
     ep = services.endpoint(cfg, "mosquitto")
@@ -43,8 +43,8 @@ def test_changed_broker_autosave_restarts_only_mosquitto_and_keeps_its_data(scra
     up = subprocess.run(cli + ["up", "--broker-autosave", "100"], env=env, capture_output=True, text=True,
                         timeout=120)
     assert up.returncode == 0, up.stderr
-    assert "broker_autosave 1 -> 100: restarting it" in up.stderr
-    assert _conf_autosave(stack) == "100" and stack.config().broker_autosave == 100
+    assert "broker_autosave 1s -> 100: restarting it" in up.stderr
+    assert _conf_autosave(stack) == "100" and stack.config().broker_autosave == "100"
     after = {n: stack.supervisor.info(n).pid for n in ("mosquitto", "postgres")}
     assert after["postgres"] == before["postgres"], "postgres was restarted for a broker setting"
     assert after["mosquitto"] != before["mosquitto"], "mosquitto still runs the old configuration"
@@ -61,7 +61,7 @@ def test_changed_broker_autosave_restarts_only_mosquitto_and_keeps_its_data(scra
     assert got == {"indmlops/probe/autosave-test": b"kept"}
 
     status = subprocess.run(cli + ["status"], env=env, capture_output=True, text=True, timeout=30)
-    assert "broker_autosave 100: mosquitto saves its database every 100 change(s)" in status.stdout
+    assert "broker_autosave 100: mosquitto saves its database after every 100 change(s)" in status.stdout
     # Unset, a running stack keeps its setting: nothing restarts.
     up = subprocess.run(cli + ["up"] + ["mosquitto"], env=env, capture_output=True, text=True, timeout=120)
     assert up.returncode == 0, up.stderr

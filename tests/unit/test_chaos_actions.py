@@ -114,12 +114,22 @@ def test_summary_gives_median_and_worst_recovery_and_traffic_totals(tmp_path):
         journal = {"status": "completed", "run": [
             record("wait_ready", {"component": "inference", "recovery_s": secs}),
             record("stop", {"published": 100, "acknowledged": 100, "late": 2, "lost_acknowledged": i - 1,
-                            "undrained": i % 2, "duplicates": 1})]}
+                            "undrained": i % 2, "duplicates": 1, "resent_gap": i,
+                            "catch_up": [{"catch_up_s": secs / 2, "bound_s": 15, "drain_rate": 100.0 * i}]})]}
         (tmp_path / f"kill-inference.{i}.journal.json").write_text(json.dumps(journal))
+    (tmp_path / "outage-inference.1.journal.json").write_text(json.dumps({"status": "completed", "run": [
+        record("release", {"component": "inference", "recovery_s": 1.0, "outage_s": 60}),
+        record("stop", {"published": 10, "acknowledged": 10, "lost_acknowledged": 0, "duplicates": 0,
+                        "catch_up": [{"catch_up_s": None, "bound_s": 15, "drain_rate": 7.0}]})]}))
     text = runner.summarize(tmp_path)
-    assert "inference        3      4.00     9.00" in text
-    assert text.splitlines()[-3].split() == ["kill-inference", "3", "300", "300", "6", "3", "2", "3"], text
-    assert "late  lost undrained  dup" in text
+    lines = text.splitlines()
+    assert "inference        4      3.00     9.00" in text  # the outage's recovery counts too
+    row = next(line for line in lines if line.startswith("kill-inference") and "300" in line)
+    assert row.split() == ["kill-inference", "3", "300", "300", "6", "3", "2", "3", "6"], text
+    assert "late  lost undrained  dup resent" in text
+    catch = [line.split() for line in lines[lines.index(next(x for x in lines if x.startswith("catch-up"))):]]
+    assert ["kill-inference", "3", "4.5", "15", "300"] in catch, text  # worst of the three, fastest drain
+    assert ["outage-inference", "1", "never", "15", "7"] in catch, text
     assert (tmp_path / "summary.txt").read_text() == text
 
 
@@ -140,13 +150,18 @@ def test_chaos_run_with_an_unknown_target_interrupts():
         context.target({"indmlops_target": "kid"})
 
 
-def test_broker_loss_bound_follows_the_broker_setting_under_test():
+def test_no_kill_may_lose_an_acknowledged_reading_end_to_end():
+    context.use_target(None)
+    assert context.loss_bound("mosquitto") == context.loss_bound("inference") == 0
+
+
+def test_resend_bound_follows_the_broker_policy_under_test_and_is_zero_for_other_kills():
     from indmlops import broker
 
     context.use_target(None)
-    assert context.loss_bound("mosquitto", 1) == broker.max_lost_acknowledged(1)
-    assert (context.loss_bound("mosquitto", 100) == broker.max_lost_acknowledged(100)
-            > context.loss_bound("mosquitto", 1))
-    assert context.loss_bound("inference", 100) == 0  # inference kills lose nothing, whatever the broker does
+    assert context.resend_bound("mosquitto", 200, "1s") == 600  # 200/s × (1 + 2) s
+    assert context.resend_bound("mosquitto", 200, "1") == broker.max_resent("1", 200) == 5
+    assert context.resend_bound("mosquitto", 200, "100") == 104
+    assert context.resend_bound("inference", 200, "100") == 0  # the broker holds the edge's queue across its kill
     with pytest.raises(InterruptExecution, match="no row for broker_autosave 1000000"):
-        context.loss_bound("mosquitto", 1_000_000)
+        context.resend_bound("mosquitto", 200, "1000000")

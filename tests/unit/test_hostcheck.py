@@ -134,10 +134,12 @@ def test_load_average_not_judged_where_psi_answers():
 
 def test_fsync_need_follows_the_brokers_save_interval():
     f = figures(fsync_per_s=240.0, fsync_p50_ms=4.1)
-    assert h.Demand("quick", 100, 100, autosave_changes=1).fsync_per_s == 700
-    assert h.Demand("quick", 100, 100, autosave_changes=100).fsync_per_s == 7
-    assert h.assess(f, h.Demand("quick", 100, 100, autosave_changes=100)) == []
-    [s] = h.assess(figures(fsync_per_s=20.0, fsync_p50_ms=50), h.Demand("quick", 100, 100, autosave_changes=10))
+    assert h.Demand("quick", 100, 100, autosave="1").fsync_per_s == 700
+    assert h.Demand("quick", 100, 100, autosave="100").fsync_per_s == 7
+    assert h.Demand("quick", 100, 100, autosave="1s").fsync_per_s == 1  # timed: whatever the rate
+    assert h.Demand("quick", 2000, 2000, autosave="1s").fsync_per_s == 1
+    assert h.assess(f, h.Demand("quick", 100, 100, autosave="100")) == []
+    [s] = h.assess(figures(fsync_per_s=20.0, fsync_p50_ms=50), h.Demand("quick", 100, 100, autosave="10"))
     assert s.text.endswith("the profile needs ≥ 70/s (100 readings/s × 7 changes ÷ a save every 10)")
 
 
@@ -325,7 +327,7 @@ def test_host_fit_writes_environment_json_and_records_runs(tmp_path):
     path = tmp_path / "reports" / "environment.json"
     fit = h.HostFit(figures(fsync_per_s=240.0, fsync_p50_ms=4.1), QUICK, h.Thresholds(), path)
     doc = json.loads(path.read_text())
-    assert doc["profile"] == {"profile": "quick", "rate": 100, "peak_rate": 100, "autosave_changes": 1}
+    assert doc["profile"] == {"profile": "quick", "rate": 100, "peak_rate": 100, "autosave": "1"}
     assert doc["fsync_needed_per_s"] == 700 and doc["figures"]["fsync_per_s"] == 240
     assert [s["what"] for s in doc["shortfalls"]] == ["fsync"] and not fit.fits
     found = fit.record_run("latency", summary(io_pressure_mean=50.0))

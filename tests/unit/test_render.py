@@ -28,10 +28,10 @@ def conf_lines(text: str) -> dict[str, list[str]]:
     return out
 
 
-def test_mosquitto_conf_persists_every_change_and_refuses_anonymous(cfg):
+def test_mosquitto_conf_saves_every_second_and_refuses_anonymous(cfg):
     c = conf_lines(render.mosquitto_conf(cfg))
     assert c["persistence"] == ["true"]
-    assert c["autosave_on_changes"] == ["true"]
+    assert c["autosave_on_changes"] == ["false"]  # timed: a save costs the same whatever the backlog
     assert c["autosave_interval"] == ["1"]
     assert c["persistence_location"] == [f"{cfg.state_dir}/data/mosquitto/"]
     assert c["allow_anonymous"] == ["false"]
@@ -42,9 +42,15 @@ def test_mosquitto_conf_persists_every_change_and_refuses_anonymous(cfg):
 
 
 def test_mosquitto_conf_autosave_interval_is_the_given_number_of_changes(tmp_path):
-    c = conf_lines(render.mosquitto_conf_text(port=1, conf_dir=tmp_path, data_dir=tmp_path, autosave_changes=100))
+    c = conf_lines(render.mosquitto_conf_text(port=1, conf_dir=tmp_path, data_dir=tmp_path, autosave=100))
     assert c["autosave_interval"] == ["100"]
     assert c["autosave_on_changes"] == ["true"]
+
+
+def test_mosquitto_conf_autosave_interval_in_seconds_is_timed(tmp_path):
+    c = conf_lines(render.mosquitto_conf_text(port=1, conf_dir=tmp_path, data_dir=tmp_path, autosave="5s"))
+    assert c["autosave_interval"] == ["5"]
+    assert c["autosave_on_changes"] == ["false"]
 
 
 def parse_acl() -> dict[str, set[tuple[str, str]]]:
@@ -65,7 +71,8 @@ def parse_acl() -> dict[str, set[tuple[str, str]]]:
 def test_acl_grants_each_role_exactly_its_data_flow():
     acl = parse_acl()
     assert set(acl) == set(MQTT_USERS)
-    assert acl["simulator"] == {("write", "factory/+/+/telemetry")}
+    # The simulator reads predictions only to confirm its own readings (its outbox); it writes nothing else.
+    assert acl["simulator"] == {("write", "factory/+/+/telemetry"), ("read", "factory/+/+/prediction")}
     assert acl["inference"] == {("read", "factory/+/+/telemetry"), ("write", "factory/+/+/prediction"),
                                 ("write", "factory/+/+/errors")}
     assert all(access == "read" for access, _ in acl["monitor"]) and ("read", "#") in acl["monitor"]

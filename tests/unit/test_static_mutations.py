@@ -609,8 +609,10 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
     "grafana-claim-mounted-read-only": (
         lambda m: next(v for v in container(m, GRAFANA)["volumeMounts"] if v["mountPath"] == "/var/lib/grafana")
         .update(readOnly=True), {f"{GRAFANA}:stateful-pvc"}),
-    "broker-saves-on-a-timer": (lambda m: edit_broker(m, "autosave_on_changes true\n", ""),
-                                {f"{MOSQUITTO}:persistence"}),
+    "broker-saves-at-its-default-half-hour": (lambda m: edit_broker(m, "autosave_interval 1\n", ""),
+                                              {f"{MOSQUITTO}:persistence"}),
+    "broker-saves-every-ten-minutes": (lambda m: edit_broker(m, "autosave_interval 1\n", "autosave_interval 600\n"),
+                                       {f"{MOSQUITTO}:persistence"}),
     "postgres-asynchronous-commit": (lambda m: container(m, POSTGRES).update(args=["-c", "synchronous_commit=off"]),
                                      {f"{POSTGRES}:persistence"}),
     "postgres-fsync-off": (lambda m: container(m, POSTGRES).update(args=["-c", "fsync=off"]),

@@ -14,6 +14,7 @@ from chaoslib.exceptions import InterruptExecution
 
 from indmlops.chaos import context
 from indmlops.errors import IndMLOpsError, NotReady
+from indmlops.targets.base import KillEvidence
 
 
 def kill(component: str, configuration: dict | None = None) -> dict:
@@ -56,7 +57,60 @@ def wait_ready(component: str, timeout: float | None = None, configuration: dict
         raise InterruptExecution(f"{component}: restart count {restarts} did not increase (was {before}): the "
                                  "kill was not seen by the supervisor")
     out = {"component": component, "old_identity": kill_ev.identity, "new_identity": ready.identity,
-           "recovery_s": round(recovered_s, 3), "bound_s": bound, "restarts": restarts, "detail": ready.detail}
+           "recovery_s": round(recovered_s, 3), "bound_s": bound, "restarts": restarts, "detail": ready.detail,
+           "ready_at": time.time(), "during_outage_of": sorted(context.state.held)}
+    context.state.recoveries.setdefault(component, []).append(out)
+    return out
+
+
+def hold(component: str, configuration: dict | None = None) -> dict:
+    """Stop `component` so that its supervisor does not bring it back: an outage, not a restart. Recorded as a kill
+    (the fault happened); `release` ends it. Recoveries of other components while it is held are not catch-up
+    marks: the edge cannot be current while part of it is held."""
+    t = context.target(configuration)
+    try:
+        before = t.identity(component)
+        if before in ("", "0"):
+            raise InterruptExecution(f"hold {component}: it is not running (identity {before!r}): the fault would "
+                                     "target nothing")
+        context.state.restarts_before[component] = t.restarts(component)
+        at = time.time()
+        how = t.hold(component)
+    except IndMLOpsError as exc:
+        raise InterruptExecution(f"hold {component}: {exc}") from None
+    evidence = KillEvidence(component, before, how, at)
+    context.state.kills.setdefault(component, []).append(evidence)
+    context.state.held[component] = at
+    return asdict(evidence)
+
+
+def release(component: str, configuration: dict | None = None) -> dict:
+    """End the outage `hold` began: let the component run again and wait until it answers (fixtures/slo.yaml
+    recovery_s, counted from the release); the recovery is recorded with the outage's length."""
+    t = context.target(configuration)
+    held_at = context.state.held.get(component)
+    kills = context.state.kills.get(component)
+    if held_at is None or not kills:
+        raise InterruptExecution(f"release {component}: it was not held in this run")
+    bound = context.recovery_bound(component)
+    try:
+        t.release(component)
+        released = time.time()
+        ready = t.wait_ready(component, bound)
+    except NotReady as exc:
+        raise InterruptExecution(f"{component} did not answer within {bound:.0f} s of the end of its outage: "
+                                 f"{exc.last_state}") from None
+    except IndMLOpsError as exc:
+        raise InterruptExecution(f"release {component}: {exc}") from None
+    finally:
+        context.state.held.pop(component, None)
+    if ready.identity == kills[-1].identity:
+        raise InterruptExecution(f"{component} still runs as {ready.identity} after its outage: the hold did not "
+                                 "stop it")
+    out = {"component": component, "old_identity": kills[-1].identity, "new_identity": ready.identity,
+           "outage_s": round(released - held_at, 3), "recovery_s": round(time.time() - released, 3), "bound_s": bound,
+           "restarts": t.restarts(component), "detail": f"{kills[-1].signal}; {ready.detail}",
+           "ready_at": time.time()}
     context.state.recoveries.setdefault(component, []).append(out)
     return out
 

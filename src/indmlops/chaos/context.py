@@ -16,6 +16,7 @@ from pathlib import Path
 
 from chaoslib.exceptions import InterruptExecution
 
+from indmlops.catchup import CatchUp
 from indmlops.errors import IndMLOpsError
 from indmlops.targets.base import KillEvidence, Target
 from indmlops.targets.factory import TargetSpec, TargetSpecError, open_target
@@ -26,6 +27,8 @@ class RunState:
     kills: dict[str, list[KillEvidence]] = field(default_factory=dict)
     restarts_before: dict[str, int] = field(default_factory=dict)
     recoveries: dict[str, list[dict]] = field(default_factory=dict)
+    catch_ups: list[CatchUp] = field(default_factory=list)  # per recovery, from the traffic that saw it
+    held: dict[str, float] = field(default_factory=dict)  # component → when `hold` stopped it (until `release`)
     # The steady state's own content, made on first check.
     known: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -76,22 +79,49 @@ def recovery_bound(component: str) -> float:
     return float(bounds[component])
 
 
-def loss_bound(component: str, broker_autosave: int | None = None) -> int:
-    """Acknowledged QoS1 readings a kill of `component` may lose: fixtures/slo.yaml, chaos.max_lost_acknowledged; for
-    the broker, the row of max_lost_acknowledged_by_broker_autosave for the setting under test (the target's own
-    stack.json on the local target, else the --broker-autosave the cluster was deployed with)."""
-    from indmlops import broker, intent
+def loss_bound(component: str) -> int:
+    """Acknowledged QoS1 readings a kill of `component` may lose end to end: fixtures/slo.yaml,
+    chaos.max_lost_acknowledged (0 for every component: what the broker loses, the publishers' outbox re-sends)."""
+    from indmlops import intent
 
-    if component == "mosquitto":
-        if broker_autosave is None:
-            deployed = _target.broker_autosave() if _target is not None else None
-            broker_autosave = deployed if deployed is not None else int(
-                os.environ.get("INDMLOPS_BROKER_AUTOSAVE") or broker.DEFAULT_BROKER_AUTOSAVE)
-        try:
-            return broker.max_lost_acknowledged(broker_autosave)
-        except ValueError as exc:
-            raise InterruptExecution(str(exc)) from None
     bounds = intent.load("slo")["chaos"]["max_lost_acknowledged"]
     if component not in bounds:
         raise InterruptExecution(f"fixtures/slo.yaml: chaos.max_lost_acknowledged has no bound for {component!r}")
     return int(bounds[component])
+
+
+def resend_bound(component: str, rate: float, broker_autosave: str | None = None) -> int:
+    """Readings the outbox may have had to re-send (shown missing) after a kill of `component` at `rate`: none for
+    anything but the broker (its queue survives every other kill); for the broker, what its save policy leaves
+    unsaved (indmlops.broker.max_resent), the policy read from the deployed broker where the target can."""
+    from indmlops import broker
+
+    if component != "mosquitto":
+        return 0
+    if broker_autosave is None:
+        deployed = _target.broker_autosave() if _target is not None else None
+        broker_autosave = deployed if deployed is not None else (
+            os.environ.get("INDMLOPS_BROKER_AUTOSAVE") or broker.DEFAULT_BROKER_AUTOSAVE)
+    try:
+        return broker.max_resent(broker_autosave, rate)
+    except ValueError as exc:
+        raise InterruptExecution(str(exc)) from None
+
+
+def catch_up_plan() -> dict:
+    """fixtures/slo.yaml chaos.catch_up: when a prediction is current, and how many in a row make the edge current."""
+    from indmlops import intent
+
+    plan = intent.load("slo")["chaos"]["catch_up"]
+    return {"current_s": float(plan["current_ms"]) / 1000.0, "in_a_row": int(plan["in_a_row"])}
+
+
+def catch_up_bound(key: str) -> float:
+    """Seconds from ready until current again after a fault of `key`: fixtures/slo.yaml chaos.catch_up.max_s."""
+    from indmlops import intent
+
+    bounds = intent.load("slo")["chaos"]["catch_up"]["max_s"]
+    if key not in bounds:
+        raise InterruptExecution(f"fixtures/slo.yaml: chaos.catch_up.max_s has no bound for {key!r} "
+                                 f"(have: {', '.join(bounds)})")
+    return float(bounds[key])

@@ -16,8 +16,19 @@ from indmlops.targets.base import Target
 EXPERIMENTS_DIR = REPO_ROOT / "fixtures" / "chaos"
 
 
-def experiments() -> list[str]:
-    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.json"))
+def experiments(profile: str | None = None) -> list[str]:
+    """The experiments of fixtures/chaos; with `profile`, those its tags admit: an experiment tagged `profile:P`
+    runs only in profile P (a 300 s outage is for nightly runs), one without such a tag in every profile."""
+    names = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.json"))
+    if profile is None:
+        return names
+
+    def admits(name: str) -> bool:
+        tags = json.loads((EXPERIMENTS_DIR / f"{name}.json").read_text()).get("tags") or []
+        wanted = {t.split(":", 1)[1] for t in tags if t.startswith("profile:")}
+        return not wanted or profile in wanted
+
+    return [n for n in names if admits(n)]
 
 
 @dataclass
@@ -47,6 +58,10 @@ class ChaosRun:
     def outputs(self, func: str) -> list:
         return [r.get("output") for r in self.records(func)]
 
+    def recoveries(self) -> list[dict]:
+        """Every recovery of the run: after a kill (wait_ready) and after an outage (release)."""
+        return self.outputs("wait_ready") + self.outputs("release")
+
     def problems(self) -> list[str]:
         out = []
         for when in ("before", "after"):
@@ -65,9 +80,10 @@ class ChaosRun:
                  f"{'met' if self.hypothesis_met('before') else 'NOT met'}, after "
                  f"{'met' if self.hypothesis_met('after') else 'NOT met'}"]
         lines += [f"  - {p}" for p in self.problems()]
-        for rec in self.outputs("wait_ready"):
+        for rec in self.recoveries():
+            outage = f" after a {rec['outage_s']:.0f} s outage" if "outage_s" in rec else ""
             lines.append(f"  recovered: {rec['component']} {rec['old_identity']} -> {rec['new_identity']} in "
-                         f"{rec['recovery_s']:.1f} s (bound {rec['bound_s']:g} s), restarts {rec['restarts']}")
+                         f"{rec['recovery_s']:.1f} s{outage} (bound {rec['bound_s']:g} s), restarts {rec['restarts']}")
         for tr in self.outputs("stop"):
             lines.append(f"  traffic: {tr.get('summary') or json.dumps(tr)}")
         lines.append(f"  journal: {self.journal_path}")
@@ -116,7 +132,7 @@ def summarize(journal_dir: Path) -> str:
         name = path.name.split(".")[0]
         run = ChaosRun(name, journal, path)
         statuses.setdefault(name, []).append(run.status)
-        for rec in run.outputs("wait_ready"):
+        for rec in run.recoveries():
             recoveries.setdefault(rec["component"], []).append(rec["recovery_s"])
         traffic.setdefault(name, []).extend(run.outputs("stop"))
     lines = ["recovery (kill sent -> protocol answers)", f"{'component':<12}{'kills':>6}{'median s':>10}{'worst s':>9}"]
@@ -124,13 +140,22 @@ def summarize(journal_dir: Path) -> str:
         lines.append(f"{comp:<12}{len(xs):>6}{statistics.median(xs):>10.2f}{max(xs):>9.2f}")
     lines += ["", "QoS1 traffic across the faults (readings)",
               f"{'experiment':<28}{'runs':>5}{'published':>10}{'acked':>8}{'late':>6}{'lost':>6}{'undrained':>10}"
-              f"{'dup':>5}"]
+              f"{'dup':>5}{'resent':>7}"]
     for name, ts in sorted(traffic.items()):
         if ts:
             lines.append(f"{name:<28}{len(ts):>5}{sum(t['published'] for t in ts):>10}"
                          f"{sum(t['acknowledged'] for t in ts):>8}{sum(t.get('late', 0) for t in ts):>6}"
                          f"{sum(t['lost_acknowledged'] for t in ts):>6}{sum(t.get('undrained', 0) for t in ts):>10}"
-                         f"{sum(t['duplicates'] for t in ts):>5}")
+                         f"{sum(t['duplicates'] for t in ts):>5}{sum(t.get('resent_gap', 0) for t in ts):>7}")
+    lines += ["", "catch-up (ready -> current again: in_a_row predictions within current_ms, fixtures/slo.yaml)",
+              f"{'experiment':<36}{'recoveries':>11}{'worst s':>9}{'bound s':>9}{'drain/s':>9}"]
+    for name, ts in sorted(traffic.items()):
+        cs = [c for t in ts for c in t.get("catch_up") or []]
+        if cs:
+            worst = max(cs, key=lambda c: float("inf") if c["catch_up_s"] is None else c["catch_up_s"])
+            shown = "never" if worst["catch_up_s"] is None else f"{worst['catch_up_s']:.1f}"
+            lines.append(f"{name:<36}{len(cs):>11}{shown:>9}{worst['bound_s'] or 0:>9g}"
+                         f"{max(c['drain_rate'] for c in cs):>9.0f}")
     lines += ["", "status: " + ", ".join(f"{n} {'/'.join(sorted(set(s)))} ×{len(s)}"
                                          for n, s in sorted(statuses.items()))]
     text = "\n".join(lines) + "\n"

@@ -19,7 +19,15 @@ from indmlops.checks.live import smoke
 
 
 def reading_gets_prediction(within: float = 5.0, configuration: dict | None = None) -> bool:
-    smoke.reading_gets_prediction(context.target(configuration), within=within)
+    """A fresh reading gets its prediction within `within` s; after a fault, also the edge was current again within
+    its catch-up bound after every recovery the run's traffic saw: a prediction about the past is no recovery. After
+    a fault the wait is the largest catch-up bound of the faulted components (fixtures/slo.yaml chaos.catch_up)."""
+    late = [c for c in context.state.catch_ups if not c.met]
+    if late:
+        raise AssertionError("the edge was not current again after a recovery: "
+                             + "; ".join(c.text() for c in late))
+    bounds = [context.catch_up_bound(k) for k in context.state.kills if k in ("inference", "mosquitto")]
+    smoke.reading_gets_prediction(context.target(configuration), within=max([within, *bounds]))
     return True
 
 

@@ -27,8 +27,10 @@ from indmlops.hostcheck.measure import (
     FSYNC_PAYLOAD,
     HostFigures,
     Pressure,
+    SlowFsync,
     fsync_once,
     measure_fsync,
+    measure_fsync_under,
     measure_generator,
     measure_loopback_rtt,
     parse_psi,
@@ -53,7 +55,7 @@ from indmlops.hostcheck.verdict import (
 __all__ = [
     "CHANGES_PER_READING", "FSYNC_PAYLOAD", "HOST_FILE", "CpuShare", "Demand", "Devices", "DiskCounters",
     "EnvironmentVerdict", "HostFigures", "HostFileError", "HostFit", "HostMonitor", "IoShare", "IoSnapshot",
-    "MonitorSummary", "OwnRoots", "Pressure", "Shortfall", "Snapshot", "Thresholds", "assess", "assess_run",
-    "attribute", "attribute_io", "context", "devices_for", "fsync_once", "io_snapshot", "judge", "measure_fsync",
-    "measure_generator", "measure_loopback_rtt", "parse_cpu_stat", "parse_diskstats", "parse_pid_io",
-    "parse_pid_stat", "parse_psi", "preflight", "read_psi", "snapshot"]
+    "MonitorSummary", "OwnRoots", "Pressure", "Shortfall", "SlowFsync", "Snapshot", "Thresholds", "assess",
+    "assess_run", "attribute", "attribute_io", "context", "devices_for", "fsync_once", "io_snapshot", "judge",
+    "measure_fsync", "measure_fsync_under", "measure_generator", "measure_loopback_rtt", "parse_cpu_stat",
+    "parse_diskstats", "parse_pid_io", "parse_pid_stat", "parse_psi", "preflight", "read_psi", "snapshot"]

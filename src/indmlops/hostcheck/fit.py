@@ -67,7 +67,7 @@ class HostFit:
     def monitor(self, name: str, *, interval: float = 1.0) -> Iterator[HostMonitor]:
         """Monitor the block and record it under `name`; `.summary` is set on exit."""
         mon = HostMonitor(Path(self.figures.fsync_dir) if self.figures.fsync_per_s is not None else None,
-                          interval=interval, own_roots=self.own_roots)
+                          interval=interval, own_roots=self.own_roots, slow_fsync_ms=self.figures.slow_fsync_ms)
         try:
             with mon:
                 yield mon
@@ -102,6 +102,8 @@ class HostFit:
         """One line for the terminal: the figures that matter and the verdict."""
         f = self.figures
         fs = f"fsync {f.fsync_per_s:.0f}/s (p50 {f.fsync_p50_ms:.2f} ms)" if f.fsync_per_s else "fsync not measured"
+        if f.slow_fsync_ms:
+            fs += f" under the slow-fsync shim: {f.slow_fsync_ms:g} ms per fsync"
         psi = (f"psi cpu {f.psi_cpu_some_avg10:.0f}% io {f.psi_io_some_avg10:.0f}%"
                if f.psi_cpu_some_avg10 is not None and f.psi_io_some_avg10 is not None else "no PSI")
         cpu = (f"other work {f.foreign_cores:.1f} of {f.cores} cores (ours {f.own_cores or 0:.1f})"

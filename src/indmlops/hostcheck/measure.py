@@ -7,6 +7,8 @@ import json
 import math
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,6 +28,26 @@ from indmlops.hostcheck.diskio import (
 from indmlops.simulator import Plant
 
 FSYNC_PAYLOAD = 4096  # bytes per probe save: the order of the broker's database with a short queue
+
+
+@dataclass(frozen=True)
+class SlowFsync:
+    """A slow disk on purpose: the stack's services run under an LD_PRELOAD shim (`preload`) that sleeps `ms` before
+    each fsync. The preflight's saves then run under the same shim, and the monitor's add the same delay."""
+
+    ms: float
+    preload: str
+
+    @property
+    def label(self) -> str:
+        return f"slow-fsync shim: {self.ms:g} ms per fsync"
+
+    def env(self) -> dict[str, str]:
+        """This process's environment with the shim preloaded (slowfsync.c reads INDMLOPS_SLOW_FSYNC_US)."""
+        env = dict(os.environ)
+        env["LD_PRELOAD"] = " ".join([self.preload, *env.get("LD_PRELOAD", "").split()])
+        env["INDMLOPS_SLOW_FSYNC_US"] = str(round(self.ms * 1000))
+        return env
 
 @dataclass(frozen=True)
 class Pressure:
@@ -56,13 +78,16 @@ def read_psi(resource: str, proc: Path = Path("/proc")) -> Pressure | None:
         return None
 
 
-def fsync_once(directory: Path, payload: bytes = b"\0" * FSYNC_PAYLOAD) -> float:
-    """Seconds for one save the way Mosquitto saves its database: write a new file, fsync it, rename it over."""
+def fsync_once(directory: Path, payload: bytes = b"\0" * FSYNC_PAYLOAD, delay_s: float = 0.0) -> float:
+    """Seconds for one save the way Mosquitto saves its database: write a new file, fsync it, rename it over.
+    `delay_s` is slept before the fsync, as the slow-fsync shim does in the services (SlowFsync)."""
     new, final = directory / ".indmlops-fsync-probe.new", directory / ".indmlops-fsync-probe"
     t0 = time.perf_counter()
     fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, payload)
+        if delay_s > 0:
+            time.sleep(delay_s)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -76,6 +101,37 @@ def _pct(values: list[float], q: float) -> float:
         return math.nan
     ordered = sorted(values)
     return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
+
+
+# The preflight's save loop in a child process under the slow-fsync shim: the shim is preloaded at exec, so the
+# loop must run in a process started with it. It prints its figures and its own written bytes (set aside as the
+# probe's, as the in-process probe's are) as one JSON line.
+_SHIM_PROBE = """import json, sys
+from pathlib import Path
+from indmlops.hostcheck.diskio import thread_written
+from indmlops.hostcheck.measure import measure_fsync
+out = measure_fsync(Path(sys.argv[1]), seconds=float(sys.argv[2]), max_samples=int(sys.argv[3]))
+out["probe_written"] = thread_written()
+print(json.dumps(out))
+"""
+
+
+def measure_fsync_under(shim: SlowFsync, directory: Path, *, seconds: float = 0.8,
+                        max_samples: int = 400) -> dict[str, Any]:
+    """`measure_fsync` in a child process that runs under `shim`, as the services do; `probe_written` in the result
+    is the bytes the child wrote. A child that fails says so as `fsync_error`, and so does a shim the dynamic loader
+    could not preload (it says so on stderr and runs on unslowed, which would time the plain disk)."""
+    if not os.access(shim.preload, os.R_OK):
+        return {"fsync_error": f"the {shim.label} {shim.preload} is not readable"}
+    try:
+        res = subprocess.run([sys.executable, "-c", _SHIM_PROBE, str(directory), str(seconds), str(max_samples)],
+                             env=shim.env(), capture_output=True, text=True, timeout=seconds + 30)
+        out: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
+        return {"fsync_error": f"the save probe under the {shim.label} ({shim.preload}) failed: {exc}"}
+    if res.returncode != 0 or "cannot be preloaded" in res.stderr:
+        return {"fsync_error": f"the save probe under the {shim.label} exited {res.returncode}: {res.stderr[-300:]}"}
+    return out
 
 
 def measure_fsync(directory: Path, *, seconds: float = 0.8, max_samples: int = 400) -> dict[str, Any]:
@@ -163,6 +219,8 @@ class HostFigures:
     fsync_p50_ms: float | None = None
     fsync_p99_ms: float | None = None
     fsync_samples: int = 0
+    # A slow disk on purpose (SlowFsync): the services' and the preflight's saves sleep this long first; 0: none.
+    slow_fsync_ms: float = 0.0
     seconds: float = 0.0
     taken_at: str = ""
     notes: list[str] = field(default_factory=list)
@@ -196,6 +254,13 @@ class HostFigures:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def disk_label(self) -> str:
+        """The broker's disk as measured, naming a deliberate slow fsync: said wherever a verdict blames the disk."""
+        if not self.slow_fsync_ms:
+            return "the broker's disk"
+        return f"the broker's disk (slow-fsync shim: {self.slow_fsync_ms:g} ms per fsync)"
 
 
 def _snap(own_roots: OwnRoots | None, proc: Path, notes: list[str]) -> Snapshot | None:
@@ -249,11 +314,12 @@ def _top(share: CpuShare) -> list[str]:
 
 def preflight(*, fsync_dir: Path, proc: Path = Path("/proc"), sys: Path = Path("/sys"),
               fsync_seconds: float = 0.8, rtt_seconds: float = 0.3, generator_seconds: float = 0.4,
-              own_roots: OwnRoots | None = None) -> HostFigures:
+              own_roots: OwnRoots | None = None, slow_fsync: SlowFsync | None = None) -> HostFigures:
     """Measure what the host can carry now, in about 1.5 s (the three budgets plus reads of /proc). With `own_roots`
     (the pids heading the stack's and the harness's process trees) the CPU used meanwhile is split into ours and
     foreign, and so are the writes of the disk holding `fsync_dir`, the probe's own saves set aside; without, neither
-    is attributed (a note says so). `assess` holds the figures against a demand."""
+    is attributed (a note says so). With `slow_fsync` the saves are timed in a child under the same shim as the
+    services. `assess` holds the figures against a demand."""
     t0 = time.monotonic()
     notes: list[str] = []
     if own_roots is None:
@@ -265,8 +331,13 @@ def preflight(*, fsync_dir: Path, proc: Path = Path("/proc"), sys: Path = Path("
     cpu, io = read_psi("cpu", proc), read_psi("io", proc)
     if cpu is None or io is None:
         notes.append(f"PSI not available ({proc / 'pressure'} absent or unreadable): load average judged instead")
-    fsync = measure_fsync(fsync_dir, seconds=fsync_seconds)
-    probe = thread_written(proc) - probe0
+    if slow_fsync is None:
+        fsync = measure_fsync(fsync_dir, seconds=fsync_seconds)
+    else:
+        fsync = measure_fsync_under(slow_fsync, fsync_dir, seconds=fsync_seconds)
+        notes.append(f"{slow_fsync.label}: the stack's services and this save probe run under the LD_PRELOAD shim "
+                     f"{slow_fsync.preload}")
+    probe = thread_written(proc) - probe0 + fsync.pop("probe_written", 0)
     if "fsync_error" in fsync:
         notes.append(fsync.pop("fsync_error") + ": the broker's disk was not judged")
     rtt50, rtt99 = measure_loopback_rtt(seconds=rtt_seconds)
@@ -285,4 +356,5 @@ def preflight(*, fsync_dir: Path, proc: Path = Path("/proc"), sys: Path = Path("
         loadavg=os.getloadavg(), psi_cpu_some_avg10=cpu.some_avg10 if cpu else None,
         psi_io_some_avg10=io.some_avg10 if io else None, tcp_rtt_p50_us=rtt50, tcp_rtt_p99_us=rtt99,
         generator_per_s=gen_wall, generator_per_cpu_s=gen_cpu, **fsync, seconds=time.monotonic() - t0,
+        slow_fsync_ms=slow_fsync.ms if slow_fsync else 0.0,
         taken_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), notes=notes, **cpu_split)

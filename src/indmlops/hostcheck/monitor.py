@@ -47,6 +47,7 @@ class MonitorSummary:
     foreign_write_pct: float | None = None  # of the device's write bytes over the run
     write_ops_per_s: float | None = None
     flushes_per_s: float | None = None
+    slow_fsync_ms: float = 0.0  # a slow disk on purpose: each probe save slept this long first, as the services' do
 
     @property
     def io_attributed(self) -> bool:
@@ -68,8 +69,11 @@ class HostMonitor:
     reaper's counters (cutime, and /proc/<pid>/io, which the kernel accumulates alike at wait())."""
 
     def __init__(self, fsync_dir: Path | None, *, interval: float = 1.0, proc: Path = Path("/proc"),
-                 sys: Path = Path("/sys"), own_roots: OwnRoots | None = None) -> None:
+                 sys: Path = Path("/sys"), own_roots: OwnRoots | None = None, slow_fsync_ms: float = 0.0) -> None:
         self.fsync_dir, self.interval, self.proc, self.own_roots = fsync_dir, interval, proc, own_roots
+        # Under the slow-fsync shim the probe sleeps the same delay before its fsync, explicitly (a shim preloads at
+        # exec, and this probe runs in a thread of the harness): its saves then take what the broker's take.
+        self.slow_fsync_ms = slow_fsync_ms
         self._shares: list[CpuShare] = []
         self._snap: Snapshot | None = None
         self._notes: list[str] = []
@@ -117,7 +121,7 @@ class HostMonitor:
         if self.fsync_dir is not None:
             try:
                 before = thread_written(self.proc)
-                self._fsync.append(fsync_once(self.fsync_dir) * 1e3)
+                self._fsync.append(fsync_once(self.fsync_dir, delay_s=self.slow_fsync_ms / 1e3) * 1e3)
                 self._probe += thread_written(self.proc) - before
             except OSError:
                 self.fsync_dir = None
@@ -162,6 +166,6 @@ class HostMonitor:
             io_pressure_mean=mean(self._io), io_pressure_worst=max(self._io, default=None),
             load1_mean=load_mean, load1_worst=max(self._load, default=0.0), load_per_core_mean=load_mean / self.cores,
             fsync_p50_ms=_pct(self._fsync, 50) if self._fsync else None, fsync_worst_ms=max(self._fsync, default=None),
-            **cpu_split)
+            slow_fsync_ms=self.slow_fsync_ms, **cpu_split)
 
 

@@ -9,6 +9,7 @@ from typing import NoReturn
 
 import yaml
 
+from indmlops import broker
 from indmlops.hostcheck.measure import HostFigures
 from indmlops.hostcheck.monitor import MonitorSummary
 from indmlops.paths import FIXTURES_DIR
@@ -65,22 +66,25 @@ class Thresholds:
 @dataclass(frozen=True)
 class Demand:
     """What a profile asks of the host: readings/s at its base level (what the broker's disk must sustain) and at
-    its peak (what the generator must build), on a broker that saves every `autosave_changes` changes."""
+    its peak (what the generator must build), on a broker with the save policy `autosave` (indmlops.broker)."""
 
     profile: str
     rate: float
     peak_rate: float
-    autosave_changes: int = 1
+    autosave: str = "1"
 
     @property
     def fsync_per_s(self) -> float:
-        return self.rate * CHANGES_PER_READING / max(1, self.autosave_changes)
+        return broker.parse(self.autosave).saves_per_second(self.rate * CHANGES_PER_READING)
 
     @property
     def fsync_arithmetic(self) -> str:
-        if self.autosave_changes <= 1:
+        policy = broker.parse(self.autosave)
+        if policy.timed:
+            return f"a save every {policy.every} s whatever the rate"
+        if policy.every <= 1:
             return f"{self.rate:g} readings/s × {CHANGES_PER_READING} saves"
-        return f"{self.rate:g} readings/s × {CHANGES_PER_READING} changes ÷ a save every {self.autosave_changes}"
+        return f"{self.rate:g} readings/s × {CHANGES_PER_READING} changes ÷ a save every {policy.every}"
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,7 @@ def _fsync_before(figures: HostFigures, demand: Demand, t: Thresholds) -> tuple[
     need = demand.fsync_per_s * t.fsync_margin
     if figures.fsync_per_s is None or figures.fsync_per_s >= need:
         return None, None
-    text = (f"the broker's disk did {figures.fsync_per_s:.0f} fsync/s (p50 {figures.fsync_p50_ms:.1f} ms), the "
+    text = (f"{figures.disk_label} did {figures.fsync_per_s:.0f} fsync/s (p50 {figures.fsync_p50_ms:.1f} ms), the "
             f"profile needs ≥ {need:.0f}/s ({demand.fsync_arithmetic})")
     host, words = _whose_writes(figures, t)
     if host:
@@ -169,7 +173,8 @@ def _fsync_during(summary: MonitorSummary, t: Thresholds) -> tuple[Shortfall | N
     p50, bound = summary.fsync_p50_ms, t.max_fsync_p50_ms_during
     if p50 is None or p50 <= bound:
         return None, None
-    text = (f"a save in the broker's directory took {p50:.1f} ms (p50) during the run, worst "
+    shim = f" (slow-fsync shim: {summary.slow_fsync_ms:g} ms per fsync)" if summary.slow_fsync_ms else ""
+    text = (f"a save in the broker's directory{shim} took {p50:.1f} ms (p50) during the run, worst "
             f"{summary.fsync_worst_ms:.0f} ms (bound ≤ {bound:g} ms")
     host, words = _whose_writes(summary, t)
     if not host:
@@ -186,10 +191,11 @@ def _stall_during(summary: MonitorSummary, t: Thresholds) -> Shortfall | None:
     worst, p50 = summary.fsync_worst_ms, summary.fsync_p50_ms
     if worst is None or p50 is None or worst <= t.max_save_stall_ms or p50 > t.max_fsync_p50_ms_during:
         return None
+    shim = f" (slow-fsync shim: {summary.slow_fsync_ms:g} ms per fsync)" if summary.slow_fsync_ms else ""
     return Shortfall("stall", "during", worst, t.max_save_stall_ms,
-                     f"the broker's disk stalled: one save in its directory took {worst:.0f} ms during the run (bound "
-                     f"≤ {t.max_save_stall_ms:g} ms) while the median save took {p50:.1f} ms, so the stack's own "
-                     "saves did not slow it; the broker answers nothing while a save hangs")
+                     f"the broker's disk{shim} stalled: one save in its directory took {worst:.0f} ms during the run "
+                     f"(bound ≤ {t.max_save_stall_ms:g} ms) while the median save took {p50:.1f} ms, so the stack's "
+                     "own saves did not slow it; the broker answers nothing while a save hangs")
 
 
 def context(figures: HostFigures | None, summary: MonitorSummary | None, demand: Demand,
@@ -265,13 +271,28 @@ class EnvironmentVerdict(AssertionError):
         during = [s.text for s in shortfalls if s.when == "during"]
         parts = "; ".join(before + (["during the run: " + "; ".join(during)] if during else []))
         parts += "".join(f" (not held against the host: {c})" for c in self.context)
-        text = f"environment, not the stack: the host could not carry profile {demand.profile}: {parts}.{where}"
+        text = (f"environment, not the stack: the host could not carry profile {demand.profile}: {parts}."
+                f"{disk_note(figures, monitor)}{where}")
         if breach_text:
             text += f"\n\nWhat the suite saw (not held against the stack):\n{breach_text}"
         super().__init__(text)
 
     def __reduce__(self):  # picklable (xdist, multiprocessing) despite the keyword-only constructor
         return (_rebuild_verdict, (self.args[0],))
+
+
+def disk_note(figures: HostFigures | None, monitor: MonitorSummary | None) -> str:
+    """" Disk: …" naming a deliberate slow disk with its figures, for any verdict that blames the environment (a
+    shortfall of CPU too: the disk it ran on is part of the environment judged); "" without the shim."""
+    ms = (figures.slow_fsync_ms if figures else 0.0) or (monitor.slow_fsync_ms if monitor else 0.0)
+    if not ms:
+        return ""
+    seen = []
+    if figures is not None and figures.fsync_per_s is not None:
+        seen.append(f"before the run {figures.fsync_per_s:.0f} fsync/s, p50 {figures.fsync_p50_ms:.2f} ms")
+    if monitor is not None and monitor.fsync_p50_ms is not None:
+        seen.append(f"during it a save p50 {monitor.fsync_p50_ms:.2f} ms")
+    return f" Disk: slow-fsync shim: {ms:g} ms per fsync" + (f" ({'; '.join(seen)})" if seen else "") + "."
 
 
 def _rebuild_verdict(text: str) -> AssertionError:

@@ -24,6 +24,9 @@ class Metrics:
                              buckets=BUCKETS, registry=r)
         self.model = Gauge("indmlops_inference_model_info", "Loaded model (value 1)", ["name", "version", "flavor"],
                            registry=r)
+        self.answered_again = Counter("indmlops_inference_answered_again",
+                                      "Readings that arrived again (re-sent by their publisher) and got their first "
+                                      "prediction again", registry=r)
         self.swaps = Counter("indmlops_inference_model_swaps", "Model versions hot-swapped in", registry=r)
         self.drift = Gauge("indmlops_inference_feature_drift",
                            "EWMA of mean |z| of the signals against the first 2,000 readings after start", registry=r)

@@ -9,6 +9,7 @@ import os
 import threading
 import time
 import traceback
+from collections import OrderedDict
 from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
@@ -28,8 +29,13 @@ class InferenceService:
     def __init__(self, *, mqtt: Endpoint, username: str, password: str, tracking_uri: str,
                  model_name: str = "edge-anomaly", alias: str = "champion", http_host: str = "127.0.0.1",
                  http_port: int = 8088, watch_interval: float = 5.0, client_id: str = "indmlops-inference",
-                 stall_after: float = 20.0) -> None:
+                 stall_after: float = 20.0, model_cache: str | os.PathLike[str] | None = None,
+                 registry_wait: float = 5.0) -> None:
         self.mqtt_ep, self.username, self.password = mqtt, username, password
+        # The last good model on local disk (None: no cache). Served at start while the registry is asked in the
+        # background, once the subscription is acknowledged or `registry_wait` s have passed: importing MLflow takes
+        # ~2 s of a core, which would otherwise compete with connecting and subscribing.
+        self.model_cache, self.registry_wait = model_cache, registry_wait
         self.tracking_uri, self.model_name, self.alias = tracking_uri, model_name, alias
         self.watch_interval = watch_interval
         self.client_id = client_id
@@ -41,6 +47,7 @@ class InferenceService:
         self.subscribed = threading.Event()  # set on SUBACK: before it, readings would pass us by
         self._subscribed = False  # SUBSCRIBE sent on the current connection
         self._ack_after: dict[int, int] = {}  # our publish mid → the reading's mid to acknowledge when it is held
+        self._answered: OrderedDict[tuple[str, str, int], str] = OrderedDict()  # (line, machine, seq) → prediction
         self.stopping = threading.Event()
         # Liveness: the network loop runs in a thread of ours (so its end is seen, with the exception that ended
         # it), and a reading whose handling has not returned after `stall_after` s means the loop is stuck.
@@ -66,18 +73,46 @@ class InferenceService:
         except Exception as exc:  # MLflow down, alias missing, artifact store down: keep serving the old model
             self.last_model_error = f"{type(exc).__name__}: {str(exc)[:200]}"
             return False
+        self._swap(new, "")
+        self._save_cache(new)
+        return True
+
+    def _swap(self, new: models.LoadedModel, source: str) -> None:
         old, self.model = self.model, new
         if old is not None:
             self.metrics.model.remove(old.name, old.version, old.flavor)
             self.metrics.swaps.inc()
         self.metrics.model.labels(new.name, new.version, new.flavor).set(1)
-        print(f"inference: serving {new.name} version {new.version} ({new.flavor})", flush=True)
+        print(f"inference: serving {new.name} version {new.version} ({new.flavor}){source}", flush=True)
+
+    def _load_cached(self) -> bool:
+        """Serve the model the cache holds, with no MLflow import (model.from_cache). Whatever is wrong with the
+        cache is printed and ignored: the registry is asked next, as without a cache."""
+        if not self.model_cache:
+            return False
+        try:
+            cached = models.load_cached(self.model_cache, self.model_name, self.alias)
+        except Exception as exc:  # CacheUnusable says why; anything else must not stop the start either
+            print(f"inference: model cache ignored: {exc}; asking the registry", flush=True)
+            return False
+        self._swap(cached, f" from the cache {self.model_cache}")
         return True
 
+    def _save_cache(self, model: models.LoadedModel) -> None:
+        if not self.model_cache:
+            return
+        try:
+            models.save_cached(self.model_cache, model, self.alias)
+        except Exception as exc:  # a full or read-only disk costs the next start its head start, not this service
+            print(f"inference: could not cache version {model.version} in {self.model_cache}: {exc}", flush=True)
+
     def _watch(self) -> None:
-        while not self.stopping.wait(self.watch_interval if self.model else 1.0):
+        if self.model is not None:  # served from the cache: let connecting and subscribing go first (__init__)
+            self.subscribed.wait(self.registry_wait)
+        while not self.stopping.is_set():
             if self.load_model() and self.client is not None and not self._subscribed:
                 self._subscribe()
+            self.stopping.wait(self.watch_interval if self.model else 1.0)
 
     # -- MQTT --------------------------------------------------------------------------------------------
 
@@ -135,6 +170,10 @@ class InferenceService:
         except BadPayload as exc:
             self._dead_letter(msg, exc)
             return
+        key = (line, machine, reading.seq)
+        if (answered := self._answered.get(key)) is not None:
+            self._answer_again(client, msg, line, machine, answered)
+            return
         try:
             out = self.predict(reading, self.state_mqtt, "mqtt", received)
         except Exception as exc:
@@ -142,15 +181,39 @@ class InferenceService:
             return
         out["received_ns"] = self._wall_ns(received)
         out["published_ns"] = now = time.time_ns()
+        body = json.dumps(out, separators=(",", ":"))
         try:
-            info = client.publish(f"factory/{line}/{machine}/prediction", json.dumps(out, separators=(",", ":")),
-                                  qos=1)
+            info = client.publish(f"factory/{line}/{machine}/prediction", body, qos=1)
         except (ValueError, TypeError) as exc:  # paho refuses a topic or payload it cannot send
             self._dead_letter(msg, BadPayload("publish_failed", f"{type(exc).__name__}: {str(exc)[:160]}"))
             return
         self._ack_after[info.mid] = msg.mid
+        self._remember(key, body)
         self.metrics.latency_of["mqtt"].observe((time.perf_counter_ns() - received) / 1e9)
         self.metrics.e2e.observe(max(0, now - reading.ts_ns) / 1e9)
+
+    # -- idempotence ---------------------------------------------------------------------------------------------
+    # A publisher re-sends a reading whose prediction it never saw (indmlops.outbox): the broker lost the reading
+    # or the prediction. The answer is the prediction already given, byte for byte (same model version, same
+    # published_ns), not a new one: a reading has one prediction, however often it arrives. Bounded memory: the
+    # newest ANSWERED_MAX answers (~300 B each: 50,000 ≈ 15 MB); an older re-send is predicted again, without
+    # touching the machine's feature history (FeatureState ignores a reading older than its newest).
+    ANSWERED_MAX = 50_000
+
+    def _remember(self, key: tuple[str, str, int], body: str) -> None:
+        answered = self._answered
+        answered[key] = body
+        if len(answered) > self.ANSWERED_MAX:
+            answered.popitem(last=False)
+
+    def _answer_again(self, client, msg, line: str, machine: str, answered: str) -> None:
+        self.metrics.answered_again.inc()
+        try:
+            info = client.publish(f"factory/{line}/{machine}/prediction", answered, qos=1)
+        except (ValueError, TypeError) as exc:
+            self._dead_letter(msg, BadPayload("publish_failed", f"{type(exc).__name__}: {str(exc)[:160]}"))
+            return
+        self._ack_after[info.mid] = msg.mid
 
     def _wall_ns(self, perf_ns: int) -> int:
         """A perf_counter_ns stamp as wall-clock ns (the clock of the reading's ts_ns), for where-the-time-went."""
@@ -189,7 +252,9 @@ class InferenceService:
 
     def predict(self, reading: Reading, state: FeatureState, source: str, received_ns: int) -> dict:
         model = self.model  # one read: a concurrent swap cannot split this prediction across versions
-        vector = state.vector(f"{reading.line}/{reading.machine}", reading.features)
+        # MQTT readings are a stream per machine, ordered by seq (a re-sent one may come late); HTTP ones stand alone.
+        vector = state.vector(f"{reading.line}/{reading.machine}", reading.features,
+                              seq=reading.seq if source == "mqtt" else None)
         if not all(abs(x) <= FLOAT32_MAX for x in vector):  # two extreme readings in a row: their change overflows
             raise BadPayload("out_of_range", "a change since the machine's previous reading is beyond float32")
         if model is None:
@@ -208,7 +273,7 @@ class InferenceService:
 
     def start(self) -> None:
         threading.Thread(target=self.http.serve_forever, name="http", daemon=True).start()
-        self.load_model()
+        self._load_cached()  # the registry is asked in the model-watch thread, started below
         from paho.mqtt.client import Client, MQTTv311
         from paho.mqtt.enums import CallbackAPIVersion
 

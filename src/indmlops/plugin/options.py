@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from indmlops.broker import DEFAULT_BROKER_AUTOSAVE
+from indmlops.broker import DEFAULT_BROKER_AUTOSAVE, canonical
 from indmlops.targets.kubernetes import CALICO_MANIFEST
 
 
@@ -21,7 +21,7 @@ class Option:
     help: str
     default: Any = None
     choices: tuple[str, ...] | None = None
-    kind: str = "str"  # str | bool | path | count (a whole number ≥ 1)
+    kind: str = "str"  # str | bool | path | count (a whole number ≥ 1) | autosave (a broker save policy)
 
     @property
     def cli(self) -> str:
@@ -59,11 +59,12 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "/var/lib/indmlops-cluster)", None, kind="path"),
     Option("allow_unenforced", "skip the live isolation suite, instead of failing it, when the cluster's network "
            "does not enforce NetworkPolicy (the enforcement canary)", False, kind="bool"),
-    Option("broker_autosave", "the broker saves its database every N changes (Mosquitto's autosave_interval): "
-           "1 after every change, larger N trades acknowledged readings lost per SIGKILL for throughput "
-           "(docs/suites.md, \"broker durability\"); the local stack applies it, on Kubernetes use "
+    Option("broker_autosave", "the broker's save policy: Ns saves its database every N seconds (the default, 1s: "
+           "the cost per reading does not grow with a backlog; the publishers' outbox re-sends what a SIGKILL "
+           "loses), N after every N changes (1: nothing acknowledged lost, but every save rewrites the whole "
+           "database) (docs/suites.md, \"broker durability\"); the local stack applies it, on Kubernetes use "
            "manifests/components/",
-           DEFAULT_BROKER_AUTOSAVE, kind="count"),
+           DEFAULT_BROKER_AUTOSAVE, kind="autosave"),
     Option("probe_image", "image of the isolation probe pods on a Kubernetes target (default: "
            "indmlops-probe:<project version>, built by scripts/build-images.sh)"),
 )}
@@ -88,6 +89,12 @@ def _convert(opt: Option, raw: Any, where: str) -> Any:
         if text in _FALSE:
             return False
         raise OptionError(f"{opt.cli} {raw!r} from {where}: expected one of true, false (or 1, 0, yes, no)")
+    if opt.kind == "autosave":
+        try:
+            return canonical(raw)
+        except ValueError:
+            raise OptionError(f"{opt.cli} {raw!r} from {where}: expected N (save after N changes) or Ns (save every "
+                              f"N seconds), a whole number N ≥ 1") from None
     if opt.kind == "count":
         text = str(raw).strip()
         if not text.isdigit() or int(text) < 1:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from indmlops.broker import canonical
 from indmlops.errors import IndMLOpsError, NotSupportedByTarget
 from indmlops.plugin.config import intent_file, manifests_dir, option, resolved_options, target_spec
 from indmlops.targets.base import Target
@@ -68,11 +69,11 @@ def profile(pytestconfig: pytest.Config) -> str:
 
 
 @pytest.fixture(scope="session")
-def broker_autosave(pytestconfig: pytest.Config, target: Target) -> int:
-    """The broker's durability setting under test, for loss bounds (indmlops.broker): what the target reads from the
-    running stack, else what --broker-autosave says the cluster was deployed with (manifests/components/)."""
+def broker_autosave(pytestconfig: pytest.Config, target: Target) -> str:
+    """The broker's save policy under test, for loss bounds (indmlops.broker): what the target reads from the
+    deployed broker's configuration, else what --broker-autosave says it was deployed with."""
     deployed = target.broker_autosave()
-    return int(deployed) if deployed is not None else int(option(pytestconfig, "broker_autosave"))
+    return canonical(deployed if deployed is not None else option(pytestconfig, "broker_autosave"))
 
 
 @pytest.fixture(scope="session")

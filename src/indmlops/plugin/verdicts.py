@@ -48,7 +48,7 @@ def _own_roots(target: Target) -> OwnRoots | None:
 
 
 @pytest.fixture(scope="session")
-def host_fit(pytestconfig: pytest.Config, target: Target, host_fsync_dir: Path, broker_autosave: int) -> HostFit:
+def host_fit(pytestconfig: pytest.Config, target: Target, host_fsync_dir: Path, broker_autosave: str) -> HostFit:
     """The host measured once per session (~1.3 s) against the session's profile and the broker's save interval,
     in reports/environment.json; `host_fit.monitor(name)` watches a run, `host_fit.judging(summary)` around the
     asserts (or `host_fit.judge(text, summary)`) raises the right verdict."""
@@ -61,7 +61,8 @@ def host_fit(pytestconfig: pytest.Config, target: Target, host_fsync_dir: Path, 
     except hostcheck.HostFileError as exc:
         raise pytest.UsageError(str(exc)) from None
     roots = _own_roots(target)
-    figures = hostcheck.preflight(fsync_dir=host_fsync_dir, own_roots=roots)
+    # Under a slow disk on purpose (INDMLOPS_SLOW_FSYNC_MS) the saves are timed under the services' own shim.
+    figures = hostcheck.preflight(fsync_dir=host_fsync_dir, own_roots=roots, slow_fsync=target.slow_fsync())
     fit = hostcheck.HostFit(figures, hostcheck.Demand(prof.name, prof.rate, peak, broker_autosave), thresholds,
                             Path(option(pytestconfig, "reports_dir")) / "environment.json", own_roots=roots)
     pytestconfig.stash[_HOST_FIT] = fit

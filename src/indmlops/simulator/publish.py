@@ -1,4 +1,8 @@
-"""Publish a Plant's readings over MQTT at a steady rate, with QoS 0 or 1, and account for every message."""
+"""Publish a Plant's readings over MQTT at a steady rate, with QoS 0 or 1, and account for every message.
+
+With QoS 1 the simulator is a conforming publisher of the stack: its outbox (indmlops.outbox) keeps each reading
+until the edge's prediction of it arrives, and re-sends what a broker kill lost (the broker saves on a timer).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from indmlops import wire
+from indmlops.outbox import Outbox
 from indmlops.simulator.model import Plant
 from indmlops.wire import Endpoint
 
@@ -22,6 +28,7 @@ class PublishStats:
     qos: int
     requested_rate: float
     labels: dict[str, int]
+    outbox: dict | None = None  # indmlops.outbox.OutboxStats, when the readings went through one
 
     @property
     def rate(self) -> float:
@@ -29,19 +36,31 @@ class PublishStats:
 
     def summary(self) -> str:
         acks = f", {self.acked} acknowledged" if self.qos else ""
+        box = ""
+        if self.outbox is not None:
+            o = self.outbox
+            box = (f"; outbox: {o['confirmed']} confirmed by a prediction, {o['pending']} waiting, re-sent "
+                   f"{o['resent_gap']} shown missing and {o['resent_probe']} probes, gave up {o['given_up']}, "
+                   f"dropped {o['overflowed']} when full")
         return (f"published {self.published} readings in {self.seconds:.2f} s = {self.rate:.0f} msg/s "
-                f"(requested {self.requested_rate:.0f}), QoS{self.qos}{acks}; labels {self.labels}")
+                f"(requested {self.requested_rate:.0f}), QoS{self.qos}{acks}; labels {self.labels}{box}")
 
 
 def publish(plant: Plant, *, endpoint: Endpoint, username: str, password: str, rate: float,
             count: int | None = None, duration: float | None = None, qos: int = 1,
-            max_inflight: int = 200, ack_timeout: float = 30.0,
+            max_inflight: int = 200, ack_timeout: float = 30.0, outbox: bool = False,
+            outbox_capacity: int = 100_000, confirm_wait: float = 10.0,
             progress: Callable[[str], None] | None = None) -> PublishStats:
     """Publish `count` readings (or for `duration` seconds) at `rate` msg/s; 0 means as fast as possible.
 
     The timestamp `ts_ns` is the wall clock at publish time, so receivers can measure latency; everything else
     in a reading is deterministic for the plant's seed. Unacknowledged QoS1 messages are capped (`max_inflight`,
     counting those paho still queues): an unthrottled QoS1 burst collapses Mosquitto (558 msg/s at 100k).
+
+    `outbox` (QoS 1): subscribe to the predictions of the plant's lines and keep every reading until its prediction
+    arrives, re-sending what went missing; at most `outbox_capacity` wait (at 20 readings/s, 100,000 is 83 min of
+    an absent edge), the oldest dropped first and counted. At the end, wait up to `confirm_wait` s for the last
+    predictions.
     """
     if qos not in (0, 1):
         raise ValueError(f"qos must be 0 or 1, got {qos}")
@@ -53,6 +72,25 @@ def publish(plant: Plant, *, endpoint: Endpoint, username: str, password: str, r
     acked = 0
     lock = threading.Lock()
     window = threading.Semaphore(max_inflight)
+    box = Outbox(capacity=outbox_capacity) if outbox and qos else None
+    if box is not None:
+        def on_prediction(_c, _u, msg) -> None:
+            try:
+                doc = json.loads(msg.payload)
+                key = (doc["line"], doc["machine"], doc["seq"])
+            except (ValueError, KeyError, TypeError):
+                return  # not a prediction of ours: nothing to confirm
+            with lock:
+                box.confirmed(key)
+
+        client.on_message = on_prediction
+        filters = [(f"factory/{line}/+/prediction", 1) for line in sorted({m.line for m in plant.machines})]
+        for topic, _qos in filters:
+            wire.mqtt_subscribe(client, topic, qos=1, timeout=10)
+        # A clean session: after a reconnect (a broker restart) the subscriptions are made again.
+        client.on_connect = lambda c, _u, _f, rc, _p: None if rc.is_failure else c.subscribe(filters)
+
+    resent: list = []  # MQTTMessageInfo of each re-sent copy: its PUBACK is not another reading acknowledged
 
     def on_publish(_c, _u, _mid, _rc, _p):
         nonlocal acked
@@ -62,6 +100,22 @@ def publish(plant: Plant, *, endpoint: Endpoint, username: str, password: str, r
             window.release()
 
     client.on_publish = on_publish
+
+    def resend() -> None:
+        """Send again what the outbox shows missing; a copy that cannot go now is shown missing again later."""
+        if box is None:
+            return
+        with lock:
+            due = box.due()
+        for _key, payload, _reason in due:
+            if not window.acquire(timeout=0.5):
+                return
+            topic, body = cast("tuple[str, str]", payload)
+            # Not under `lock`: paho calls on_publish holding its own lock, which publish() takes too.
+            info = client.publish(topic, body, qos=1)
+            with lock:
+                resent.append(info)
+
     labels: dict[str, int] = {}
     dumps = json.JSONEncoder(separators=(",", ":")).encode
     interval = 1.0 / rate if rate else 0.0
@@ -84,9 +138,14 @@ def publish(plant: Plant, *, endpoint: Endpoint, username: str, password: str, r
                                    f"({sent} published, {acked} acknowledged)")
             reading["ts_ns"] = time.time_ns()
             topic = f"factory/{reading['line']}/{reading['machine']}/telemetry"
-            info = client.publish(topic, dumps(reading), qos=qos)
+            body = dumps(reading)
+            info = client.publish(topic, body, qos=qos)
             if info.rc != 0:
                 raise ConnectionError(f"publish to {topic} on {endpoint} failed: rc={info.rc}")
+            if box is not None:
+                with lock:
+                    box.sent((reading["line"], reading["machine"], reading["seq"]), (topic, body))
+                resend()
             labels[reading["label"]] = labels.get(reading["label"], 0) + 1
             sent += 1
             if progress and now >= next_report:
@@ -95,8 +154,15 @@ def publish(plant: Plant, *, endpoint: Endpoint, username: str, password: str, r
         elapsed = time.perf_counter() - t0
         if qos:
             deadline = time.monotonic() + ack_timeout
-            while acked < sent and time.monotonic() < deadline:
+            while acked - sum(i.is_published() for i in resent) < sent and time.monotonic() < deadline:
                 time.sleep(0.01)
+        if box is not None:
+            deadline = time.monotonic() + confirm_wait
+            while len(box) and time.monotonic() < deadline:
+                resend()
+                time.sleep(0.05)
     finally:
         wire.mqtt_close(client)
-    return PublishStats(sent, acked if qos else 0, elapsed, qos, rate, labels)
+    readings_acked = acked - sum(i.is_published() for i in resent)
+    return PublishStats(sent, readings_acked if qos else 0, elapsed, qos, rate, labels,
+                        box.stats.as_dict() if box is not None else None)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from indmlops.wire import Endpoint
+
+if TYPE_CHECKING:
+    from indmlops.hostcheck.measure import SlowFsync
 
 # The services a check may ask for. A target that lacks one raises NotSupportedByTarget for it.
 SERVICES = ("mosquitto", "mlflow", "s3", "postgres", "prometheus", "nodered", "inference", "grafana")
@@ -119,6 +122,15 @@ class Target(Protocol):
 
     def restarts(self, component: str) -> int: ...
 
+    def hold(self, component: str) -> str:
+        """Stop `component` so that its supervisor does not bring it back (an outage longer than a restart); return
+        what was done. `release` lets it run again."""
+        ...
+
+    def release(self, component: str) -> None:
+        """Undo `hold`: the component runs again (its readiness is `wait_ready`'s to judge)."""
+        ...
+
     def volume_identity(self, component: str) -> str:
         """The identity of the storage holding the component's state (on Kubernetes: the bound PVC's uid), so a
         durability check can prove a replacement mounts the same claim. Targets without it raise
@@ -155,14 +167,20 @@ class Target(Protocol):
         the `reproduce.sh` written next to it."""
         ...
 
-    def broker_autosave(self) -> int | None:
-        """The broker's save interval (Mosquitto's autosave_interval) as deployed, when the target can read it;
-        None when it cannot (a cluster: the `broker_autosave` option says how it was deployed)."""
+    def broker_autosave(self) -> str | None:
+        """The broker's save policy as deployed (indmlops.broker: `N` changes, `Ns` seconds), read from the
+        configuration the running broker was given; None when the target cannot read it (then the
+        `broker_autosave` option says how it was deployed, and the report says it was not read)."""
         ...
 
     def broker_data_dir(self) -> Path | None:
         """The broker's persistence directory when it is on this host's disk (where the host check times saves),
         else None."""
+        ...
+
+    def slow_fsync(self) -> SlowFsync | None:
+        """The slow disk on purpose the stack's services run on (an LD_PRELOAD shim sleeping before each fsync), so
+        the host check measures saves under it and names it; None when the services use the disk as it is."""
         ...
 
     def process_roots(self) -> list[int] | None:

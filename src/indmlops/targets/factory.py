@@ -42,7 +42,7 @@ class TargetSpec:
     name: str = "local"
     state_dir: Path | None = None  # local: None is the default state directory
     ports: dict[str, int] | None = None  # local: None reads INDMLOPS_PORT_OFFSET / INDMLOPS_PORTS
-    broker_autosave: int | None = None  # local: the setting wanted when starting; None takes the stack's own
+    broker_autosave: str | None = None  # local: the save policy wanted when starting; None takes the stack's own
     start: bool = True  # local: start the stack when it is not running; kind: create/deploy the cluster. False opens
     #                     what is there as it is (the CLI, chaos from `chaos run`, the benches, Locust)
     keep_stack: bool = False  # local: leave a stack this opening started running
@@ -91,7 +91,7 @@ def preview(spec: TargetSpec) -> list[str]:
 
 # --- local ---------------------------------------------------------------------------------------------------------
 
-def _local_stack(spec: TargetSpec, wanted: int | None = None):
+def _local_stack(spec: TargetSpec, wanted: str | None = None):
     from indmlops.targets.local.layout import default_state_dir, ports_from_environment
     from indmlops.targets.local.stack import LocalStack
 

@@ -65,6 +65,12 @@ def _holds(r: Running, rule: dict[str, Any]) -> tuple[bool, str | None]:
         return str(value).lower() == str(rule["value"]).lower(), value
     if "startswith" in rule:
         return value is not None and str(value).startswith(str(rule["startswith"])), value
+    if "at_most" in rule:  # a number the application reads, its own default when unset
+        raw = value if value is not None else rule.get("default")
+        try:
+            return float(str(raw).strip("'\"")) <= float(rule["at_most"]), value
+        except ValueError:
+            return False, value
     return str(value).lower() != str(rule.get("not")).lower(), value
 
 
@@ -76,8 +82,10 @@ def check_persistence(w: Obj, m: Manifests, apps: Apps) -> list[str]:
             ok, value = _holds(r, rule)
             if not ok:
                 want = f"{rule['value']!r}" if "value" in rule else f"{rule['startswith']}…" if "startswith" in rule \
-                    else f"anything but {rule.get('not')!r}"
+                    else f"at most {rule['at_most']}" if "at_most" in rule else f"anything but {rule.get('not')!r}"
                 found = "unset" if value is None else repr(value)
+                if value is None and "default" in rule:
+                    found += f" (the application's default: {rule['default']})"
                 out.append(f"container {r.c.get('name')} ({r.app.name}): {r.described(rule)} is {found}; expected "
                            f"{want}, or its state does not survive a restart")
     return out

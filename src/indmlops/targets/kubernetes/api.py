@@ -92,6 +92,27 @@ class KubeApi:
         self._call("delete", "pods", namespace, self.core.delete_namespaced_pod, name, namespace,
                    grace_period_seconds=grace_seconds)
 
+    def scale_owner(self, namespace: str, selector: str, replicas: int) -> tuple[str, str, int]:
+        """Scale the one Deployment or StatefulSet whose pod template carries `selector`'s labels to `replicas`;
+        return (kind, name, replicas before)."""
+        wanted = dict(part.split("=", 1) for part in selector.split(","))
+        apps = client.AppsV1Api(self.api_client)
+        found = []
+        for kind, lister, patcher in (
+                ("Deployment", apps.list_namespaced_deployment, apps.patch_namespaced_deployment_scale),
+                ("StatefulSet", apps.list_namespaced_stateful_set, apps.patch_namespaced_stateful_set_scale)):
+            for obj in self._call("list", kind.lower() + "s", namespace, lister, namespace).items or []:
+                labels = (obj.spec.template.metadata.labels or {}) if obj.spec.template.metadata else {}
+                if all(labels.get(k) == v for k, v in wanted.items()):
+                    found.append((kind, obj.metadata.name, obj.spec.replicas, patcher))
+        if len(found) != 1:
+            raise KubernetesError(f"scale {selector} in {namespace}: expected one Deployment or StatefulSet whose pods "
+                                  f"carry it, found {[f'{k}/{n}' for k, n, _r, _p in found] or 'none'}")
+        kind, name, before, patcher = found[0]
+        self._call("patch", kind.lower() + "s/scale", namespace, patcher, name, namespace,
+                   {"spec": {"replicas": replicas}})
+        return kind, name, int(before if before is not None else 1)
+
     def list_secrets(self, namespace: str) -> list[client.V1Secret]:
         return list(self._call("list", "secrets", namespace, self.core.list_namespaced_secret, namespace).items or [])
 

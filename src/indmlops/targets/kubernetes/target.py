@@ -65,6 +65,7 @@ class KubernetesTarget:
         self.api = api or KubeApi(kubeconfig, context)
         self.forwards = PortForwards(self.api.kubeconfig_arg, self.api.context, kubectl)
         self._killed: dict[str, set[str]] = {}
+        self._held: dict[str, tuple[str, str, int]] = {}  # component → (kind, name, replicas before hold)
         self._replaced: dict[str, int] = {}
         self._claims: dict[str, list[str]] = {}  # the PVCs the last killed pod of a component mounted
         self._validator: ServerValidator | None = None
@@ -229,6 +230,24 @@ class KubernetesTarget:
             return f"; same claims {', '.join(now)}"
         return f"; claims CHANGED {', '.join(before) or 'none'} -> {', '.join(now) or 'none'}"
 
+    def hold(self, component: str) -> str:
+        """Scale the component's Deployment or StatefulSet to 0 replicas and wait until its pods are gone."""
+        c = self._component(component)
+        kind, name, replicas = self.api.scale_owner(c.namespace, c.selector, 0)
+        self._held[component] = (kind, name, replicas)
+        deadline = time.monotonic() + 120
+        while (left := self.api.list_pods(c.namespace, c.selector)[0]) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if left:
+            raise IndMLOpsError(f"{kind} {c.namespace}/{name} scaled to 0, but pods {[p.metadata.name for p in left]} "
+                                f"still run after 120 s; see `kubectl -n {c.namespace} get pods -l {c.selector}`")
+        return f"{kind} {c.namespace}/{name} scaled from {replicas} to 0 replicas"
+
+    def release(self, component: str) -> None:
+        c = self._component(component)
+        _kind, _name, replicas = self._held.pop(component, ("", "", 1))
+        self.api.scale_owner(c.namespace, c.selector, replicas or 1)
+
     def claims(self, component: str) -> list[str]:
         """The PersistentVolumeClaims the component's current pod mounts ([] when stateless or absent)."""
         pod = self._current(self._component(component))
@@ -281,11 +300,31 @@ class KubernetesTarget:
         return (f"Kubernetes context {self.api.context} of kubeconfig {self.api.kubeconfig_arg or '(default)'}, "
                 "through port-forwards opened when a test needs them")
 
-    def broker_autosave(self) -> int | None:
-        return None  # the option --broker-autosave says how the cluster was deployed (manifests/components/)
+    def broker_autosave(self) -> str | None:
+        """Read from the mosquitto.conf of the Secret the broker's pods mount (ot-edge, `mosquitto-config*`); None
+        when it cannot be read (no such Secret, no right to read Secrets): the option then says."""
+        import base64
+
+        from indmlops import broker
+
+        try:
+            secrets = [s for s in self.api.list_secrets("ot-edge")
+                       if s.metadata.name.startswith("mosquitto-config") and "mosquitto.conf" in (s.data or {})]
+        except Exception:  # RBAC, API away: not knowable here
+            return None
+        if len(secrets) != 1:
+            return None  # none, or several generations (a hash suffix each): which one is mounted is not told here
+        text = base64.b64decode(secrets[0].data["mosquitto.conf"]).decode(errors="replace")
+        try:
+            return str(broker.from_conf(text))
+        except ValueError as exc:
+            raise IndMLOpsError(f"Secret ot-edge/{secrets[0].metadata.name} mosquitto.conf: {exc}") from None
 
     def broker_data_dir(self) -> Path | None:
         return None  # on the nodes' disks, in containers
+
+    def slow_fsync(self) -> None:
+        return None  # the nodes' disks as they are: the slow-fsync shim is the local stack's
 
     def process_roots(self) -> list[int] | None:
         return None  # containers: their processes are not mapped to this host's

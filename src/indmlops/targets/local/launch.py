@@ -13,6 +13,8 @@ import pwd
 import signal
 import sys
 import time
+from collections.abc import MutableMapping
+from pathlib import Path
 
 
 def _group_alive(pgid: int) -> bool:
@@ -55,10 +57,33 @@ def drop_privileges(user: str) -> None:
     os.environ["USER"] = os.environ["LOGNAME"] = user
 
 
+def slow_fsync_env(env: MutableMapping[str, str], us: int, preload: str | None) -> None:
+    """Put the slow-fsync shim under the program (slowfsync.c): it reads INDMLOPS_SLOW_FSYNC_US once at load, and
+    LD_PRELOAD is inherited by everything the program starts (PostgreSQL's backends, MLflow's workers). 0: off, and
+    a shim inherited from the launcher's own environment is taken out, so "off" is off."""
+    listed = env.get("LD_PRELOAD", "").replace(":", " ").split()
+    kept = [p for p in listed if not Path(p).name.startswith("slowfsync-")]
+    if us > 0:
+        if not preload or not os.access(preload, os.R_OK):
+            # The loader would skip an unreadable library with a warning and the program would run unslowed.
+            raise SystemExit(f"indmlops-launch: --slow-fsync-us needs --preload PATH, a readable shim (got "
+                             f"{preload!r})")
+        kept = [preload, *(p for p in kept if p != preload)]
+        env["INDMLOPS_SLOW_FSYNC_US"] = str(us)
+    else:
+        env.pop("INDMLOPS_SLOW_FSYNC_US", None)
+    if kept:
+        env["LD_PRELOAD"] = " ".join(kept)
+    else:
+        env.pop("LD_PRELOAD", None)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="indmlops-launch")
     parser.add_argument("--pgid-file", required=True)
     parser.add_argument("--user")
+    parser.add_argument("--slow-fsync-us", type=int, default=0, help="sleep this long before each fsync (the shim)")
+    parser.add_argument("--preload", help="the slow-fsync shim (.so) to put in LD_PRELOAD")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -71,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         fh.write(str(os.getpgid(0)))
     if args.user and os.geteuid() == 0:
         drop_privileges(args.user)
+    slow_fsync_env(os.environ, args.slow_fsync_us, args.preload)
     sys.stdout.flush()
     os.execvp(command[0], command)
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from indmlops.broker import DEFAULT_BROKER_AUTOSAVE
+from indmlops.broker import DEFAULT_BROKER_AUTOSAVE, canonical
 from indmlops.errors import IndMLOpsError, StateDirError
 from indmlops.paths import REPO_ROOT
 
@@ -213,7 +213,9 @@ class StackConfig:
     state_dir: Path
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     credentials: dict[str, dict[str, str]] = field(default_factory=dict)
-    broker_autosave: int = DEFAULT_BROKER_AUTOSAVE
+    broker_autosave: str = DEFAULT_BROKER_AUTOSAVE  # a save policy (indmlops.broker): N changes or Ns seconds
+    # A slow disk on purpose (slowdisk.py): every supervised program's fsync sleeps this long first; 0: off.
+    slow_fsync_ms: float = 0.0
 
     @property
     def layout(self) -> Layout:
@@ -221,7 +223,7 @@ class StackConfig:
 
     @classmethod
     def create(cls, state_dir: Path, ports: dict[str, int],
-               broker_autosave: int = DEFAULT_BROKER_AUTOSAVE) -> StackConfig:
+               broker_autosave: str = DEFAULT_BROKER_AUTOSAVE) -> StackConfig:
         """A config for `state_dir`, keeping credentials from an earlier run so data stays readable."""
         layout = Layout(state_dir)
         previous = cls.load(state_dir) if layout.stack_file.exists() else None
@@ -240,15 +242,23 @@ class StackConfig:
         except json.JSONDecodeError as exc:
             raise IndMLOpsError(
                 f"{layout.stack_file} is not valid JSON ({exc}): remove it and run `indmlops up`") from exc
-        # A stack.json written before the option existed ran the then hard-wired value, the default.
+        # A stack.json written before the option existed ran the then hard-wired value: 1 change. One written
+        # before policies had units holds a number of changes (an int), which reads as the same policy.
+        try:
+            autosave = canonical(raw.get("broker_autosave", 1))
+        except ValueError as exc:
+            raise IndMLOpsError(f"{layout.stack_file}: broker_autosave {exc}: fix it, or `indmlops down` and remove "
+                                f"the file") from None
         return cls(state_dir=layout.state_dir, ports=raw["ports"], credentials=raw["credentials"],
-                   broker_autosave=int(raw.get("broker_autosave", DEFAULT_BROKER_AUTOSAVE)))
+                   broker_autosave=autosave,
+                   slow_fsync_ms=float(raw.get("slow_fsync_ms", 0.0)))  # absent: written before it existed, off
 
     def save(self) -> None:
         path = self.layout.stack_file
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"ports": self.ports, "credentials": self.credentials,
-                                   "broker_autosave": self.broker_autosave}, indent=2))
+                                   "broker_autosave": self.broker_autosave,
+                                   "slow_fsync_ms": self.slow_fsync_ms}, indent=2))
         tmp.chmod(0o600)
         tmp.replace(path)
 

@@ -12,13 +12,14 @@ import yaml
 from indmlops.configs.mosquitto import mosquitto_conf_text
 from indmlops.configs.prometheus import scrape_jobs
 from indmlops.paths import CONFIG_DIR
+from indmlops.targets.local import slowdisk
 from indmlops.targets.local.layout import HOST, StackConfig
 
 
 def mosquitto_conf(cfg: StackConfig) -> str:
     lay = cfg.layout
     return mosquitto_conf_text(port=cfg.ports["mosquitto"], conf_dir=lay.conf / "mosquitto",
-                               data_dir=lay.data / "mosquitto", autosave_changes=cfg.broker_autosave)
+                               data_dir=lay.data / "mosquitto", autosave=cfg.broker_autosave)
 
 
 def postgres_hba() -> str:
@@ -93,6 +94,8 @@ def launch(cfg: StackConfig, name: str, argv: list[str], user: str | None = None
     pre = [sys.executable, "-m", "indmlops.targets.local.launch", "--pgid-file", str(cfg.layout.run / f"{name}.pgid")]
     if user:
         pre += ["--user", user]
+    if cfg.slow_fsync_ms > 0:  # the shim is built (once per source) before the first program needs it
+        pre += ["--slow-fsync-us", str(slowdisk.microseconds(cfg.slow_fsync_ms)), "--preload", str(slowdisk.build())]
     return shlex.join(pre + ["--"] + argv)
 
 

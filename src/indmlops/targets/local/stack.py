@@ -12,9 +12,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
-from indmlops.broker import DEFAULT_BROKER_AUTOSAVE
+from indmlops.broker import DEFAULT_BROKER_AUTOSAVE, canonical
 from indmlops.errors import IndMLOpsError, NotReady, PortInUse, ServiceExited, StackNotRunning
-from indmlops.targets.local import render
+from indmlops.targets.local import render, slowdisk
 from indmlops.targets.local.launch import reap_previous
 from indmlops.targets.local.layout import DEFAULT_PORTS, HOST, Layout, StackConfig
 from indmlops.targets.local.services import SERVICES, endpoint, in_thread, with_requirements
@@ -69,13 +69,17 @@ class ServiceStatus:
 
 class LocalStack:
     def __init__(self, state_dir: Path, ports: dict[str, int] | None = None,
-                 no_autorestart: frozenset[str] = frozenset(), broker_autosave: int | None = None) -> None:
+                 no_autorestart: frozenset[str] = frozenset(), broker_autosave: str | None = None,
+                 slow_fsync_ms: float | None = None) -> None:
         """`no_autorestart` names services supervisord must not restart (to prove recovery checks fail).
         `broker_autosave` None keeps a running stack's setting (a new stack gets the default)."""
         self.layout = Layout(state_dir)
         self._ports = ports
-        self._broker_autosave = broker_autosave
+        self._broker_autosave = canonical(broker_autosave) if broker_autosave is not None else None
         self._no_autorestart = no_autorestart
+        # A slow disk on purpose (slowdisk.py); None: INDMLOPS_SLOW_FSYNC_MS when `up` runs, else a running stack's
+        # setting (a new stack: off).
+        self._slow_fsync_ms = slow_fsync_ms
         self.supervisor = Supervisor(self.layout)
 
     # -- configuration --------------------------------------------------------------------------------------
@@ -112,6 +116,15 @@ class LocalStack:
         else:
             cfg = StackConfig.create(self.layout.state_dir, self.ports,
                                      self._broker_autosave or DEFAULT_BROKER_AUTOSAVE)
+        slow_ms = self._slow_fsync_ms if self._slow_fsync_ms is not None else slowdisk.ms_from_environment()
+        if was_running and slow_ms is not None and slow_ms != cfg.slow_fsync_ms:
+            # Every program carries the shim from its start: changing it means restarting them all.
+            raise IndMLOpsError(
+                f"the stack in {self.layout.state_dir} is running with slow_fsync_ms {cfg.slow_fsync_ms:g}, not "
+                f"{slow_ms:g}; `indmlops down` first"
+            )
+        if not was_running:
+            cfg.slow_fsync_ms = slow_ms or 0.0
         if not was_running:
             self.reap_orphans(progress)
         info = self.supervisor.all_info() if was_running else {}

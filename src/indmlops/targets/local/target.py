@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from indmlops.errors import IndMLOpsError, NotReady, NotSupportedByTarget, UnknownComponent
 from indmlops.targets.base import (
@@ -22,9 +23,13 @@ from indmlops.targets.base import (
     ReadyEvidence,
 )
 from indmlops.targets.local import services as svc
+from indmlops.targets.local import slowdisk
 from indmlops.targets.local.layout import StackConfig, state_dir_note
 from indmlops.targets.local.stack import LocalStack, format_status, tail
 from indmlops.wire import Endpoint, NoAnswer
+
+if TYPE_CHECKING:
+    from indmlops.hostcheck.measure import SlowFsync
 
 # Why the live isolation suite skips here, in its skip message.
 LOCAL_ISOLATION = ("every local service is a process on 127.0.0.1 in one network namespace, so there is no "
@@ -194,6 +199,16 @@ class LocalTarget:
             out["nodered"] = "node-red " + json.loads(pkg.read_text())["version"]
         return out
 
+    def hold(self, component: str) -> str:
+        self._component(component)
+        pid = self.identity(component)
+        self.stack.supervisor.stop(component)
+        return f"supervisorctl stop {component} (pid {pid})"
+
+    def release(self, component: str) -> None:
+        self._component(component)
+        self.stack.supervisor.start(component)
+
     @contextlib.contextmanager
     def outage(self, component: str, ready_timeout: float = 60.0) -> Iterator[None]:
         """`component` stopped (not killed: supervisord does not restart it) for the block, then started again and
@@ -211,10 +226,14 @@ class LocalTarget:
     def describe(self) -> str:
         note = state_dir_note(self.stack.layout.state_dir)
         if not self.stack.running():
+            wanted = slowdisk.ms_from_environment()
+            shim = f"; it will start under the slow-fsync shim: {wanted:g} ms per fsync ({slowdisk.ENV_MS})" \
+                if wanted else ""
             return (f"local stack not running yet in {self.stack.layout.state_dir} (the `target` fixture starts it "
-                    f"when a test needs it){'; ' + note if note else ''}")
+                    f"when a test needs it){'; ' + note if note else ''}{shim}")
+        shim = f"; slow-fsync shim: {self.cfg.slow_fsync_ms:g} ms per fsync" if self.cfg.slow_fsync_ms else ""
         return "local stack " + ", ".join(f"{c}={self.endpoint(c)}" for c in self.components()) + \
-            (f"; {note}" if note else "")
+            (f"; {note}" if note else "") + shim
 
     def evidence(self, directory: Path) -> str:
         for name in svc.SERVICES:
@@ -226,12 +245,29 @@ class LocalTarget:
         (directory / "status.txt").write_text(status + "\n")
         return f"--target local --state-dir {shlex.quote(str(self.stack.layout.state_dir))}"
 
-    def broker_autosave(self) -> int | None:
-        return int(self.cfg.broker_autosave)
+    def broker_autosave(self) -> str | None:
+        """Read from the configuration file the running broker was started with, not from what `up` was asked: a
+        file edited by hand (or by a fault) is what the broker does."""
+        from indmlops import broker
+
+        conf = self.stack.layout.conf / "mosquitto" / "mosquitto.conf"
+        try:
+            return str(broker.from_conf(conf.read_text()))
+        except OSError:
+            return str(self.cfg.broker_autosave)
+        except ValueError as exc:
+            raise IndMLOpsError(f"{conf}: {exc}") from None
 
     def broker_data_dir(self) -> Path | None:
         path = self.stack.layout.data / "mosquitto"
         return path if path.is_dir() else None
+
+    def slow_fsync(self) -> SlowFsync | None:
+        """stack.json's slow_fsync_ms, with the shim its services preload (built once per source: the same path)."""
+        from indmlops.hostcheck.measure import SlowFsync
+
+        ms = self.cfg.slow_fsync_ms
+        return SlowFsync(ms, str(slowdisk.build())) if ms > 0 else None
 
     def process_roots(self) -> list[int] | None:
         pid = self.stack.supervisor.pid()

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import time
 
-from indmlops import clients, wire
+from indmlops import broker, clients, wire
 from indmlops.errors import IndMLOpsError, MissingDependency
 from indmlops.paths import CONFIG_DIR
 from indmlops.targets.local import render
@@ -53,24 +53,25 @@ def bootstrap(cfg: StackConfig) -> str:
     """Prove persistence is really written: a broker that cannot write its location saves nothing, silently."""
     db = cfg.layout.data / "mosquitto" / "mosquitto.db"
     before = db.stat().st_mtime_ns if db.exists() else 0
+    policy = broker.parse(cfg.broker_autosave)
     client = wire.mqtt_connect(endpoint(cfg, "mosquitto"), "probe", cfg.credentials["mosquitto"]["probe_password"])
-    # The broker saves after broker_autosave changes and never on a timer; one retained QoS1 message is one
-    # change (measured: 9 did not save at 10, 10 did), so that many of them must produce a write.
+    # By changes, the broker saves after N of them; one retained QoS1 message is one change (measured: 9 did not
+    # save at 10, 10 did), so that many of them must produce a write. Timed, one change and N + 2 s do.
     try:
         infos = [client.publish("indmlops/probe/persistence", f"written {time.time():.3f} #{i}", qos=1, retain=True)
-                 for i in range(cfg.broker_autosave)]
+                 for i in range(1 if policy.timed else policy.every)]
         for info in infos:
             info.wait_for_publish(timeout=5)
     finally:
         wire.mqtt_close(client)
-    # The save happens on the next housekeeping pass (~1 s); allow 10 s.
-    deadline = time.monotonic() + 10
+    # The save happens on the next housekeeping pass (~1 s) or timed save; allow 10 s more.
+    deadline = time.monotonic() + 10 + (policy.every + 2 if policy.timed else 0)
     while time.monotonic() < deadline:
         if db.exists() and db.stat().st_mtime_ns > before and db.stat().st_size > 0:
             return f"persistence written to {db}"
         time.sleep(0.2)
     raise IndMLOpsError(
-        f"mosquitto accepted {cfg.broker_autosave} retained QoS1 message(s) (broker_autosave {cfg.broker_autosave}) "
+        f"mosquitto accepted {len(infos)} retained QoS1 message(s) (broker_autosave {cfg.broker_autosave}) "
         f"but did not write its persistence file {db} within 10 s: "
         f"check that the broker's user can write {db.parent} (see {cfg.layout.log('mosquitto')})"
     )

@@ -1,0 +1,81 @@
+"""The chaos suite's verdict on one experiment run, in two parts: what the stack alone answers for, and what takes
+time (which a host that could not carry the run may explain, with its figures: indmlops.hostcheck).
+
+Each finding is one sentence naming what broke, the bound and where it lives, and the traffic's own summary."""
+
+from __future__ import annotations
+
+from indmlops import intent
+from indmlops.chaos import context
+from indmlops.chaos.runner import ChaosRun
+
+
+def stack_findings(run: ChaosRun, broker_autosave: str) -> list[str]:
+    """Whatever the host did: a fault that hit nothing, a run that did not complete or whose steady state did not
+    hold, a loss (also one the publishers' outbox repaired), readings the broker never acknowledged, readings given
+    up, duplicates beyond QoS1's redelivery window."""
+    chaos = intent.load("slo")["chaos"]
+    out = [why for why in run.failures("stop") if "InterruptExecution: lost:" in why]
+    recoveries = run.recoveries()
+    if not recoveries:
+        out.append("no recovery recorded: the experiment killed nothing")
+    for rec in recoveries:
+        if rec["new_identity"] == rec["old_identity"]:
+            out.append(f"{rec['component']} was not replaced (still {rec['old_identity']})")
+    if run.status != "completed" or run.journal.get("deviated"):
+        out.append(f"the run did not complete: status {run.status}, deviated {run.journal.get('deviated')}")
+    for when in ("before", "after"):
+        if not run.hypothesis_met(when):
+            out.append(f"steady state not met {when} the fault")
+    kills = max(1, len(recoveries))
+    for record in run.records("stop"):
+        traffic, faulted = record["output"], record["activity"]["provider"]["arguments"].get("bound_for")
+        said = traffic["summary"]
+        if traffic["acknowledged"] == 0:
+            out.append(f"the traffic got no reading acknowledged: {said}")
+        if traffic["unacknowledged"]:
+            out.append(f"{traffic['unacknowledged']} readings the broker never acknowledged (QoS1 publishes "
+                       f"without a PUBACK; bound 0): {said}")
+        if faulted is None:
+            continue
+        bound = context.loss_bound(faulted)
+        if traffic["lost_acknowledged"] > bound:
+            out.append(f"lost: {traffic['lost_acknowledged']} acknowledged readings, more than the {bound} allowed "
+                       f"for a kill of {faulted} (fixtures/slo.yaml chaos.max_lost_acknowledged): {said}")
+        # A loss the publishers' outbox repaired is still a loss of whoever dropped it: none may follow anything but
+        # a broker kill, and a broker kill no more than its save policy leaves unsaved.
+        resend = context.resend_bound(faulted, traffic["rate"], broker_autosave) * kills
+        if traffic["resent_gap"] > resend:
+            who = ("" if faulted == "mosquitto" else
+                   ": the broker holds the edge's queue across its kill, so the edge or the broker dropped them")
+            out.append(f"{traffic['resent_gap']} readings went missing after acknowledgement and had to be re-sent by "
+                       f"the publisher (allowed {resend} for {kills} kill(s) of {faulted} under broker_autosave "
+                       f"{broker_autosave}){who}: {said}")
+        if traffic["outbox"]["given_up"]:
+            out.append(f"{traffic['outbox']['given_up']} readings never got a prediction however often re-sent "
+                       f"(e.g. {', '.join(traffic['outbox']['given_up_examples'])}): {said}")
+        if traffic["duplicates"] > chaos["max_duplicates_per_kill"] * kills:
+            out.append(f"{traffic['duplicates']} readings predicted twice, at most "
+                       f"{chaos['max_duplicates_per_kill']} per kill (fixtures/slo.yaml): {said}")
+    return out
+
+
+def timing_findings(run: ChaosRun) -> list[str]:
+    """What takes time: recovery within its bound, the drain complete, the edge current again after each recovery
+    within its catch-up bound (fixtures/slo.yaml chaos.catch_up)."""
+    out = []
+    for rec in run.recoveries():
+        if rec["recovery_s"] > rec["bound_s"]:
+            out.append(f"{rec['component']} answered {rec['recovery_s']:.1f} s after the fault, bound "
+                       f"{rec['bound_s']:g} s (fixtures/slo.yaml recovery_s)")
+    for record in run.records("stop"):
+        traffic = record["output"]
+        if traffic["undrained"]:
+            out.append(f"not drained (late or stalled, not shown lost): {traffic['summary']}")
+        if not traffic["catch_up"]:
+            out.append("no recovery recorded while the traffic ran: catch-up not judged")
+        for i, c in enumerate(traffic["catch_up"], 1):
+            if not c["met"]:
+                out.append(f"recovery {i}: the edge was not current again within {c['bound_s']:g} s of ready "
+                           f"(fixtures/slo.yaml chaos.catch_up): {traffic['summary']}")
+    return out
