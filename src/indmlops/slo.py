@@ -41,6 +41,7 @@ class Profile:
     max_duplicate_ratio: float
     min_throughput_ratio: float
     generator_max_cpu: float
+    max_unacknowledged_ratio: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -86,7 +87,8 @@ def profile(name: str, doc: dict | None = None) -> Profile:
                    max_error_ratio=number("max_error_ratio"), max_loss_ratio=number("max_loss_ratio"),
                    max_duplicate_ratio=number("max_duplicate_ratio"),
                    min_throughput_ratio=number("min_throughput_ratio"),
-                   generator_max_cpu=number("generator_max_cpu"))
+                   generator_max_cpu=number("generator_max_cpu"),
+                   max_unacknowledged_ratio=number("max_unacknowledged_ratio"))
 
 
 def mqtt_users_at(shape: str, base: int, t: float, shape_seconds: float) -> int:

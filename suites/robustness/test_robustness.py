@@ -110,6 +110,7 @@ def test_no_acknowledged_valid_reading_lost_under_hostile_traffic(edge):
     where = f"factory/{edge.tag}/{{stream,canary}}/telemetry"
     rb.no_valid_reading_lost(acc, where)
     rb.every_valid_reading_drained(acc, where)
+    rb.every_valid_reading_acknowledged(acc, where)
     print(acc.summary())
 
 

@@ -82,14 +82,14 @@ class StandInEdge:
     """Answers telemetry with predictions as the edge does (QoS1, same fields), except as told: `drop_every` N
     readings are acknowledged and never answered (the first time they arrive), `per_s` caps how fast it answers."""
 
-    def __init__(self, target, *, drop_every: int = 0, per_s: float = 0.0) -> None:
+    def __init__(self, target, *, drop_every: int = 0, per_s: float = 0.0, qos: int = 1) -> None:
         import itertools
         import threading
         import time
 
         from indmlops import wire
 
-        self.drop_every, self.per_s = drop_every, per_s
+        self.drop_every, self.per_s, self.qos = drop_every, per_s, qos
         self.seen: set[tuple[str, int]] = set()
         self.count = itertools.count()
         self.paused = threading.Event()
@@ -110,7 +110,7 @@ class StandInEdge:
             self._time.sleep(1.0 / self.per_s)
         out = {"id": doc["id"], "line": doc["line"], "machine": doc["machine"], "seq": doc["seq"], "label": "normal",
                "ts_ns": doc["ts_ns"], "published_ns": self._time.time_ns(), "service": "stand-in"}
-        client.publish(f"factory/{doc['line']}/{doc['machine']}/prediction", json.dumps(out), qos=1)
+        client.publish(f"factory/{doc['line']}/{doc['machine']}/prediction", json.dumps(out), qos=self.qos)
 
     def close(self) -> None:
         from indmlops import wire
@@ -199,3 +199,12 @@ def test_traffic_verdict_names_an_edge_that_answers_but_never_catches_up(stand_i
     assert any("was not current again within 15 s of ready" in f and "never current again" in f
                for f in findings), findings
     edge.close()
+
+
+def test_traffic_verdict_names_an_edge_that_publishes_predictions_at_qos0(stand_in):
+    from indmlops.chaos import judge
+
+    stand_in(qos=0)  # a broker restart could drop these: the contract is QoS 1
+    report = run_traffic(3, mark_after=1)
+    findings = judge.stack_findings(judged(report), "1s")
+    assert any("predictions arrived at QoS 0 on a QoS 1 subscription" in f for f in findings), findings

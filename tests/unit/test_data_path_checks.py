@@ -55,8 +55,18 @@ def test_declared_rules_name_group_rule_and_file(tmp_path):
     assert obs.declared_rules([f]) == {("g", "A"): "r.yml", ("g", "job:r"): "r.yml"}
 
 
-def test_expected_jobs_are_the_shared_scrape_config():
+def test_expected_jobs_come_from_the_intent_and_the_shipped_scrape_config_covers_them():
     assert obs.expected_jobs() == ["prometheus", "mlflow", "seaweedfs", "inference"]
+    missing = set(obs.expected_jobs()) - set(obs.configured_jobs())
+    assert not missing, f"config/prometheus/scrape.yaml scrapes no job {sorted(missing)} (fixtures/smoke.yaml)"
+
+
+def test_a_job_dropped_from_the_scrape_config_stays_expected(tmp_path):
+    # The fault class "expectations read from the configuration under test": dropping a job must not drop its check.
+    f = tmp_path / "scrape.yaml"
+    f.write_text("jobs:\n  - {name: prometheus, service: prometheus}\n")
+    assert obs.configured_jobs(f) == ["prometheus"]
+    assert "inference" in obs.expected_jobs()
 
 
 def test_durability_intent_names_known_content_and_components():

@@ -124,6 +124,20 @@ def test_verdict_fails_delivery_rows_when_readings_lost_duplicated_or_not_sent()
     assert failed_rows(r) == ["delivery lost ratio", "delivery duplicate ratio", "delivery published / requested"]
 
 
+def test_verdict_fails_the_unacknowledged_row_when_the_broker_drops_a_tenth_without_puback():
+    # 100 of 1000 publishes never acknowledged: none is the edge's (QoS1 promises nothing for them), so lost,
+    # undrained and duplicates stay clean; the unacknowledged row and the PUBACK p99 (censored at the wait) fail.
+    censored = samples("mqtt:publish", [1.0] * 900 + [5000.0] * 100)
+    r = result(samples=[s for s in good_samples() if s[1] != "mqtt:publish"] + censored, unacknowledged=100)
+    assert failed_rows(r) == ["mqtt:publish p95", "mqtt:publish p99", "delivery unacknowledged ratio"]
+
+
+def test_verdict_fails_when_predictions_arrive_weaker_than_qos1():
+    r = result(samples=good_samples(), weak_qos=7)
+    assert failed_rows(r) == ["delivery predictions below QoS 1"]
+    assert "predictions below QoS 1" in latency.PROVEN  # the edge's own doing, whatever the host
+
+
 def test_verdict_fails_error_row_when_an_operation_was_never_exercised():
     r = result(samples=good_samples(), requests={"mqtt:publish": 1000})
     assert failed_rows(r) == ["http:predict error ratio"]

@@ -17,8 +17,13 @@ def stack_findings(run: ChaosRun, broker_autosave: str) -> list[str]:
     chaos = intent.load("slo")["chaos"]
     out = [why for why in run.failures("stop") if "InterruptExecution: lost:" in why]
     recoveries = run.recoveries()
-    if not recoveries:
+    faults = run.outputs("kill") + run.outputs("hold")
+    if not recoveries and not faults:
         out.append("no recovery recorded: the experiment killed nothing")
+    elif not recoveries:
+        why = run.failures("wait_ready") + run.failures("release")
+        out.append(f"{', '.join(sorted({f['component'] for f in faults}))} killed, but no recovery was recorded"
+                   + (f": {why[0]}" if why else ""))
     for rec in recoveries:
         if rec["new_identity"] == rec["old_identity"]:
             out.append(f"{rec['component']} was not replaced (still {rec['old_identity']})")
@@ -28,11 +33,22 @@ def stack_findings(run: ChaosRun, broker_autosave: str) -> list[str]:
         if not run.hypothesis_met(when):
             out.append(f"steady state not met {when} the fault")
     kills = max(1, len(recoveries))
+    # A run interrupted before its traffic was stopped (a recovery that failed) still accounted it in the rollback.
+    for reports in run.rollback_outputs("stop_all"):
+        for traffic in reports or []:
+            if traffic.get("lost_acknowledged"):
+                out.append(f"lost: {traffic['lost_acknowledged']} acknowledged readings got no prediction while later "
+                           f"readings of their machines did (accounted after the run was interrupted): "
+                           f"{traffic['summary']}")
     for record in run.records("stop"):
         traffic, faulted = record["output"], record["activity"]["provider"]["arguments"].get("bound_for")
         said = traffic["summary"]
         if traffic["acknowledged"] == 0:
             out.append(f"the traffic got no reading acknowledged: {said}")
+        if traffic.get("predictions_below_qos1"):
+            out.append(f"{traffic['predictions_below_qos1']} predictions arrived at QoS 0 on a QoS 1 subscription: "
+                       f"the edge publishes them weaker than the contract (QoS 1), so a broker restart can drop "
+                       f"them: {said}")
         if traffic["unacknowledged"]:
             out.append(f"{traffic['unacknowledged']} readings the broker never acknowledged (QoS1 publishes "
                        f"without a PUBACK; bound 0): {said}")

@@ -31,6 +31,18 @@ def experiments(profile: str | None = None) -> list[str]:
     return [n for n in names if admits(n)]
 
 
+def traffic_rates(profile: str | None = None) -> list[float]:
+    """Readings/s each experiment's traffic offers (its `start` activities): the host must carry these too."""
+    rates = []
+    for name in experiments(profile):
+        doc = json.loads((EXPERIMENTS_DIR / f"{name}.json").read_text())
+        for act in doc.get("method") or []:
+            prov = act.get("provider") or {}
+            if prov.get("module") == "indmlops.chaos.traffic" and prov.get("func") == "start":
+                rates.append(float((prov.get("arguments") or {}).get("rate", 100.0)))
+    return rates
+
+
 @dataclass
 class ChaosRun:
     name: str
@@ -57,6 +69,11 @@ class ChaosRun:
 
     def outputs(self, func: str) -> list:
         return [r.get("output") for r in self.records(func)]
+
+    def rollback_outputs(self, func: str) -> list:
+        """Outputs of the rollbacks calling `func` (traffic accounted after an interrupted run, say)."""
+        return [r.get("output") for r in self.journal.get("rollbacks") or []
+                if r["activity"]["provider"].get("func") == func and r.get("status") == "succeeded"]
 
     def recoveries(self) -> list[dict]:
         """Every recovery of the run: after a kill (wait_ready) and after an outage (release)."""

@@ -57,6 +57,7 @@ class Traffic:
         self.published = 0
         self.window = threading.Semaphore(max_inflight)
         self.outbox = Outbox()  # under self.lock
+        self.weak_qos = 0  # predictions that arrived below QoS 1: published weaker than the contract
         self.arrivals: list[tuple[float, float]] = []  # (arrival, delay) of each first prediction, in arrival order
         self.stopping = threading.Event()
         self.rx_id, self.tx_id = f"indmlops-chaos-rx-{self.line}", f"indmlops-chaos-tx-{self.line}"
@@ -104,6 +105,8 @@ class Traffic:
         key = (doc["machine"], doc["seq"])
         now = time.time()
         with self.lock:
+            if msg.qos < 1:  # subscribed at QoS 1: it arrives at 0 only when the edge published it at 0
+                self.weak_qos += 1
             stamps = self.stamps.setdefault(key, set())
             distinct = doc["published_ns"] not in stamps
             stamps.add(doc["published_ns"])
@@ -212,6 +215,7 @@ class Traffic:
                   "lost_examples": acc.lost_examples, "undrained_examples": acc.undrained_examples,
                   "duplicate_examples": acc.duplicate_examples, "drain": acc.drain.__dict__ if acc.drain else None,
                   "outbox": outbox, "resent_gap": outbox["resent_gap"], "rate": self.rate,
+                  "predictions_below_qos1": self.weak_qos,
                   "catch_up": [c.as_dict() for c in catch_ups],
                   "summary": acc.summary() + (f"; outbox re-sent {outbox['resent_gap']} shown missing, "
                                               f"{outbox['resent_probe']} probes, gave up {outbox['given_up']}")
@@ -255,9 +259,11 @@ def stop(drain_bound_s: float = 120.0, drain_quiet_s: float = 15.0, bound_for: s
                    catch_up_bound_s=context.catch_up_bound(key) if key else None)
 
 
-def stop_all(configuration: dict | None = None) -> list[str]:
-    """Rollback: stop whatever traffic an interrupted run left behind."""
-    names = list(_running)
-    for name in names:
-        _running.pop(name).stop(0, 0, None)
-    return names
+def stop_all(drain_bound_s: float = 30.0, drain_quiet_s: float = 5.0, configuration: dict | None = None) -> list[dict]:
+    """Rollback: stop whatever traffic an interrupted run left behind, and still account it (a short drain), so a
+    run interrupted by a failed recovery keeps its evidence: proven losses are counted, not thrown away."""
+    reports = []
+    for name in list(_running):
+        report = _running.pop(name).stop(drain_bound_s, drain_quiet_s, None)
+        reports.append({"name": name, **report})
+    return reports

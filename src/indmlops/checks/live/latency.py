@@ -50,8 +50,13 @@ def verdict(result: LoadResult, profile: Profile) -> list[Row]:
             rows.append(_ratio_row(op, "error ratio", result.failures.get(op, 0), result.requests.get(op, 0),
                                    profile.max_error_ratio))
     rows.append(_ratio_row("delivery", "lost ratio", result.lost, result.published, profile.max_loss_ratio))
+    # Readings the broker never acknowledged: QoS1 promises them nothing, so the edge is not to blame, but a broker
+    # that drops publishes without a PUBACK (or stalls until the publisher leaves) breaks the OT plane's contract.
+    rows.append(_ratio_row("delivery", "unacknowledged ratio", result.unacknowledged, result.published,
+                           profile.max_unacknowledged_ratio))
     # Not drained: no prediction yet when the drain ended. Not evidence of loss, but the edge did not finish.
     rows.append(Row("delivery", "not drained", "= 0", str(result.undrained), result.undrained == 0))
+    rows.append(Row("delivery", "predictions below QoS 1", "= 0", str(result.weak_qos), result.weak_qos == 0))
     rows.append(_ratio_row("delivery", "duplicate ratio", result.duplicates, result.published,
                            profile.max_duplicate_ratio))
     rows.append(_ratio_row("delivery", "published / requested", result.published, round(result.requested),
@@ -85,7 +90,7 @@ def where_time_went(result: LoadResult) -> str:
 
 # Delivery rows only the stack answers for: the ledger proves a loss (a later reading of the same machine was
 # predicted), and a second prediction is the edge's, however busy the host was.
-PROVEN = ("lost ratio", "duplicate ratio")
+PROVEN = ("lost ratio", "duplicate ratio", "predictions below QoS 1")
 
 
 def assert_rows(rows: list[Row], *, groups: tuple[str, ...], result: LoadResult, profile: Profile,

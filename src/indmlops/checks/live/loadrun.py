@@ -43,6 +43,7 @@ class LoadResult:
     undrained: int = 0  # acknowledged, no prediction when the drain ended: not shown lost
     unacknowledged: int = 0  # published, not acknowledged by the broker when the drain ended
     acknowledged: int = 0
+    weak_qos: int = 0  # predictions that arrived below QoS 1 on a QoS 1 subscription
     delivery: str = ""  # indmlops.delivery's summary: counts, late delays, examples, how the drain ended
 
     @classmethod
@@ -144,6 +145,7 @@ def _child(argv: list[str]) -> int:
     result = {"samples": m.samples, "published": m.published, "matched": m.matched, "lost": acc.lost,
               "late": acc.late, "undrained": acc.undrained, "unacknowledged": acc.unacknowledged,
               "acknowledged": acc.acknowledged, "delivery": acc.summary(), "duplicates": m.duplicates,
+              "weak_qos": m.weak_qos,
               "requested": requested, "generator_cpu": (load["cpu"] - cpu0) / seconds,
               "seconds": seconds, "failures": {e.name: e.num_failures for e in entries},
               "requests": {e.name: e.num_requests for e in entries}}

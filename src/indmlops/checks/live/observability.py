@@ -24,8 +24,16 @@ DASHBOARDS_DIR = CONFIG_DIR / "grafana" / "dashboards"
 SCRAPE_FILE = CONFIG_DIR / "prometheus" / "scrape.yaml"
 
 
-def expected_jobs(scrape_file: Path = SCRAPE_FILE) -> list[str]:
-    """Every job of the shared scrape config (the same file the manifests deploy)."""
+def expected_jobs() -> list[str]:
+    """The jobs Prometheus must scrape, from the intent (fixtures/smoke.yaml prometheus_jobs, which the smoke suite
+    reads too), never from the scrape configuration under test: a job dropped there would drop out of its check."""
+    from indmlops import intent
+
+    return [str(job) for job in intent.load("smoke")["prometheus_jobs"]]
+
+
+def configured_jobs(scrape_file: Path = SCRAPE_FILE) -> list[str]:
+    """The jobs of the shared scrape config (the same file the manifests deploy)."""
     return [j["name"] for j in yaml.safe_load(scrape_file.read_text())["jobs"]]
 
 

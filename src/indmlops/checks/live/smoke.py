@@ -270,7 +270,7 @@ def reading_gets_prediction(target: Target, *, within: float = 1.0) -> RoundTrip
     got: queue.Queue[dict] = queue.Queue()
     watcher = wire.mqtt_connect(ep, mon.username, mon.password)
     try:
-        watcher.on_message = lambda _c, _u, msg: got.put(json.loads(msg.payload))
+        watcher.on_message = lambda _c, _u, msg: got.put({**json.loads(msg.payload), "_qos": msg.qos})
         wire.mqtt_subscribe(watcher, f"{topic}/prediction", qos=1)
         pub = wire.mqtt_connect(ep, sim.username, sim.password)
         try:
@@ -289,4 +289,6 @@ def reading_gets_prediction(target: Target, *, within: float = 1.0) -> RoundTrip
     finally:
         wire.mqtt_close(watcher)
     assert pred["id"] == reading["id"], f"prediction for id {pred['id']}, expected {reading['id']}"
+    assert pred["_qos"] >= 1, (f"the prediction on {topic}/prediction arrived at QoS {pred['_qos']} on a QoS 1 "
+                               "subscription: the edge publishes predictions weaker than the contract (QoS 1)")
     return RoundTrip("prediction", elapsed, f"{topic} -> {pred['label']} (model {pred['model_version']})")

@@ -17,6 +17,7 @@ from indmlops.checks.live.robustness.replay import main, replay
 from indmlops.checks.live.robustness.waiting import (
     LateWait,
     ValidStream,
+    every_valid_reading_acknowledged,
     every_valid_reading_drained,
     no_valid_reading_lost,
     settle,
@@ -25,6 +26,7 @@ from indmlops.checks.live.robustness.waiting import (
 
 __all__ = [
     "ERRORS_METRIC", "Budget", "Edge", "LateWait", "Observer", "ValidStream", "budget", "edge_alive",
-    "error_counters_grew", "error_counts", "every_valid_reading_drained", "http_hostile_rejected", "main",
+    "error_counters_grew", "error_counts", "every_valid_reading_acknowledged", "every_valid_reading_drained",
+    "http_hostile_rejected", "main",
     "mqtt_hostile_handled", "no_valid_reading_lost", "replay", "settle", "wait_late",
 ]

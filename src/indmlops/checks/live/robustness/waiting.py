@@ -106,3 +106,10 @@ def every_valid_reading_drained(acc: Accounting, where: str) -> None:
     assert not acc.undrained, f"not drained (late or stalled, not shown lost): {acc.undrained} acknowledged valid " \
                               f"readings on {where} had no prediction when the drain ended: " \
                               f"{acc.drain.detail if acc.drain else 'no drain'}; {acc.summary()}"
+
+
+def every_valid_reading_acknowledged(acc: Accounting, where: str) -> None:
+    """Every valid reading got the broker's PUBACK: hostile traffic on other topics must not make the broker drop or
+    stall the valid stream's publishes (QoS1 promises nothing for an unacknowledged one, so it is judged here)."""
+    assert not acc.unacknowledged, f"{acc.unacknowledged} of {acc.published} valid QoS1 readings on {where} never " \
+                                   f"got a PUBACK from the broker (bound 0): {acc.summary()}"
