@@ -100,3 +100,42 @@ def test_content_answered_absent_is_lost_at_once_without_retries(monkeypatch):
         content_survives_kill(StandIn(None), "s3", kinds=["probe"], timeout=5)
     assert not isinstance(err.value, ContentNotServed)
     assert answers == [3]  # asked once: an answer about the content is not retried
+
+
+def test_a_store_serving_only_after_the_ready_grace_has_a_readiness_finding(monkeypatch):
+    from indmlops.checks.live import durability
+    from indmlops.checks.live.content.base import Unreadable
+
+    monkeypatch.setattr(durability, "READY_GRACE_S", 0.05)
+    answers = [Unreadable("3 of 3 reads failed in the store (InternalError, HTTP 500)")] * 20 + [3]
+    _reads(monkeypatch, answers)  # 20 failed reads × 10 ms retry ≥ 0.2 s > the grace, then served
+    with pytest.raises(ContentNotServed) as err:
+        content_survives_kill(StandIn(None), "s3", kinds=["probe"], timeout=5)
+    msg = str(err.value)
+    assert "s3 said Ready after a kill" in msg and "before it served its content" in msg
+    assert "its readiness check answers before its data path works" in msg and "probe: reads failed for" in msg
+    assert err.value.outcome.verified == {"probe": 3} and not err.value.outcome.failures
+
+
+def test_s3_objects_answered_absent_among_store_errors_are_lost_not_unserved():
+    from unittest import mock
+
+    from botocore.exceptions import ClientError
+
+    from indmlops.checks.live.content.base import Unreadable
+    from indmlops.checks.live.content.it_core import s3_objects
+
+    def error(code: str, status: int) -> ClientError:
+        return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject")
+
+    creds = mock.Mock(username="u", password="p", extra={"region": "r", "bucket": "b"})
+    target = mock.Mock(credentials=mock.Mock(return_value=creds))
+    with mock.patch("indmlops.clients.s3_client") as make:
+        client = make.return_value
+        content = s3_objects(target, "tag", count=4)
+        client.get_object.side_effect = [error("InternalError", 500), error("NoSuchKey", 404),
+                                         error("InternalError", 500), error("NoSuchKey", 404)]
+        with pytest.raises(AssertionError) as err:
+            content.verify()
+    assert not isinstance(err.value, Unreadable), "a mix of 404 and 5xx was called unreadable: nothing proven lost"
+    assert "2 of 4 missing" in str(err.value) and "besides, 2 reads failed in the store" in str(err.value)

@@ -19,6 +19,10 @@ from indmlops.targets.base import Target
 # before the verdict says it does not serve its content. Reads are retried every READ_RETRY_S meanwhile.
 SERVING_WINDOW_S = 30.0
 READ_RETRY_S = 1.0
+# Reads that fail after Ready and then succeed are late, not lost; but Ready is meant to say "serving": a store
+# that fails reads for longer than this after saying Ready has a readiness finding (it answers its probe before its
+# data path works). 5 s = five read retries, longer than any probe period of the shipped readiness checks.
+READY_GRACE_S = 5.0
 
 
 @dataclass
@@ -33,6 +37,7 @@ class Outcome:
     failures: list[str] = field(default_factory=list)
     unserved: list[str] = field(default_factory=list)  # reads the store kept failing: neither kept nor lost proven
     late: list[str] = field(default_factory=list)  # reads that failed after Ready, then succeeded
+    ready_too_early: list[str] = field(default_factory=list)  # late beyond READY_GRACE_S: a readiness finding
     cleanup_errors: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -57,9 +62,10 @@ class ContentNotServed(ContentLost):
     the stack (Ready must mean serving), but not proof that anything was lost."""
 
 
-def _verify(c: Content, window: float) -> tuple[int | None, str]:
-    """(items verified, a note when reads failed first), or (None, why) when the store still failed reads after
-    `window` s. AssertionError (content absent or changed) passes through: that is an answer, not a failure."""
+def _verify(c: Content, window: float) -> tuple[int | None, str, float]:
+    """(items verified, a note when reads failed first, seconds they failed), or (None, why, seconds) when the store
+    still failed reads after `window` s. AssertionError (content absent or changed) passes through: that is an
+    answer, not a failure."""
     t0 = time.monotonic()
     first: str | None = None
     while True:
@@ -69,11 +75,12 @@ def _verify(c: Content, window: float) -> tuple[int | None, str]:
             first = first or str(exc)
             if time.monotonic() - t0 >= window:
                 return None, (f"{exc} (still after {window:.0f} s of reads since the component was Ready; first: "
-                              f"{first[:300]})")
+                              f"{first[:300]})"), time.monotonic() - t0
             time.sleep(READ_RETRY_S)
             continue
-        note = f"{c.kind}: reads failed for {time.monotonic() - t0:.1f} s after Ready ({first[:300]})" if first else ""
-        return n, note
+        failed_s = time.monotonic() - t0 if first else 0.0
+        note = f"{c.kind}: reads failed for {failed_s:.1f} s after Ready ({first[:300]})" if first else ""
+        return n, note, failed_s
 
 
 def _volume(target: Target, component: str) -> str | None:
@@ -118,7 +125,7 @@ def content_survives_kill(target: Target, component: str, *, kinds: list[str], t
     for c in contents:
         out.written[c.kind] = {"items": c.items, "bytes": c.bytes, "where": c.where}
         try:
-            verified, note = _verify(c, SERVING_WINDOW_S)
+            verified, note, failed_s = _verify(c, SERVING_WINDOW_S)
         except AssertionError as exc:
             out.failures.append(str(exc))
             continue
@@ -128,6 +135,8 @@ def content_survives_kill(target: Target, component: str, *, kinds: list[str], t
             out.verified[c.kind] = verified
             if note:
                 out.late.append(note)
+            if failed_s > READY_GRACE_S:
+                out.ready_too_early.append(note)
     for c in contents:
         try:
             c.cleanup()
@@ -138,7 +147,12 @@ def content_survives_kill(target: Target, component: str, *, kinds: list[str], t
     if out.failures:
         raise ContentLost(out, f"{component} lost content across a kill {how}:\n  " + "\n  ".join(
             out.failures + [f"also not served: {u}" for u in out.unserved]) + reproduce)
-    if out.unserved:
+    if out.unserved or out.ready_too_early:
+        if not out.unserved:
+            raise ContentNotServed(out,
+                f"{component} said Ready after a kill {how} before it served its content (nothing lost: the reads "
+                f"succeeded later, but more than {READY_GRACE_S:g} s after Ready): its readiness check answers "
+                "before its data path works:\n  " + "\n  ".join(out.ready_too_early) + reproduce)
         raise ContentNotServed(out,
             f"{component} is Ready after a kill {how} but does not serve its content: reads fail in the store, so "
             "nothing is proven lost or kept (a readiness signal that answers before the data path works, or a "

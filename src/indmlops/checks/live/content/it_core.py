@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -48,7 +49,14 @@ def postgres_rows(target: Target, tag: str, *, rows: int = 500, size: int = 1024
             raise AssertionError(f"postgres rows at {where}: the table does not exist any more: all {rows} rows "
                                  "lost (is the server running on another data directory?)") from None
         except psycopg.OperationalError as exc:  # refused, "the database system is starting up", reset
-            raise Unreadable(f"postgres rows at {where}: the read failed: {str(exc).strip()[:200]}") from None
+            said = str(exc).strip()
+            # The server answered that the database or the role is not there: an answer about the content (a fresh
+            # initdb, another data directory), not a failure to read it.
+            if re.search(r'(database|role) "[^"]*" does not exist', said):
+                raise AssertionError(f"postgres rows at {where}: all {rows} rows lost: {said[:200]} (the server "
+                                     "answers without the database the rows were committed to: a fresh data "
+                                     "directory?)") from None
+            raise Unreadable(f"postgres rows at {where}: the read failed: {said[:200]}") from None
         _lost("postgres rows", where, sorted(set(sent) - set(got))[:8],
               [i for i in sent if i in got and bytes(got[i]) != sent[i]], rows,
               "committed before the kill, so a restart on the same data directory must keep them")
@@ -103,10 +111,13 @@ def s3_objects(target: Target, tag: str, *, count: int = 12) -> Content:
                 continue
             if hashlib.sha256(body).hexdigest() != digest:
                 changed.append(key)
+        # An object the store answers for as absent or different is lost, whatever it failed to read besides: a mix
+        # of 404 and 5xx is a loss (with the unreadable named), not "nothing proven".
+        _lost("s3 objects", where, lost, changed, count,
+              f"besides, {len(unreadable)} reads failed in the store {unreadable[:4]}" if unreadable else "")
         if unreadable:
             raise Unreadable(f"s3 objects at {where}: {len(unreadable)} of {count} reads failed in the store "
-                             f"{unreadable[:4]}" + (f"; {len(lost)} answered as absent {lost[:4]}" if lost else ""))
-        _lost("s3 objects", where, lost, changed, count)
+                             f"{unreadable[:4]}")
         return count
 
     def cleanup() -> None:
