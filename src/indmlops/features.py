@@ -21,25 +21,26 @@ class FeatureState:
 
     def __init__(self, max_machines: int = 10_000) -> None:
         self._last: dict[str, list[float]] = {}
-        self._seq: dict[str, int] = {}  # the newest sequence number seen per machine, where readings carry one
+        self._order: dict[str, int] = {}  # the newest reading's order (its timestamp) per machine, where given
         self.max_machines = max_machines
 
-    def vector(self, machine_key: str, features: dict[str, float], seq: int | None = None) -> list[float]:
-        """`seq`, when given, orders the readings: one older than the machine's newest (a re-sent reading that
-        arrives after later ones) is judged without history and leaves the state alone, so it cannot turn the next
-        fresh reading's change into a jump."""
+    def vector(self, machine_key: str, features: dict[str, float], order: int | None = None) -> list[float]:
+        """`order`, when given, orders the readings (the reading's timestamp, not its sequence number, which starts
+        again when a publisher restarts): one older than the machine's newest (a re-sent reading that arrives after
+        later ones) is judged without history and leaves the state alone, so it cannot turn the next fresh
+        reading's change into a jump."""
         values = [float(features[s]) for s in SIGNALS]
         last = self._last
-        if seq is not None and machine_key in last and seq <= self._seq.get(machine_key, -1):
+        if order is not None and machine_key in last and order < self._order.get(machine_key, order):
             return values + list(FIRST_DELTAS)
         prev = last.pop(machine_key, None)  # re-inserted below: the dict's order is least recently seen first
         if prev is None and len(last) >= self.max_machines:
             forgotten = next(iter(last))
             del last[forgotten]
-            self._seq.pop(forgotten, None)
+            self._order.pop(forgotten, None)
         last[machine_key] = values
-        if seq is not None:
-            self._seq[machine_key] = seq
+        if order is not None:
+            self._order[machine_key] = order
         # The first reading of a machine has no history: a delta of 0 would look like a stuck sensor, so use
         # a typical noise-sized change instead (the per-signal noise standard deviation).
         deltas = [v - p for v, p in zip(values, prev)] if prev else list(FIRST_DELTAS)

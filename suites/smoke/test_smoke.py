@@ -70,3 +70,9 @@ def test_component_recovers_with_new_pid_when_killed(target, component, smoke_in
                                                timeout=RECOVERY_S[component])
     print(f"{component}: pid {recovery.kill.identity} -> {recovery.ready.identity}, "
           f"ready {recovery.ready.seconds:.1f} s after the kill, restarts {recovery.restarts_after}")
+
+
+def test_published_readings_keep_their_identity_when_stack_ready(target):
+    from indmlops.checks.live import identity
+
+    print(identity.publishers_keep_reading_identity(target))

@@ -111,3 +111,36 @@ def test_recovery_check_passes_on_scratch_stack_with_autorestart(scratch_stack):
     rec = smoke.killed_component_recovers(LocalTarget(stack.layout.state_dir), "mosquitto", timeout=15)
     assert rec.restarts_after == 1 and rec.ready.identity != rec.kill.identity
 
+
+
+def test_identity_check_fails_when_a_publisher_reuses_an_id(target):
+    """A second publisher on the live broker that stamps every reading with one id: the smoke check names it."""
+    import itertools
+    import json
+    import threading
+    import time
+
+    from indmlops.checks.live import identity
+    from indmlops.simulator import Plant
+
+    sim = target.credentials("mosquitto", "simulator")
+    pub = wire.mqtt_connect(target.endpoint("mosquitto"), sim.username, sim.password)
+    stop = threading.Event()
+
+    def publish() -> None:
+        for r in itertools.islice(Plant(seed=3, machines=1).readings(), 200):
+            if stop.is_set():
+                return
+            r.update(line="identity-breach", id="00000000-0000-4000-8000-000000000000", ts_ns=time.time_ns())
+            pub.publish(f"factory/identity-breach/{r['machine']}/telemetry", json.dumps(r), qos=1)
+            time.sleep(0.05)
+
+    worker = threading.Thread(target=publish, daemon=True)
+    worker.start()
+    try:
+        with pytest.raises(AssertionError, match=r"id 00000000-0000-4000-8000-000000000000 names two readings"):
+            identity.publishers_keep_reading_identity(target, seconds=2)
+    finally:
+        stop.set()
+        worker.join(5)
+        wire.mqtt_close(pub)

@@ -96,11 +96,28 @@ def signals(*values: float) -> dict[str, float]:
     return dict(zip(SIGNALS, values))
 
 
-def test_feature_state_ignores_an_older_reading_but_orders_nothing_without_seq():
+def test_feature_state_ignores_an_older_reading_but_orders_nothing_without_an_order():
     fs = FeatureState()
-    fs.vector("l/m", signals(1, 1, 1, 1), seq=5)
-    assert fs.vector("l/m", signals(9, 9, 9, 9), seq=3)[4:] == list(FIRST_DELTAS)
-    assert fs.vector("l/m", signals(2, 2, 2, 2), seq=6)[4:] == [1.0, 1.0, 1.0, 1.0]  # against 5, not the late 3
+    fs.vector("l/m", signals(1, 1, 1, 1), order=5)
+    assert fs.vector("l/m", signals(9, 9, 9, 9), order=3)[4:] == list(FIRST_DELTAS)
+    assert fs.vector("l/m", signals(2, 2, 2, 2), order=6)[4:] == [1.0, 1.0, 1.0, 1.0]  # against 5, not the late 3
     free = FeatureState()  # training and HTTP give no seq: every reading is the newest
     free.vector("l/m", signals(1, 1, 1, 1))
     assert free.vector("l/m", signals(3, 1, 1, 1))[4:] == [2.0, 0.0, 0.0, 0.0]
+
+
+def test_a_restarted_publisher_reusing_sequence_numbers_gets_fresh_predictions_with_history(svc):
+    """A simulator restarted with a new seed starts its seq again: new readings, not re-sends of old ones."""
+    first = list(itertools.islice(Plant(seed=7, machines=1).readings(), 3))
+    for i, reading in enumerate(first):
+        reading["ts_ns"] = 1_000 + i
+        deliver(svc, reading, 300 + i)
+    again = list(itertools.islice(Plant(seed=8, machines=1).readings(), 2))  # seq 1, 2 again; new ids, later ts
+    for i, reading in enumerate(again):
+        reading["ts_ns"] = 2_000 + i
+        deliver(svc, reading, 400 + i)
+    assert len(svc.seen) == 5  # each predicted: none answered from the old run's seq
+    assert svc.metrics.registry.get_sample_value("indmlops_inference_answered_again_total") == 0
+    prev = [float(again[0]["features"][s]) for s in SIGNALS]
+    now = [float(again[1]["features"][s]) for s in SIGNALS]
+    assert svc.seen[-1][4:] == pytest.approx([a - b for a, b in zip(now, prev)], abs=1e-4)  # history kept going

@@ -47,7 +47,7 @@ class InferenceService:
         self.subscribed = threading.Event()  # set on SUBACK: before it, readings would pass us by
         self._subscribed = False  # SUBSCRIBE sent on the current connection
         self._ack_after: dict[int, int] = {}  # our publish mid → the reading's mid to acknowledge when it is held
-        self._answered: OrderedDict[tuple[str, str, int], str] = OrderedDict()  # (line, machine, seq) → prediction
+        self._answered: OrderedDict[tuple, str] = OrderedDict()  # a reading's identity → its prediction
         self.stopping = threading.Event()
         # Liveness: the network loop runs in a thread of ours (so its end is seen, with the exception that ended
         # it), and a reading whose handling has not returned after `stall_after` s means the loop is stuck.
@@ -170,7 +170,9 @@ class InferenceService:
         except BadPayload as exc:
             self._dead_letter(msg, exc)
             return
-        key = (line, machine, reading.seq)
+        # The reading's whole identity: a re-send is the same reading byte for byte, while a restarted publisher
+        # starts its sequence numbers again (new ids and timestamps): those must not get an old answer.
+        key = (line, machine, reading.seq, reading.id, reading.ts_ns)
         if (answered := self._answered.get(key)) is not None:
             self._answer_again(client, msg, line, machine, answered)
             return
@@ -200,7 +202,7 @@ class InferenceService:
     # touching the machine's feature history (FeatureState ignores a reading older than its newest).
     ANSWERED_MAX = 50_000
 
-    def _remember(self, key: tuple[str, str, int], body: str) -> None:
+    def _remember(self, key: tuple, body: str) -> None:
         answered = self._answered
         answered[key] = body
         if len(answered) > self.ANSWERED_MAX:
@@ -252,9 +254,9 @@ class InferenceService:
 
     def predict(self, reading: Reading, state: FeatureState, source: str, received_ns: int) -> dict:
         model = self.model  # one read: a concurrent swap cannot split this prediction across versions
-        # MQTT readings are a stream per machine, ordered by seq (a re-sent one may come late); HTTP ones stand alone.
+        # MQTT readings are a stream per machine, ordered by time (a re-sent one may come late); HTTP ones stand alone.
         vector = state.vector(f"{reading.line}/{reading.machine}", reading.features,
-                              seq=reading.seq if source == "mqtt" else None)
+                              order=reading.ts_ns if source == "mqtt" else None)
         if not all(abs(x) <= FLOAT32_MAX for x in vector):  # two extreme readings in a row: their change overflows
             raise BadPayload("out_of_range", "a change since the machine's previous reading is beyond float32")
         if model is None:
