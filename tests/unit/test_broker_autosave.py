@@ -309,3 +309,20 @@ def test_broker_autosave_fixture_is_the_local_stacks_setting_else_the_option(pyt
                                "    print('SETTING', target.name, broker_autosave)\n")
     result = pytester.runpytest_subprocess("-s", "-p", "no:randomly")
     result.stdout.fnmatch_lines(["*SETTING local 100*", "*SETTING kube 10*"])
+
+
+def test_the_resend_table_is_its_comments_arithmetic():
+    # fixtures/slo.yaml says: bound = N - 1 + 5 (N changes since the last save, plus the loop pass's 5).
+    table = intent.load("slo")["chaos"]["max_resent_by_broker_autosave"]
+    assert {int(n): int(b) for n, b in table.items()} == {n: n - 1 + 5 for n in MEASURED}
+
+
+def test_the_durability_table_is_its_comments_arithmetic():
+    # fixtures/durability.yaml says: N - 1 for N changes (waiting does not make a broker that saves by count save),
+    # 0 for the timed policy whose period is shorter than the settle time.
+    plan = intent.load("durability")["components"]["mosquitto"]
+    table = plan["max_lost_by_broker_autosave"]
+    assert {int(n): int(b) for n, b in table.items() if not str(n).endswith("s")} == {n: n - 1 for n in MEASURED}
+    for policy, bound in ((k, v) for k, v in table.items() if str(k).endswith("s")):
+        # Mosquitto saves when `last + N < now` in whole seconds: within N + 1 s, plus the loop pass (< 1 s).
+        assert bound == 0 and broker.parse(policy).every + 2 <= plan["settle_s"], (policy, plan["settle_s"])

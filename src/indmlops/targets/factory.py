@@ -132,9 +132,18 @@ def _preview_local(spec: TargetSpec) -> list[str]:
     t = LocalTarget(_local_stack(spec).layout.state_dir)
     if not t.stack.running():
         return [f"indmlops endpoints: {t.describe()}"]
+    from indmlops import broker
+
+    policy = t.broker_autosave()
+    caveat = ""
+    if policy is not None and not broker.parse(policy).timed:
+        # Not a silent cliff: saving by changes rewrites the whole database at every save, so a backlog makes every
+        # save dearer (docs/suites.md, "Broker durability").
+        caveat = ("; saves by changes: after an outage the edge drains only as fast as the disk rewrites a growing "
+                  "database (docs/suites.md, 'Policies by changes: the measured curve')")
     return [f"indmlops endpoints: {t.describe()}",
             "indmlops versions: " + "; ".join(f"{k}: {v}" for k, v in t.versions().items()),
-            f"indmlops broker: broker_autosave={t.broker_autosave()} (the running stack's, stack.json)"]
+            f"indmlops broker: broker_autosave={policy} (read from the running broker's mosquitto.conf){caveat}"]
 
 
 # --- Kubernetes ----------------------------------------------------------------------------------------------------
