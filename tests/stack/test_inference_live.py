@@ -160,12 +160,23 @@ def test_new_champion_swapped_in_under_traffic_without_loss_or_duplicates(target
     old = client.get_model_version_by_alias(training.MODEL_NAME, training.ALIAS)
     watcher = Watcher(target)
     plant = Plant(seed=int(time.time()) + 1, lines=1, machines=4)
-    ids = planned_ids(plant, 3000)
+    twin = Plant(seed=plant.seed, lines=1, machines=4)  # same seed, read chunk by chunk as publish() does: same ids
+    ids: list[str] = []
     outcome: dict[str, object] = {"progress": "nothing published yet"}
+    swapped = threading.Event()
+    CHUNK = 250  # readings per publish call at 500/s: traffic flows in 0.5 s steps until the swap is seen
 
     def send() -> None:
+        # Traffic before, during and after the swap, however long loading the new version takes on this host: the
+        # swap is judged under traffic, not raced against a fixed count (a fast broker drained 3,000 readings
+        # before a slow load finished).
         try:
-            publish_readings(target, plant, len(ids), rate=750, progress=lambda text: outcome.update(progress=text))
+            after = 0
+            while after < 4 and len(ids) < 120 * 500:
+                ids.extend(r["id"] for r in itertools.islice(twin.readings(), CHUNK))
+                publish_readings(target, plant, CHUNK, rate=500,
+                                 progress=lambda text: outcome.update(progress=text))
+                after += swapped.is_set()
             outcome["done"] = True
         except BaseException as exc:  # reported by the test below, with how far the publisher got
             outcome["error"] = exc
@@ -178,12 +189,17 @@ def test_new_champion_swapped_in_under_traffic_without_loss_or_duplicates(target
         new = mlflow.register_model(f"runs:/{old.run_id}/model", training.MODEL_NAME)
         client.set_model_version_tag(training.MODEL_NAME, new.version, "onnx_uri", old.tags.get("onnx_uri", ""))
         client.set_registered_model_alias(training.MODEL_NAME, training.ALIAS, new.version)
-        # 3,000 readings at 750/s take 4 s on a quiet host; a durable broker on a contended disk acknowledges far
-        # fewer per second (fsync per change), so the publisher gets 120 s before the test calls it stuck.
-        sender.join(120)
-        why = outcome.get("error") or "still running after 120 s"
+        deadline = time.monotonic() + 60
+        while (service.model is None or service.model.version != str(new.version)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        swapped.set()
+        sender.join(180)
+        why = outcome.get("error") or "still running after 180 s"
         assert outcome.get("done"), (f"the publisher of {len(ids)} readings did not finish ({why}); last progress: "
                                      f"{outcome['progress']}: the broker acknowledged too slowly for the swap test")
+        assert service.model is not None and service.model.version == str(new.version), (
+            f"the service still serves version {service.model.version if service.model else None} 60 s after the "
+            f"alias moved to {new.version}: {service.last_model_error}")
         preds = watcher.collect(len(ids), timeout=60, service=service.client_id, quiet=5, ids=ids)
     finally:
         client.set_registered_model_alias(training.MODEL_NAME, training.ALIAS, old.version)
