@@ -37,10 +37,17 @@ def test_a_local_stack_not_running_is_opened_as_it_is_without_start(tmp_path: Pa
     assert not (tmp_path / "state" / "supervisord.pid").exists()  # nothing was started
 
 
-def test_preview_of_a_local_stack_not_running_says_so_and_starts_nothing(tmp_path: Path):
+def test_preview_of_a_local_stack_not_running_says_so_and_starts_nothing(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("INDMLOPS_SLOW_FSYNC_MS", raising=False)  # a CI run under the shim says so: tested below
     lines = preview(TargetSpec("local", state_dir=tmp_path / "s", ports={}))
     assert lines == [f"indmlops endpoints: local stack not running yet in {tmp_path / 's'} (the `target` fixture "
                      "starts it when a test needs it)"]
+
+
+def test_preview_of_a_stack_to_start_under_the_slow_fsync_shim_says_so(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("INDMLOPS_SLOW_FSYNC_MS", "3")
+    [line] = preview(TargetSpec("local", state_dir=tmp_path / "s", ports={}))
+    assert line.endswith("it will start under the slow-fsync shim: 3 ms per fsync (INDMLOPS_SLOW_FSYNC_MS)")
 
 
 def test_a_kubeconfig_without_the_context_fails_to_open_with_what_to_do(tmp_path: Path):
