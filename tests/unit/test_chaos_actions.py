@@ -19,6 +19,7 @@ class FakeTarget:
     def __init__(self, pid: str = "100", new_pid: str = "200", restarts_after: int = 1, ready: bool = True) -> None:
         self.pid, self.new_pid, self.restarts_after, self.ready = pid, new_pid, restarts_after, ready
         self.killed = False
+        self.faulted: set[str] = set()
 
     def identity(self, component: str) -> str:
         if component not in ("inference", "mosquitto"):
@@ -27,10 +28,19 @@ class FakeTarget:
 
     def kill(self, component: str) -> KillEvidence:
         self.killed = True
+        self.faulted.add(component)
         return KillEvidence(component, self.pid, "SIGKILL", time.time())
 
     def restarts(self, component: str) -> int:
-        return self.restarts_after if self.killed else 0
+        return self.restarts_after if component in self.faulted else 0
+
+    def hold(self, component: str) -> str:
+        self.killed = True
+        self.faulted.add(component)
+        return f"stopped {component}"
+
+    def release(self, component: str) -> None:
+        self.released = component
 
     def wait_ready(self, component: str, timeout: float) -> ReadyEvidence:
         if not self.ready:
@@ -165,3 +175,28 @@ def test_resend_bound_follows_the_broker_policy_under_test_and_is_zero_for_other
     assert context.resend_bound("inference", 200, "100") == 0  # the broker holds the edge's queue across its kill
     with pytest.raises(InterruptExecution, match="no row for broker_autosave 1000000"):
         context.resend_bound("mosquitto", 200, "1000000")
+
+
+def test_outage_is_recorded_as_a_fault_and_its_release_as_a_recovery_with_its_length(fake):
+    t = fake()
+    out = actions.hold("inference")
+    assert out["signal"] == "stopped inference" and context.state.held == {"inference": out["at"]}
+    rec = actions.release("inference")
+    assert t.released == "inference" and context.state.held == {}
+    assert (rec["old_identity"], rec["new_identity"]) == ("100", "200") and rec["outage_s"] >= 0
+    assert rec["ready_at"] >= out["at"] and not rec.get("during_outage_of")
+
+
+def test_a_recovery_during_an_outage_is_not_a_catch_up_mark(fake):
+    fake()
+    actions.hold("inference")
+    actions.kill("mosquitto")
+    assert actions.wait_ready("mosquitto", timeout=5)["during_outage_of"] == ["inference"]
+
+
+def test_hold_of_a_stopped_component_and_release_without_hold_interrupt(fake):
+    fake(pid="0")
+    with pytest.raises(InterruptExecution, match="hold inference: it is not running"):
+        actions.hold("inference")
+    with pytest.raises(InterruptExecution, match="release inference: it was not held in this run"):
+        actions.release("inference")

@@ -8,28 +8,35 @@ new identity (pid, pod uid) and a higher restart count, within the bound of fixt
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 
 from chaoslib.exceptions import InterruptExecution
 
 from indmlops.chaos import context
 from indmlops.errors import IndMLOpsError, NotReady
-from indmlops.targets.base import KillEvidence
+from indmlops.targets.base import KillEvidence, Target
 
 
-def kill(component: str, configuration: dict | None = None) -> dict:
+def _inject(verb: str, component: str, configuration: dict | None,
+            fault: Callable[[Target, str], KillEvidence]) -> KillEvidence:
+    """Inject a fault into a running component and record it; interrupts the run when it would hit nothing."""
     t = context.target(configuration)
     try:
         before = t.identity(component)
         if before in ("", "0"):
-            raise InterruptExecution(f"kill {component}: it is not running (identity {before!r}): the fault would "
+            raise InterruptExecution(f"{verb} {component}: it is not running (identity {before!r}): the fault would "
                                      "target nothing")
         context.state.restarts_before[component] = t.restarts(component)
-        evidence = t.kill(component)
+        evidence = fault(t, before)
     except IndMLOpsError as exc:
-        raise InterruptExecution(f"kill {component}: {exc}") from None
+        raise InterruptExecution(f"{verb} {component}: {exc}") from None
     context.state.kills.setdefault(component, []).append(evidence)
-    return asdict(evidence)
+    return evidence
+
+
+def kill(component: str, configuration: dict | None = None) -> dict:
+    return asdict(_inject("kill", component, configuration, lambda t, _before: t.kill(component)))
 
 
 def wait_ready(component: str, timeout: float | None = None, configuration: dict | None = None) -> dict:
@@ -67,20 +74,12 @@ def hold(component: str, configuration: dict | None = None) -> dict:
     """Stop `component` so that its supervisor does not bring it back: an outage, not a restart. Recorded as a kill
     (the fault happened); `release` ends it. Recoveries of other components while it is held are not catch-up
     marks: the edge cannot be current while part of it is held."""
-    t = context.target(configuration)
-    try:
-        before = t.identity(component)
-        if before in ("", "0"):
-            raise InterruptExecution(f"hold {component}: it is not running (identity {before!r}): the fault would "
-                                     "target nothing")
-        context.state.restarts_before[component] = t.restarts(component)
+    def stop(t: Target, before: str) -> KillEvidence:
         at = time.time()
-        how = t.hold(component)
-    except IndMLOpsError as exc:
-        raise InterruptExecution(f"hold {component}: {exc}") from None
-    evidence = KillEvidence(component, before, how, at)
-    context.state.kills.setdefault(component, []).append(evidence)
-    context.state.held[component] = at
+        return KillEvidence(component, before, t.hold(component), at)
+
+    evidence = _inject("hold", component, configuration, stop)
+    context.state.held[component] = evidence.at
     return asdict(evidence)
 
 
