@@ -260,6 +260,20 @@ def test_one_stalled_save_among_quick_ones_is_the_hosts():
     assert h.assess_run(summary(fsync_p50_ms=0.63, fsync_worst_ms=240.0), QUICK) == []  # under the bound
 
 
+def test_a_stall_under_the_stacks_own_writes_is_the_stacks_said_as_context():
+    """A broker rewriting a grown database (or PostgreSQL recovering) fills the disk itself: not the host's stall."""
+    own = summary(fsync_p50_ms=0.63, fsync_worst_ms=447.9, io_device="vda", device_write_mb_s=80.0,
+                  own_write_mb_s=79.0, foreign_write_mb_s=1.0, foreign_write_pct=1.25)
+    assert h.assess_run(own, QUICK) == []
+    [said] = h.context(None, own, QUICK)
+    assert said.startswith("the broker's disk stalled: one save in its directory took 448 ms during the run")
+    assert said.endswith("but the stack's and harness's own writes were 79.0 of 80.0 MB/s on vda: not the host")
+    foreign = summary(fsync_p50_ms=0.63, fsync_worst_ms=447.9, io_device="vda", device_write_mb_s=80.0,
+                      own_write_mb_s=10.0, foreign_write_mb_s=70.0, foreign_write_pct=87.5)
+    [s] = h.assess_run(foreign, QUICK)
+    assert s.what == "stall" and "other writers 70.0 of 80.0 MB/s on vda (88%" in s.text
+
+
 def test_slow_saves_throughout_are_judged_by_their_median_not_as_a_stall():
     """Every save slow (the stack loading the disk, or the host): the median rule and its attribution decide."""
     found = h.assess_run(summary(fsync_p50_ms=9.0, fsync_worst_ms=600.0), QUICK)

@@ -183,19 +183,25 @@ def _fsync_during(summary: MonitorSummary, t: Thresholds) -> tuple[Shortfall | N
     return Shortfall("fsync", "during", p50, bound, f"{text}; {words})"), None
 
 
-def _stall_during(summary: MonitorSummary, t: Thresholds) -> Shortfall | None:
+def _stall_during(summary: MonitorSummary, t: Thresholds) -> tuple[Shortfall | None, str | None]:
     """One save far slower than the rest: the disk stalled. Held against the host when the median save stayed within
     its bound: a stack that loads the disk slows its saves across the run (judged by `_fsync_during`), while a
     stall of one save, with the others at their usual speed, is the device's. The broker is single-threaded, so
-    while a save hangs it answers nothing and every reading in flight takes the stall into the tail."""
+    while a save hangs it answers nothing and every reading in flight takes the stall into the tail.
+    Whose writes filled the disk is asked as for a slow save (`_whose_writes`): a stall under the stack's own burst
+    (a broker rewriting a grown database, PostgreSQL's recovery) is the stack's, said as context, never blamed."""
     worst, p50 = summary.fsync_worst_ms, summary.fsync_p50_ms
     if worst is None or p50 is None or worst <= t.max_save_stall_ms or p50 > t.max_fsync_p50_ms_during:
-        return None
+        return None, None
     shim = f" (slow-fsync shim: {summary.slow_fsync_ms:g} ms per fsync)" if summary.slow_fsync_ms else ""
+    text = (f"the broker's disk{shim} stalled: one save in its directory took {worst:.0f} ms during the run "
+            f"(bound ≤ {t.max_save_stall_ms:g} ms) while the median save took {p50:.1f} ms")
+    host, words = _whose_writes(summary, t)
+    if not host:
+        return None, f"{text}, but {words}"
     return Shortfall("stall", "during", worst, t.max_save_stall_ms,
-                     f"the broker's disk{shim} stalled: one save in its directory took {worst:.0f} ms during the run "
-                     f"(bound ≤ {t.max_save_stall_ms:g} ms) while the median save took {p50:.1f} ms, so the stack's "
-                     "own saves did not slow it; the broker answers nothing while a save hangs")
+                     f"{text}, so the stack's own saves did not slow it; the broker answers nothing while a save "
+                     "hangs" + (f"; {words}" if words else "")), None
 
 
 def context(figures: HostFigures | None, summary: MonitorSummary | None, demand: Demand,
@@ -203,7 +209,8 @@ def context(figures: HostFigures | None, summary: MonitorSummary | None, demand:
     """What fell short but is not the host's (a slow save under the stack's own writes): said, never blamed."""
     t = thresholds or Thresholds()
     found = [_fsync_before(figures, demand, t)[1] if figures else None,
-             _fsync_during(summary, t)[1] if summary and summary.samples else None]
+             _fsync_during(summary, t)[1] if summary and summary.samples else None,
+             _stall_during(summary, t)[1] if summary and summary.samples else None]
     return [c for c in found if c]
 
 
@@ -248,7 +255,7 @@ def assess_run(summary: MonitorSummary, demand: Demand, thresholds: Thresholds |
                                 {"cpu": summary.cpu_pressure_worst, "io": summary.io_pressure_worst})
     if (disk := _fsync_during(summary, t)[0]) is not None:
         out.append(disk)
-    if (stall := _stall_during(summary, t)) is not None:
+    if (stall := _stall_during(summary, t)[0]) is not None:
         out.append(stall)
     return out
 
