@@ -167,14 +167,18 @@ def _fsync_before(figures: HostFigures, demand: Demand, t: Thresholds) -> tuple[
     return None, f"before the run {text}, but {words}"
 
 
+def _shim(summary: MonitorSummary) -> str:
+    """The slow-fsync shim a run's saves went through, in words, or nothing."""
+    return f" (slow-fsync shim: {summary.slow_fsync_ms:g} ms per fsync)" if summary.slow_fsync_ms else ""
+
+
 def _fsync_during(summary: MonitorSummary, t: Thresholds) -> tuple[Shortfall | None, str | None]:
     """The run's save probe against its bound: a shortfall when the host is to blame, else context. Unattributed, the
     probe competes with the broker's own saves unseen, hence the looser bound than the preflight's."""
     p50, bound = summary.fsync_p50_ms, t.max_fsync_p50_ms_during
     if p50 is None or p50 <= bound:
         return None, None
-    shim = f" (slow-fsync shim: {summary.slow_fsync_ms:g} ms per fsync)" if summary.slow_fsync_ms else ""
-    text = (f"a save in the broker's directory{shim} took {p50:.1f} ms (p50) during the run, worst "
+    text = (f"a save in the broker's directory{_shim(summary)} took {p50:.1f} ms (p50) during the run, worst "
             f"{summary.fsync_worst_ms:.0f} ms (bound ≤ {bound:g} ms")
     host, words = _whose_writes(summary, t)
     if not host:
@@ -193,8 +197,7 @@ def _stall_during(summary: MonitorSummary, t: Thresholds) -> tuple[Shortfall | N
     worst, p50 = summary.fsync_worst_ms, summary.fsync_p50_ms
     if worst is None or p50 is None or worst <= t.max_save_stall_ms or p50 > t.max_fsync_p50_ms_during:
         return None, None
-    shim = f" (slow-fsync shim: {summary.slow_fsync_ms:g} ms per fsync)" if summary.slow_fsync_ms else ""
-    text = (f"the broker's disk{shim} stalled: one save in its directory took {worst:.0f} ms during the run "
+    text = (f"the broker's disk{_shim(summary)} stalled: one save in its directory took {worst:.0f} ms during the run "
             f"(bound ≤ {t.max_save_stall_ms:g} ms) while the median save took {p50:.1f} ms")
     host, words = _whose_writes(summary, t)
     if not host:

@@ -184,12 +184,8 @@ class InferenceService:
         out["received_ns"] = self._wall_ns(received)
         out["published_ns"] = now = time.time_ns()
         body = json.dumps(out, separators=(",", ":"))
-        try:
-            info = client.publish(f"factory/{line}/{machine}/prediction", body, qos=1)
-        except (ValueError, TypeError) as exc:  # paho refuses a topic or payload it cannot send
-            self._dead_letter(msg, BadPayload("publish_failed", f"{type(exc).__name__}: {str(exc)[:160]}"))
+        if not self._publish_prediction(client, msg, line, machine, body):
             return
-        self._ack_after[info.mid] = msg.mid
         self._remember(key, body)
         self.metrics.latency_of["mqtt"].observe((time.perf_counter_ns() - received) / 1e9)
         self.metrics.e2e.observe(max(0, now - reading.ts_ns) / 1e9)
@@ -210,12 +206,18 @@ class InferenceService:
 
     def _answer_again(self, client, msg, line: str, machine: str, answered: str) -> None:
         self.metrics.answered_again.inc()
+        self._publish_prediction(client, msg, line, machine, answered)
+
+    def _publish_prediction(self, client, msg, line: str, machine: str, body: str) -> bool:
+        """Publish a reading's prediction (QoS 1) and acknowledge the reading once the broker holds it
+        (_on_publish); False when paho refused to send it and the reading was dead-lettered instead."""
         try:
-            info = client.publish(f"factory/{line}/{machine}/prediction", answered, qos=1)
-        except (ValueError, TypeError) as exc:
+            info = client.publish(f"factory/{line}/{machine}/prediction", body, qos=1)
+        except (ValueError, TypeError) as exc:  # paho refuses a topic or payload it cannot send
             self._dead_letter(msg, BadPayload("publish_failed", f"{type(exc).__name__}: {str(exc)[:160]}"))
-            return
+            return False
         self._ack_after[info.mid] = msg.mid
+        return True
 
     def _wall_ns(self, perf_ns: int) -> int:
         """A perf_counter_ns stamp as wall-clock ns (the clock of the reading's ts_ns), for where-the-time-went."""

@@ -21,7 +21,7 @@ class Option:
     help: str
     default: Any = None
     choices: tuple[str, ...] | None = None
-    kind: str = "str"  # str | bool | path | count (a whole number ≥ 1) | autosave (a broker save policy)
+    kind: str = "str"  # str | bool | path | autosave (a broker save policy)
 
     @property
     def cli(self) -> str:
@@ -95,11 +95,6 @@ def _convert(opt: Option, raw: Any, where: str) -> Any:
         except ValueError:
             raise OptionError(f"{opt.cli} {raw!r} from {where}: expected N (save after N changes) or Ns (save every "
                               f"N seconds), a whole number N ≥ 1") from None
-    if opt.kind == "count":
-        text = str(raw).strip()
-        if not text.isdigit() or int(text) < 1:
-            raise OptionError(f"{opt.cli} {raw!r} from {where}: expected a whole number ≥ 1")
-        return int(text)
     text = str(raw)
     if opt.choices and text not in opt.choices:
         raise OptionError(f"{opt.cli} {text!r} from {where}: expected one of {', '.join(opt.choices)}")

@@ -90,7 +90,17 @@ def publish(plant: Plant, *, endpoint: Endpoint, username: str, password: str, r
         # A clean session: after a reconnect (a broker restart) the subscriptions are made again.
         client.on_connect = lambda c, _u, _f, rc, _p: None if rc.is_failure else c.subscribe(filters)
 
-    resent: list = []  # MQTTMessageInfo of each re-sent copy: its PUBACK is not another reading acknowledged
+    resent: list = []  # MQTTMessageInfo of each re-sent copy not acknowledged yet
+    resent_acked = 0  # re-sent copies acknowledged: their PUBACKs are not more readings acknowledged
+
+    def settle_resent() -> int:
+        """Move acknowledged re-sends into the count (a simulator runs for years: the list must not grow with
+        them); the number of re-sent copies acknowledged so far. Call under `lock`."""
+        nonlocal resent_acked
+        waiting = [i for i in resent if not i.is_published()]  # one pass: a PUBACK between two would be lost
+        resent_acked += len(resent) - len(waiting)
+        resent[:] = waiting
+        return resent_acked
 
     def on_publish(_c, _u, _mid, _rc, _p):
         nonlocal acked
@@ -115,6 +125,7 @@ def publish(plant: Plant, *, endpoint: Endpoint, username: str, password: str, r
             info = client.publish(topic, body, qos=1)
             with lock:
                 resent.append(info)
+                settle_resent()
 
     labels: dict[str, int] = {}
     dumps = json.JSONEncoder(separators=(",", ":")).encode
@@ -154,7 +165,10 @@ def publish(plant: Plant, *, endpoint: Endpoint, username: str, password: str, r
         elapsed = time.perf_counter() - t0
         if qos:
             deadline = time.monotonic() + ack_timeout
-            while acked - sum(i.is_published() for i in resent) < sent and time.monotonic() < deadline:
+            while time.monotonic() < deadline:
+                with lock:
+                    if acked - settle_resent() >= sent:
+                        break
                 time.sleep(0.01)
         if box is not None:
             deadline = time.monotonic() + confirm_wait
@@ -163,6 +177,7 @@ def publish(plant: Plant, *, endpoint: Endpoint, username: str, password: str, r
                 time.sleep(0.05)
     finally:
         wire.mqtt_close(client)
-    readings_acked = acked - sum(i.is_published() for i in resent)
+    with lock:
+        readings_acked = acked - settle_resent()
     return PublishStats(sent, readings_acked if qos else 0, elapsed, qos, rate, labels,
                         box.stats.as_dict() if box is not None else None)
