@@ -356,3 +356,49 @@ def test_hostile_http_framing_gets_a_4xx_and_the_service_stays_up(service, case)
     assert reply.startswith(f"HTTP/1.1 {status}") and f'"error":"{kind}"' in reply, reply[:300]
     ok = requests.post(f"http://127.0.0.1:{port}/predict", data=json.dumps(next(Plant(seed=1).readings())), timeout=5)
     assert ok.status_code == 200, ok.text
+
+
+def test_a_restart_without_a_cached_model_leaves_the_queue_until_the_model_is_there(target, model_registered,
+                                                                                    tmp_path):
+    """A new pod has an empty cache (a fresh emptyDir): its persistent session's queue comes on CONNECT, before any
+    SUBSCRIBE, so an edge that connects before its model is loaded gets the backlog with nothing to answer it. It
+    must not dead-letter (acknowledge) those readings: they wait in the broker until the registry answered."""
+    inf = target.credentials("mosquitto", "inference")
+    cid = f"indmlops-test-{uuid.uuid4().hex[:8]}"
+    gate = threading.Event()
+
+    class LateRegistry(InferenceService):  # the registry answers only when the test says so
+        def load_model(self) -> bool:
+            gate.wait()
+            return super().load_model()
+
+    def make(cls):
+        return cls(mqtt=target.endpoint("mosquitto"), username=inf.username, password=inf.password,
+                   tracking_uri=target.endpoint("mlflow").url, http_port=free_port(), watch_interval=0.5,
+                   client_id=cid, model_cache=tmp_path / "cache")
+
+    first = make(InferenceService)
+    first.start()
+    deadline = time.monotonic() + 30
+    while not first.ready()[0]:
+        assert time.monotonic() < deadline, f"inference service not ready: {first.ready()[1]}"
+        time.sleep(0.1)
+    first.stop()  # the session (and its subscription) stays: readings queue for it
+    (tmp_path / "cache").rename(tmp_path / "cache-gone")  # what a new pod's emptyDir holds: nothing
+    watcher = Watcher(target)
+    second = make(LateRegistry)
+    try:
+        ids = publish_readings(target, Plant(seed=int(time.time()), lines=1, machines=3), 300)
+        second.start()
+        time.sleep(2.0)  # with the old order the whole queue arrived here, ~10 ms after CONNECT
+        failed = second.metrics.errors.labels("predict_failed")._value.get()
+        assert failed == 0, f"{failed:.0f} queued readings dead-lettered as predict_failed before a model was loaded"
+        assert not second.ready()[0] and "no model loaded" in second.ready()[1]
+        gate.set()
+        preds = watcher.collect(len(ids), timeout=30, service=cid, ids=ids)
+        missing = set(ids) - {p["id"] for p in preds}
+        assert not missing, f"{len(missing)} of {len(ids)} queued readings got no prediction after the model came"
+    finally:
+        gate.set()
+        watcher.close()
+        second.stop(forget_session=True)

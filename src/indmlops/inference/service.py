@@ -52,7 +52,8 @@ class InferenceService:
         # Liveness: the network loop runs in a thread of ours (so its end is seen, with the exception that ended
         # it), and a reading whose handling has not returned after `stall_after` s means the loop is stuck.
         self.stall_after = stall_after
-        self._loop_thread: threading.Thread | None = None
+        self._loop_thread: threading.Thread | None = None  # started by _connect_once, with the first model
+        self._connect_lock = threading.Lock()
         self.loop_error = ""
         self._handling_since: float | None = None
         self.last_model_error = "not loaded yet"
@@ -110,8 +111,10 @@ class InferenceService:
         if self.model is not None:  # served from the cache: let connecting and subscribing go first (__init__)
             self.subscribed.wait(self.registry_wait)
         while not self.stopping.is_set():
-            if self.load_model() and self.client is not None and not self._subscribed:
-                self._subscribe()
+            if self.load_model():
+                self._connect_once()  # the first model: only now may the session's queue come to us
+                if self.client is not None and self.mqtt_connected.is_set() and not self._subscribed:
+                    self._subscribe()
             self.stopping.wait(self.watch_interval if self.model else 1.0)
 
     # -- MQTT --------------------------------------------------------------------------------------------
@@ -123,9 +126,20 @@ class InferenceService:
         return self.client
 
     def _subscribe(self) -> None:
-        # Subscribe only once a model is loaded: until then the broker keeps our persistent session's queue.
         self._mqtt.subscribe(TELEMETRY, qos=1)
         self._subscribed = True
+
+    def _connect_once(self) -> None:
+        """Connect (once; paho reconnects by itself afterwards) when a model is there to answer. Not before: the
+        session is persistent, so the broker delivers its queue on CONNECT, before any SUBSCRIBE of ours. A pod
+        whose cache is empty (a new emptyDir) once took that queue with no model and dead-lettered it as
+        `predict_failed` (acknowledged, never predicted: 304 readings after one kill on the cluster)."""
+        with self._connect_lock:
+            if self._loop_thread is not None or self.stopping.is_set():
+                return
+            self._mqtt.connect_async(self.mqtt_ep.host, self.mqtt_ep.port, keepalive=30)
+            self._loop_thread = threading.Thread(target=self._loop, name="mqtt-loop", daemon=True)
+            self._loop_thread.start()
 
     def _on_subscribe(self, _c, _u, _mid, reason_codes, _props) -> None:
         if not any(rc.is_failure for rc in reason_codes):
@@ -173,6 +187,8 @@ class InferenceService:
         # The reading's whole identity: a re-send is the same reading byte for byte, while a restarted publisher
         # starts its sequence numbers again (new ids and timestamps): those must not get an old answer.
         key = (line, machine, reading.seq, reading.id, reading.ts_ns)
+        if self.model is None:  # cannot happen (_connect_once waits for a model); were it to, keep it unacknowledged:
+            return  # the broker delivers it again on the next connection, rather than it being dead-lettered here
         if (answered := self._answered.get(key)) is not None:
             self._answer_again(client, msg, line, machine, answered)
             return
@@ -297,9 +313,8 @@ class InferenceService:
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         client.reconnect_delay_set(0.2, 5)  # type: ignore[arg-type]  # paho types the delays int; floats work
-        client.connect_async(self.mqtt_ep.host, self.mqtt_ep.port, keepalive=30)
-        self._loop_thread = threading.Thread(target=self._loop, name="mqtt-loop", daemon=True)
-        self._loop_thread.start()
+        if self.model is not None:
+            self._connect_once()
         threading.Thread(target=self._watch, name="model-watch", daemon=True).start()
 
     def _loop(self) -> None:
