@@ -774,21 +774,36 @@ def test_the_stacks_saves_and_their_journal_are_own(tmp_path):
     assert (share.own, share.foreign) == (36 * MB, 0)
 
 
-def test_uncharged_writes_are_foreign_when_nobody_or_someone_hidden_was_charged(tmp_path):
+def test_uncharged_writes_are_nobodys_when_nobody_or_someone_hidden_was_charged(tmp_path):
     idle = [(SUPERVISORD, 0), (BROKER, 0), (PYTEST, 0)]
     share = d.attribute_io(*io_snaps(tmp_path, idle, idle))
-    assert (share.own, share.foreign) == (0, 80 * MB)  # nobody charged: the host's
+    assert (share.own, share.foreign, share.unattributed) == (0, 0, 80 * MB)  # nobody charged: no evidence
     hidden = [(SUPERVISORD, 0), (BROKER, 10 * MB), (PYTEST, 0)]
     before, after = io_snaps(tmp_path, idle, hidden)
     share = d.attribute_io(before, dataclasses.replace(after, hidden=1))
-    assert (share.own, share.foreign) == (10 * MB, 70 * MB)  # a process we may not read: the rest leans foreign
+    # a process we may not read: the rest is nobody's, neither the host's nor the stack's
+    assert (share.own, share.foreign, share.unattributed) == (10 * MB, 0, 70 * MB)
+    readable = [(SUPERVISORD, 0), (BROKER, 10 * MB), (PYTEST, 0), (pid_stat(31, 1, "cp", 0), 10 * MB)]
+    before, after = io_snaps(tmp_path, [*idle, (pid_stat(31, 1, "cp", 0), 0)], readable)
+    share = d.attribute_io(before, dataclasses.replace(after, hidden=1))
+    assert (share.own, share.foreign, share.unattributed) == (10 * MB, 10 * MB, 60 * MB)  # only the readable one
+
+
+def test_a_stall_under_hidden_writers_is_not_the_hosts_by_their_bytes():
+    """As non-root the broker's rewrite journal is uncharged and some processes unreadable: those bytes no longer
+    count as other writers, so a stall while the stack wrote is the stack's, said with the unattributed share."""
+    hidden = writes(40.0, 12.0, foreign_write_mb_s=0.0, foreign_write_pct=0.0, unattributed_write_mb_s=28.0)
+    assert h.assess_run(summary(fsync_p50_ms=9.0, fsync_worst_ms=40.0, **hidden), QUICK) == []
+    [said] = h.context(None, summary(fsync_p50_ms=9.0, fsync_worst_ms=40.0, **hidden), QUICK)
+    assert said.endswith("own writes were 12.0 of 40.0 MB/s on vda, 28.0 by nobody we may read (not counted "
+                         "against the host): not the host")
 
 
 def test_the_probes_own_saves_are_set_aside_from_ours_and_the_devices(tmp_path):
     idle = [(SUPERVISORD, 0), (BROKER, 0), (PYTEST, 0)]
     share = d.attribute_io(*io_snaps(tmp_path, idle, [(SUPERVISORD, 0), (BROKER, 0), (PYTEST, 2 * MB)],
                                      sectors=(0, 3 * MB // 512), probe=(0, 2 * MB)))
-    assert (share.device, share.own, share.foreign) == (MB, 0, MB)
+    assert (share.device, share.own, share.foreign, share.unattributed) == (MB, 0, 0, MB)
 
 
 def test_a_reaped_childs_writes_count_once_and_a_reused_pid_is_a_new_process(tmp_path):

@@ -122,7 +122,9 @@ def io_snapshot(cpu: Snapshot, devices: Devices, proc: Path = Path("/proc"), pro
 
 @dataclass(frozen=True)
 class IoShare:
-    """Bytes written to the devices between two snapshots (the probe's set aside): own + foreign = device."""
+    """Bytes written to the devices between two snapshots (the probe's set aside): own + foreign + unattributed =
+    device. Unattributed: what no readable process was charged with while some process was hidden from us, or when
+    nobody was charged at all; evidence for nobody, so never counted foreign."""
 
     seconds: float
     device: int
@@ -130,6 +132,7 @@ class IoShare:
     foreign: int
     ops: int
     flushes: int | None
+    unattributed: int = 0
 
     @property
     def foreign_pct(self) -> float:
@@ -164,7 +167,8 @@ def attribute_io(before: IoSnapshot, after: IoSnapshot) -> IoShare | None:
     What no process is charged with (the journal: measured on ext4, a 4 KB save+fsync puts ~15 KB on the device, 4 KB
     charged to the saver; metadata checkpoints; processes we may not read) is split in proportion to what our trees
     and the readable strangers were charged: the journal follows the writes it commits. Where some processes are
-    hidden from us, or nobody was charged, it is all foreign: that errs toward blaming the host, never the stack."""
+    hidden from us (another user's, read without privileges), or nobody was charged, it stays unattributed: a
+    process we cannot read is no evidence that the host, rather than the stack, filled the disk."""
     seconds = after.at - before.at
     if seconds <= 0:
         return None
@@ -173,11 +177,12 @@ def attribute_io(before: IoSnapshot, after: IoSnapshot) -> IoShare | None:
     own = min(device, max(0, _grown(before, after, True) - probe))
     strangers = min(device - own, _grown(before, after, False))
     rest = device - own - strangers
+    unattributed = 0
     if after.hidden or own + strangers == 0:
-        foreign = strangers + rest
+        foreign, unattributed = strangers, rest
     else:
         foreign = strangers + round(rest * strangers / (own + strangers))
     flushes = (None if after.disk.flushes is None or before.disk.flushes is None
                else max(0, after.disk.flushes - before.disk.flushes))
-    return IoShare(seconds, device, device - foreign, foreign, max(0, after.disk.write_ops - before.disk.write_ops),
-                   flushes)
+    return IoShare(seconds, device, device - foreign - unattributed, foreign,
+                   max(0, after.disk.write_ops - before.disk.write_ops), flushes, unattributed)

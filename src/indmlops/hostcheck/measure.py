@@ -237,6 +237,7 @@ class HostFigures:
     own_write_mb_s: float | None = None
     foreign_write_mb_s: float | None = None
     foreign_write_pct: float | None = None
+    unattributed_write_mb_s: float | None = None  # written while some writer was hidden from us: nobody's evidence
     write_ops_per_s: float | None = None
     flushes_per_s: float | None = None
 
@@ -301,10 +302,12 @@ def _io_snap(cpu: Snapshot | None, devices: Devices | None, proc: Path, notes: l
 def io_figures(shares: list[IoShare], devices: Devices) -> dict[str, Any]:
     """The write rates of a preflight or a run from its intervals' sums (one share per interval)."""
     secs = sum(s.seconds for s in shares) or 1.0
-    device, own, foreign = (sum(getattr(s, f) for s in shares) for f in ("device", "own", "foreign"))
+    device, own, foreign, unknown = (sum(getattr(s, f) for s in shares)
+                                     for f in ("device", "own", "foreign", "unattributed"))
     flushes = None if any(s.flushes is None for s in shares) else sum(s.flushes or 0 for s in shares) / secs
     return {"io_device": devices.label, "device_write_mb_s": device / secs / 1e6, "own_write_mb_s": own / secs / 1e6,
             "foreign_write_mb_s": foreign / secs / 1e6, "foreign_write_pct": 100 * foreign / device if device else 0.0,
+            "unattributed_write_mb_s": unknown / secs / 1e6,
             "write_ops_per_s": sum(s.ops for s in shares) / secs, "flushes_per_s": flushes}
 
 

@@ -45,6 +45,7 @@ class MonitorSummary:
     own_write_mb_s: float | None = None
     foreign_write_mb_s: float | None = None
     foreign_write_pct: float | None = None  # of the device's write bytes over the run
+    unattributed_write_mb_s: float | None = None  # written while some writer was hidden from us: nobody's evidence
     write_ops_per_s: float | None = None
     flushes_per_s: float | None = None
     slow_fsync_ms: float = 0.0  # a slow disk on purpose: each probe save slept this long first, as the services' do

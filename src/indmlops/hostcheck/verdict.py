@@ -146,12 +146,15 @@ def _whose_writes(io: HostFigures | MonitorSummary, t: Thresholds) -> tuple[bool
     dev = "the host's disks" if label.startswith("all ") else label.split(" (")[0]
     device, own, foreign = io.device_write_mb_s or 0.0, io.own_write_mb_s or 0.0, io.foreign_write_mb_s or 0.0
     pct = io.foreign_write_pct or 0.0
+    unknown = io.unattributed_write_mb_s or 0.0
+    hidden = f", {unknown:.1f} by nobody we may read (not counted against the host)" if unknown >= 0.05 else ""
     if pct >= t.min_foreign_write_pct or own < t.min_own_write_mb_s:
         few = (f", under {t.min_own_write_mb_s:g} MB/s: too little to slow a save"
                if pct < t.min_foreign_write_pct else "")
         return True, (f"other writers {foreign:.1f} of {device:.1f} MB/s on {dev} ({pct:.0f}%, held against the host "
-                      f"from {t.min_foreign_write_pct:g}%; the stack and harness {own:.1f}{few})")
-    return False, f"the stack's and harness's own writes were {own:.1f} of {device:.1f} MB/s on {dev}: not the host"
+                      f"from {t.min_foreign_write_pct:g}%; the stack and harness {own:.1f}{few}{hidden})")
+    return False, (f"the stack's and harness's own writes were {own:.1f} of {device:.1f} MB/s on {dev}{hidden}: not "
+                   "the host")
 
 
 def _fsync_before(figures: HostFigures, demand: Demand, t: Thresholds) -> tuple[Shortfall | None, str | None]:
