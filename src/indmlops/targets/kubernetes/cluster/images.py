@@ -43,13 +43,19 @@ def load_from_engine(layout: Layout, engine: str, source: str, ref: str, progres
     seconds it took."""
     t0 = time.monotonic()
     full = containers.qualified(ref)
-    if full in present(layout):
-        return 0.0
-    for argv in ([engine, "image", "inspect", source], [engine, "tag", source, full]):
+    image_id = ""
+    for argv in ([engine, "image", "inspect", "--format", "{{.Id}}", source], [engine, "tag", source, full]):
         res = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
         if res.returncode != 0:
             raise IndMLOpsError(f"image {source}: `{' '.join(argv)}` failed: {res.stderr.strip() or 'no such image'}"
                                 f"; build it with `indmlops images build` (scripts/build-images.sh)")
+        if "inspect" in argv:
+            image_id = res.stdout.strip()
+    # By what was built, not by name: a rebuilt image keeps its tag (dev, 0.1.0), and a check by name alone left the
+    # cluster running the previous build of the edge after a fix was rebuilt.
+    stamp = layout.root / "images" / hashlib.sha256(full.encode()).hexdigest()[:16]
+    if full in present(layout) and stamp.is_file() and stamp.read_text().split()[0] == image_id:
+        return 0.0
     with tempfile.TemporaryDirectory(prefix="indmlops-image-") as tmp:
         archive = Path(tmp) / "image.tar"
         res = subprocess.run([engine, "save", "-o", str(archive), full], capture_output=True, text=True,
@@ -57,6 +63,8 @@ def load_from_engine(layout: Layout, engine: str, source: str, ref: str, progres
         if res.returncode != 0:
             raise IndMLOpsError(f"`{engine} save {full}` failed: {res.stderr.strip()}")
         import_archive(layout, archive, full)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(f"{image_id} {full}\n")
     took = time.monotonic() - t0
     progress(f"containerd: {full} imported from {engine} {source} in {took:.1f} s")
     return took
