@@ -291,7 +291,13 @@ def test_more_pressure_during_a_run_never_removes_a_shortfall(cpu, io, up, fsync
 
 # --- judge and the verdict -----------------------------------------------------------------------------------------
 
-BREACH = "SLO breached under the 'quick' profile (fixtures/slo.yaml): delivery lost ratio 0.0300 (45/1500)"
+BREACH = "SLO breached under the 'quick' profile (fixtures/slo.yaml): mqtt:e2e p99 600.00 ms (bound ≤ 400 ms)"
+E2E = [h.Breach("mqtt:e2e p99", 600.0, 400.0, "ms")]  # within what any shortfall here explains (1.5x)
+LOSS = "SLO breached under the 'quick' profile (fixtures/slo.yaml): delivery lost ratio 0.0300 (45/1500)"
+
+
+def timed() -> AssertionError:
+    return h.timing_failure(BREACH, E2E)
 
 
 def test_judge_blames_the_stack_on_a_host_that_carried_the_run():
@@ -308,14 +314,14 @@ def test_judge_blames_the_stack_on_a_host_that_carried_the_run():
 ])
 def test_judge_blames_the_environment_when_the_host_fell_short(fig, mon):
     with pytest.raises(h.EnvironmentVerdict) as info:
-        h.judge(BREACH, fig, mon, demand=QUICK, figures_path="reports/environment.json")
+        h.judge(BREACH, fig, mon, demand=QUICK, breaches=E2E, figures_path="reports/environment.json")
     assert info.value.shortfalls and info.value.breach_text == BREACH
 
 
 def test_verdict_message_says_environment_what_fell_short_and_where_the_figures_are():
     with pytest.raises(h.EnvironmentVerdict) as info:
         h.judge(BREACH, figures(fsync_per_s=240.0, fsync_p50_ms=4.1, psi_io_some_avg10=38.0),
-                summary(cpu_pressure_mean=45.0, cpu_pressure_worst=80.0), demand=QUICK,
+                summary(cpu_pressure_mean=45.0, cpu_pressure_worst=80.0), demand=QUICK, breaches=E2E,
                 figures_path="reports/environment.json")
     text = str(info.value)
     first = text.splitlines()[0]
@@ -349,7 +355,7 @@ def test_host_fit_writes_environment_json_and_records_runs(tmp_path):
     doc = json.loads(path.read_text())
     assert doc["runs"]["latency"]["monitor"]["io_pressure_mean"] == 50
     with pytest.raises(h.EnvironmentVerdict, match="Figures: .*environment.json"):
-        fit.judge(BREACH)
+        fit.judge(BREACH, E2E)
     assert "SHORT for profile quick" in fit.line()
 
 
@@ -363,7 +369,7 @@ def test_host_fit_monitor_records_the_block(tmp_path):
 
 def test_judging_keeps_the_stacks_assertion_and_converts_on_a_short_host(tmp_path):
     calm = h.HostFit(figures(), QUICK, h.Thresholds(), tmp_path / "calm.json")
-    original = AssertionError(BREACH)
+    original = timed()
     with pytest.raises(AssertionError) as info:
         with calm.judging(summary()):
             raise original
@@ -574,7 +580,7 @@ def test_a_breach_under_own_load_is_the_stacks_and_under_foreign_load_the_hosts(
     fit = h.HostFit(figures(foreign_cores=0.1, own_cores=1.0, busy_cores=1.1, steal_cores=0.0,
                             psi_cpu_some_avg10=90.0), QUICK,
                     h.Thresholds(), tmp_path / "environment.json")
-    original = AssertionError(BREACH)
+    original = timed()
     with pytest.raises(AssertionError) as info:
         with fit.judging(attributed()):
             raise original
@@ -876,7 +882,7 @@ def test_moving_writes_from_foreign_to_own_never_adds_a_disk_shortfall(device, o
 
 def test_a_breach_under_own_io_stays_the_stacks_with_a_note_and_under_foreign_io_is_the_hosts(tmp_path):
     fit = h.HostFit(figures(**writes(1.0, 0.9)), QUICK, h.Thresholds(), tmp_path / "environment.json")
-    original = AssertionError(BREACH)
+    original = timed()
     with pytest.raises(AssertionError) as info:
         with fit.judging(summary(fsync_p50_ms=9.0, **writes(40.0, 38.0))):
             raise original
@@ -886,7 +892,7 @@ def test_a_breach_under_own_io_stays_the_stacks_with_a_note_and_under_foreign_io
         "stack's and harness's own writes were 38.0 of 40.0 MB/s on vda: not the host"]
     with pytest.raises(h.EnvironmentVerdict, match="other writers 28.0 of 40.0 MB/s on vda"):
         with fit.judging(summary(fsync_p50_ms=9.0, **writes(40.0, 12.0))):
-            raise AssertionError(BREACH)
+            raise timed()
     with pytest.raises(AssertionError) as plain:
         h.judge(BREACH, figures(), summary(fsync_p50_ms=9.0, **writes(40.0, 38.0)), demand=QUICK)
     assert type(plain.value) is AssertionError and str(plain.value) == BREACH and plain.value.__notes__
@@ -956,7 +962,7 @@ def test_a_disk_hog_below_the_stack_is_ours_and_the_same_hog_unclaimed_is_foreig
         h.judge(BREACH, None, s_ours, demand=QUICK, thresholds=disk_only)
     assert type(info.value) is AssertionError and "not the host" in info.value.__notes__[0]
     with pytest.raises(h.EnvironmentVerdict, match="other writers"):
-        h.judge(BREACH, None, s_unclaimed, demand=QUICK, thresholds=disk_only)
+        h.judge(BREACH, None, s_unclaimed, demand=QUICK, breaches=E2E, thresholds=disk_only)
     print(f"hog {hog_mb_s:.1f} MB/s; ours: {s_ours.own_write_mb_s:.1f} of {device:.1f} MB/s, foreign "
           f"{s_ours.foreign_write_pct:.0f}%; unclaimed: foreign {s_unclaimed.foreign_write_mb_s:.1f} MB/s "
           f"({s_unclaimed.foreign_write_pct:.0f}%), probe p50 {s_ours.fsync_p50_ms:.1f} ms, {s_ours.io_device}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from indmlops import intent
 from indmlops.chaos import context
 from indmlops.chaos.runner import ChaosRun
+from indmlops.hostcheck.explain import Breach
 
 
 def stack_findings(run: ChaosRun, broker_autosave: str) -> list[str]:
@@ -77,21 +78,29 @@ def stack_findings(run: ChaosRun, broker_autosave: str) -> list[str]:
 
 
 def timing_findings(run: ChaosRun) -> list[str]:
+    return [text for text, _b in timing_breaches(run)]
+
+
+def timing_breaches(run: ChaosRun) -> list[tuple[str, Breach | None]]:
     """What takes time: recovery within its bound, the drain complete, the edge current again after each recovery
-    within its catch-up bound (fixtures/slo.yaml chaos.catch_up)."""
-    out = []
+    within its catch-up bound (fixtures/slo.yaml chaos.catch_up); each with its numbers for hostcheck.explain (None:
+    not a timing claim, which no host explains)."""
+    out: list[tuple[str, Breach | None]] = []
     for rec in run.recoveries():
         if rec["recovery_s"] > rec["bound_s"]:
-            out.append(f"{rec['component']} answered {rec['recovery_s']:.1f} s after the fault, bound "
-                       f"{rec['bound_s']:g} s (fixtures/slo.yaml recovery_s)")
+            out.append((f"{rec['component']} answered {rec['recovery_s']:.1f} s after the fault, bound "
+                        f"{rec['bound_s']:g} s (fixtures/slo.yaml recovery_s)",
+                        Breach(f"{rec['component']} recovery", rec["recovery_s"], rec["bound_s"], "s")))
     for record in run.records("stop"):
         traffic = record["output"]
         if traffic["undrained"]:
-            out.append(f"not drained (late or stalled, not shown lost): {traffic['summary']}")
+            out.append((f"not drained (late or stalled, not shown lost): {traffic['summary']}",
+                        Breach("drain", None, 0.0, "")))
         if not traffic["catch_up"]:
-            out.append("no recovery recorded while the traffic ran: catch-up not judged")
+            out.append(("no recovery recorded while the traffic ran: catch-up not judged", None))
         for i, c in enumerate(traffic["catch_up"], 1):
             if not c["met"]:
-                out.append(f"recovery {i}: the edge was not current again within {c['bound_s']:g} s of ready "
-                           f"(fixtures/slo.yaml chaos.catch_up): {traffic['summary']}")
+                out.append((f"recovery {i}: the edge was not current again within {c['bound_s']:g} s of ready "
+                            f"(fixtures/slo.yaml chaos.catch_up): {traffic['summary']}",
+                            Breach(f"catch-up after recovery {i}", c["catch_up_s"], c["bound_s"], "s")))
     return out

@@ -22,6 +22,7 @@ from indmlops.hostcheck.diskio import (
     parse_diskstats,
     parse_pid_io,
 )
+from indmlops.hostcheck.explain import Breach, Envelope, envelope, explained, judge, timing_failure
 from indmlops.hostcheck.fit import HostFit
 from indmlops.hostcheck.measure import (
     FSYNC_PAYLOAD,
@@ -49,13 +50,13 @@ from indmlops.hostcheck.verdict import (
     assess,
     assess_run,
     context,
-    judge,
 )
 
 __all__ = [
-    "CHANGES_PER_READING", "FSYNC_PAYLOAD", "HOST_FILE", "CpuShare", "Demand", "Devices", "DiskCounters",
-    "EnvironmentVerdict", "HostFigures", "HostFileError", "HostFit", "HostMonitor", "IoShare", "IoSnapshot",
-    "MonitorSummary", "OwnRoots", "Pressure", "Shortfall", "SlowFsync", "Snapshot", "Thresholds", "assess",
-    "assess_run", "attribute", "attribute_io", "context", "devices_for", "fsync_once", "io_snapshot", "judge",
-    "measure_fsync", "measure_fsync_under", "measure_generator", "measure_loopback_rtt", "parse_cpu_stat",
-    "parse_diskstats", "parse_pid_io", "parse_pid_stat", "parse_psi", "preflight", "read_psi", "snapshot"]
+    "CHANGES_PER_READING", "FSYNC_PAYLOAD", "HOST_FILE", "Breach", "CpuShare", "Demand", "Devices", "DiskCounters",
+    "Envelope", "EnvironmentVerdict", "HostFigures", "HostFileError", "HostFit", "HostMonitor", "IoShare",
+    "IoSnapshot", "MonitorSummary", "OwnRoots", "Pressure", "Shortfall", "SlowFsync", "Snapshot", "Thresholds",
+    "assess", "assess_run", "attribute", "attribute_io", "context", "devices_for", "envelope", "explained",
+    "fsync_once", "io_snapshot", "judge", "measure_fsync", "measure_fsync_under", "measure_generator",
+    "measure_loopback_rtt", "parse_cpu_stat", "parse_diskstats", "parse_pid_io", "parse_pid_stat", "parse_psi",
+    "preflight", "read_psi", "snapshot", "timing_failure"]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from indmlops.hostcheck.attribution import OwnRoots
+from indmlops.hostcheck.explain import Breach, explained, judge, not_explained_note
 from indmlops.hostcheck.measure import HostFigures
 from indmlops.hostcheck.monitor import HostMonitor, MonitorSummary
 from indmlops.hostcheck.verdict import (
@@ -22,7 +23,6 @@ from indmlops.hostcheck.verdict import (
     assess,
     assess_run,
     context,
-    judge,
     with_context,
 )
 
@@ -75,15 +75,18 @@ class HostFit:
             assert mon.summary is not None
             self.record_run(name, mon.summary)
 
-    def judge(self, breach_text: str, monitor_summary: MonitorSummary | None = None) -> NoReturn:
-        judge(breach_text, self.figures, monitor_summary, demand=self.demand, thresholds=self.thresholds,
-              figures_path=self.path)
+    def judge(self, breach_text: str, breaches: list[Breach], monitor_summary: MonitorSummary | None = None
+              ) -> NoReturn:
+        judge(breach_text, self.figures, monitor_summary, demand=self.demand, breaches=breaches,
+              thresholds=self.thresholds, figures_path=self.path)
 
     @contextmanager
     def judging(self, monitor_summary: MonitorSummary | None = None) -> Iterator[None]:
         """Around a test's asserts: an AssertionError is re-raised as it is (pytest's diff intact, a note added per
-        slow-but-ours finding) when the host carried the run, and becomes an EnvironmentVerdict when it fell short
-        before or during it."""
+        slow-but-ours finding) unless the host fell short before or during the run *and* that explains it: a timing
+        claim (`explain.timing_failure`) whose every breach is within the slowdown the shortfalls imply. Then it
+        becomes an EnvironmentVerdict. Anything else (a loss, a fault that hit nothing, a breach beyond what the
+        host explains) stays the stack's, with the shortfalls said as notes."""
         try:
             yield
         except EnvironmentVerdict:
@@ -92,11 +95,14 @@ class HostFit:
             found = self.shortfalls + (assess_run(monitor_summary, self.demand, self.thresholds)
                                        if monitor_summary else [])
             said = self.context + context(None, monitor_summary, self.demand, self.thresholds)
-            if not found:
-                with_context(exc, said)  # adds notes to exc itself
+            host, why = explained(exc, found)
+            if not host:
+                with_context(exc, said + not_explained_note(why, found))
                 raise
-            raise EnvironmentVerdict(self.demand, found, breach_text=str(exc), figures=self.figures,
-                                     monitor=monitor_summary, figures_path=self.path, context=said) from exc
+            verdict = EnvironmentVerdict(self.demand, found, breach_text=str(exc), figures=self.figures,
+                                         monitor=monitor_summary, figures_path=self.path, context=said)
+            verdict.add_note(f"host: {why}")
+            raise verdict from exc
 
     def line(self) -> str:
         """One line for the terminal: the figures that matter and the verdict."""

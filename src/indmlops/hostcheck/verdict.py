@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import yaml
 
@@ -312,20 +311,6 @@ def _rebuild_verdict(text: str) -> AssertionError:
     exc = EnvironmentVerdict.__new__(EnvironmentVerdict)
     AssertionError.__init__(exc, text)
     return exc
-
-
-def judge(breach_text: str, figures: HostFigures | None, monitor_summary: MonitorSummary | None, *, demand: Demand,
-          thresholds: Thresholds | None = None, figures_path: Path | str | None = None) -> NoReturn:
-    """Raise EnvironmentVerdict when the host fell short before (`figures`) or during (`monitor_summary`) the run,
-    else a plain AssertionError with `breach_text`: the stack's failure, with a note of what was slow but ours."""
-    t = thresholds or Thresholds()
-    shortfalls = (assess(figures, demand, t) if figures else []) + \
-        (assess_run(monitor_summary, demand, t) if monitor_summary else [])
-    said = context(figures, monitor_summary, demand, t)
-    if shortfalls:
-        raise EnvironmentVerdict(demand, shortfalls, breach_text=breach_text, figures=figures,
-                                 monitor=monitor_summary, figures_path=figures_path, context=said)
-    raise with_context(AssertionError(breach_text), said)
 
 
 def with_context(exc: AssertionError, said: list[str]) -> AssertionError:

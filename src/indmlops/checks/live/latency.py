@@ -3,11 +3,13 @@ against the profile's bounds with a verdict table (operation, measure, bound, me
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from indmlops.checks.live.loadrun import LoadResult, run
+from indmlops.hostcheck.explain import Breach, timing_failure
 from indmlops.slo import PERCENTILES, Profile, percentile
 from indmlops.targets.base import Target
 
@@ -28,6 +30,12 @@ class Row:
     bound: str
     measured: str
     ok: bool
+    # A timing claim (hostcheck.explain): its unit ("ms"; "" for one without a number: not drained, published less
+    # than asked, the generator's CPU), the value measured (None: no samples) and its bound. None: not about time
+    # (errors, loss, duplicates, QoS, unacknowledged readings): no host excuses it.
+    unit: str | None = None
+    value: float | None = None
+    limit: float = 0.0
 
 
 def _ratio_row(group: str, measure: str, num: float, den: float, limit: float, at_least: bool = False) -> Row:
@@ -45,7 +53,8 @@ def verdict(result: LoadResult, profile: Profile) -> list[Row]:
         for key, bound in bounds.items():
             measured = percentile(values, PERCENTILES[key])
             shown = f"{measured:.2f} ms (n={len(values)})" if values else "no samples"
-            rows.append(Row(op, key.removesuffix("_ms"), f"≤ {bound:g} ms", shown, bool(values) and measured <= bound))
+            rows.append(Row(op, key.removesuffix("_ms"), f"≤ {bound:g} ms", shown, bool(values) and measured <= bound,
+                            "ms", measured if values else None, bound))
         if op != "mqtt:e2e":  # e2e failures are the loss and duplicate rows below
             rows.append(_ratio_row(op, "error ratio", result.failures.get(op, 0), result.requests.get(op, 0),
                                    profile.max_error_ratio))
@@ -55,14 +64,15 @@ def verdict(result: LoadResult, profile: Profile) -> list[Row]:
     rows.append(_ratio_row("delivery", "unacknowledged ratio", result.unacknowledged, result.published,
                            profile.max_unacknowledged_ratio))
     # Not drained: no prediction yet when the drain ended. Not evidence of loss, but the edge did not finish.
-    rows.append(Row("delivery", "not drained", "= 0", str(result.undrained), result.undrained == 0))
+    rows.append(Row("delivery", "not drained", "= 0", str(result.undrained), result.undrained == 0, ""))
     rows.append(Row("delivery", "predictions below QoS 1", "= 0", str(result.weak_qos), result.weak_qos == 0))
     rows.append(_ratio_row("delivery", "duplicate ratio", result.duplicates, result.published,
                            profile.max_duplicate_ratio))
-    rows.append(_ratio_row("delivery", "published / requested", result.published, round(result.requested),
-                           profile.min_throughput_ratio, at_least=True))
+    rows.append(dataclasses.replace(_ratio_row("delivery", "published / requested", result.published,
+                                               round(result.requested), profile.min_throughput_ratio, at_least=True),
+                                    unit=""))
     rows.append(Row("generator", "cpu cores", f"≤ {profile.generator_max_cpu:g}", f"{result.generator_cpu:.2f}",
-                    result.generator_cpu <= profile.generator_max_cpu))
+                    result.generator_cpu <= profile.generator_max_cpu, ""))
     return rows
 
 
@@ -101,9 +111,12 @@ def assert_rows(rows: list[Row], *, groups: tuple[str, ...], result: LoadResult,
               and r.measure not in exclude]
     if failed:
         names = ", ".join(f"{r.group} {r.measure} {r.measured} (bound {r.bound})" for r in failed)
-        raise AssertionError(
+        # Timing only when every failed row is: then a host that fell short may explain it (hostcheck.explain).
+        breaches = [Breach(f"{r.group} {r.measure}", r.value, r.limit, r.unit) for r in failed if r.unit is not None]
+        raise timing_failure(
             f"SLO breached under the {profile.name!r} profile (fixtures/slo.yaml): {names}\n\n{format_table(rows)}\n\n"
             f"where the time went: {where_time_went(result)}\ndelivery: {result.delivery}\n\n"
             f"{result.published} readings published ({result.requested:.0f} requested) at "
             f"{profile.rate:g}/s base rate, shape {profile.shape}, {result.seconds:.1f} s; reports and the command to "
-            f"reproduce the load: {result.out_dir}/ (verdict.txt, locust.html, latency.png, reproduce.sh)")
+            f"reproduce the load: {result.out_dir}/ (verdict.txt, locust.html, latency.png, reproduce.sh)",
+            breaches if len(breaches) == len(failed) else [])
