@@ -9,7 +9,7 @@ import pytest
 from indmlops import slo
 from indmlops.checks.live import latency
 from indmlops.checks.live.loadrun import LoadResult
-from indmlops.hostcheck import MonitorSummary
+from indmlops.hostcheck import Breach, MonitorSummary, timing_failure
 from indmlops.plugin import option
 
 pytestmark = pytest.mark.latency
@@ -65,3 +65,34 @@ def test_reports_written_for_latency_run(load_applied):
                  "locust_stats_history.csv", "reproduce.sh"):
         path = result.out_dir / name
         assert path.exists() and path.stat().st_size > 0, f"{path} missing or empty after the latency run"
+
+
+@pytest.fixture(scope="module")
+def capacity_measured(target, pytestconfig, host_fit, load_applied):
+    """The durable-capacity ramp, once per session, after the profile's load (it must not share the host with it);
+    the host watched meanwhile. Printed as it goes and kept in reports/latency/capacity.json."""
+    import json
+
+    from indmlops.capacity import Limits
+    from indmlops.chaos.capacity import busiest_traffic, ramp
+    from indmlops.plugin.session import live_printer
+
+    say = live_printer(pytestconfig, "indmlops capacity")
+    needed, needed_by = busiest_traffic()
+    with host_fit.monitor("capacity") as host_run:
+        cap = ramp(target, Limits.load(), needed=needed, needed_by=needed_by, progress=say)
+    say(cap.text().splitlines()[0])
+    out = Path(option(pytestconfig, "reports_dir")) / "latency" / "capacity.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(cap.as_dict(), indent=2) + "\n")
+    return cap, host_run.summary, out
+
+
+def test_durable_capacity_carries_every_profile_with_margin(capacity_measured, host_fit, target):
+    cap, host_run, out = capacity_measured
+    with host_fit.judging(host_run):  # a rate: explained only when the host's slowdown covers the shortfall
+        if not cap.met:
+            raise timing_failure(
+                f"{cap.text()}\nThe stack on the {target.name} target falls behind below {cap.required:g} readings/s "
+                f"(fixtures/slo.yaml capacity; steps in {out}). Reproduce: .venv/bin/pytest suites/latency -k capacity",
+                [Breach("durable capacity", cap.carried, cap.required, "per_s")])

@@ -96,3 +96,18 @@ def test_latency_verdict_fails_on_percentiles_when_inference_starved(target, sho
     assert {"mqtt:e2e p50", "mqtt:e2e p99", "http:predict p99"} <= failed, latency.format_table(rows)
     # the generator was fine: the verdict blames the edge, not the load
     assert "generator cpu cores" not in failed, latency.format_table(rows)
+
+
+def test_capacity_verdict_fails_when_the_edge_drains_slower_than_the_ramp_offers(target):
+    """An edge that runs a quarter of the time drains ~1/4 of its usual rate: the first step it cannot carry grows a
+    queue, and the ramp says so with the growth (not with a lost reading: everything is predicted after the drain)."""
+    from indmlops.capacity import Limits
+    from indmlops.chaos.capacity import ramp
+
+    limits = dataclasses.replace(Limits.load(), rates=(400.0, 3200.0), step_s=3.0)
+    with starved(int(target.identity("inference")), stopped_s=0.3, running_s=0.1):
+        cap = ramp(target, limits, needed=400, needed_by="this test", drain_bound_s=30)
+    assert not cap.met and cap.carried < 3200, cap.text()
+    broke = cap.steps[-1]
+    assert any("delay grew" in f or "p99" in f for f in broke.failures(limits)), cap.text()
+    assert "needed 2 × 400/s (this test) = 800/s" in cap.text()

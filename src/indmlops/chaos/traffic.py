@@ -39,15 +39,15 @@ from indmlops.chaos import context
 from indmlops.delivery import Key, Ledger
 from indmlops.outbox import Outbox
 from indmlops.simulator import Plant
+from indmlops.targets.base import Target
 
 
 class Traffic:
-    def __init__(self, configuration: dict | None, rate: float, machines: int, max_inflight: int) -> None:
-        t = context.target(configuration)
+    def __init__(self, t: Target, rate: float, machines: int, max_inflight: int, prefix: str = "chaos") -> None:
         self.ep = t.endpoint("mosquitto")
         self.pub_creds = t.credentials("mosquitto", "simulator")
         self.sub_creds = t.credentials("mosquitto", "monitor")
-        self.line = f"chaos-{uuid.uuid4().hex[:8]}"
+        self.line = f"{prefix}-{uuid.uuid4().hex[:8]}"
         self.rate, self.machines = rate, machines
         self.lock = threading.Lock()
         self.ledger = Ledger()
@@ -56,6 +56,8 @@ class Traffic:
         self.stamps: dict[Key, set[int]] = {}  # published_ns of each prediction: a redelivered message repeats one
         self.published = 0
         self.window = threading.Semaphore(max_inflight)
+        self.window_wait_s = 0.0  # publishing time spent waiting for an in-flight slot (the broker's acks)
+        self.publishing_s = 0.0  # set when the publishing loop ends
         self.outbox = Outbox()  # under self.lock
         self.weak_qos = 0  # predictions that arrived below QoS 1: published weaker than the contract
         self.arrivals: list[tuple[float, float]] = []  # (arrival, delay) of each first prediction, in arrival order
@@ -140,6 +142,12 @@ class Traffic:
             self._send(topic, body, cast(Key, key))
 
     def _publish_loop(self) -> None:
+        try:
+            self._publish()
+        finally:
+            self.publishing_s = time.monotonic() - self.t0
+
+    def _publish(self) -> None:
         interval = 1.0 / self.rate
         for reading in Plant(seed=int.from_bytes(os.urandom(4), "big"), lines=1, machines=self.machines).readings():
             if self.stopping.is_set():
@@ -147,7 +155,10 @@ class Traffic:
             due = self.t0 + self.published * interval
             if (delay := due - time.monotonic()) > 0:
                 time.sleep(delay)
-            if not self.window.acquire(timeout=0.5):
+            waited = time.monotonic()
+            got = self.window.acquire(timeout=0.5)
+            self.window_wait_s += time.monotonic() - waited
+            if not got:
                 continue  # the broker is away: keep the schedule, do not pile up (that reading is not sent)
             reading["line"] = self.line
             reading["ts_ns"] = time.time_ns()
@@ -158,6 +169,13 @@ class Traffic:
                 self.published += 1
                 self.outbox.sent(key, (topic, body))
             self._send(topic, body, key)
+
+    def close(self) -> None:
+        """Disconnect both clients and forget their persistent sessions (the broker would keep them otherwise)."""
+        for c, cid, creds in ((self.tx, self.tx_id, self.pub_creds), (self.rx, self.rx_id, self.sub_creds)):
+            wire.mqtt_close(c)
+            with contextlib.suppress(wire.NoAnswer):  # broker gone: its sessions went with it
+                wire.forget_session(self.ep, creds.username, creds.password, cid)
 
     def marks(self) -> list[float]:
         """Wall-clock times of the recoveries recorded while this traffic ran (chaos.actions.wait_ready)."""
@@ -200,10 +218,7 @@ class Traffic:
         context.state.catch_ups.extend(catch_ups)
         with self.lock:
             outbox = self.outbox.stats.as_dict()
-        for c, cid, creds in ((self.tx, self.tx_id, self.pub_creds), (self.rx, self.rx_id, self.sub_creds)):
-            wire.mqtt_close(c)
-            with contextlib.suppress(wire.NoAnswer):  # broker gone: its sessions went with it
-                wire.forget_session(self.ep, creds.username, creds.password, cid)
+        self.close()
         # QoS1 is at least once. A reading the broker redelivers after a kill is predicted again (a second
         # prediction, new published_ns); a prediction the broker redelivers arrives twice (same published_ns).
         report = {"line": self.line, "seconds": round(seconds, 2), "published": acc.published,
@@ -238,7 +253,7 @@ def start(rate: float = 100.0, machines: int = 5, max_inflight: int = 100, name:
           configuration: dict | None = None) -> dict:
     if name in _running:
         _running.pop(name).stop(0, 0, None)
-    tr = Traffic(configuration, rate, machines, max_inflight)
+    tr = Traffic(context.target(configuration), rate, machines, max_inflight)
     _running[name] = tr
     return {"line": tr.line, "rate": rate, "machines": machines}
 
