@@ -72,7 +72,7 @@ kinds = st.sampled_from([("foreign_cpu", 25.0), ("cpu_pressure", 25.0), ("io_pre
 
 @given(st.lists(st.tuples(kinds, st.floats(1.0, 5.0)), max_size=4), st.floats(0.1, 10_000), st.floats(1, 1000))
 def test_more_shortfall_never_explains_less(found, measured, bound):
-    """Adding a shortfall (or worsening one) only widens what the host explains, and never beyond bound x 20 + stalls."""
+    """Adding a shortfall only widens what the host explains, and never beyond bound x 20 + stalls."""
     shortfalls = [short(w, b * k, b) for (w, b), k in found]
     breach = h.Breach("x", measured, bound, "ms")
     env, wider = h.envelope(shortfalls), h.envelope([*shortfalls, CPU_50])

@@ -391,14 +391,16 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
                                           "ports"][0].update(protocol=None)), set()),
     "env-null": (lambda m: container(m, PROMETHEUS).update(env=None), set()),
     "ports-empty": (lambda m: container(m, SIMULATOR).update(ports=[]), set()),
-    # optional: true — a missing object or key is no error: the pod starts without it.
+    # optional: true — a missing object is no error (the operator may add it; the pod starts without it), unless only
+    # a typo away from one of the set's. A key missing from an object the set defines can never resolve here: the
+    # container silently goes without it, so optional hides the mistake (issue 25).
     "optional-configmap-volume-missing": (lambda m: volume(m, GRAFANA, "dashboards")["configMap"].update(
         name="grafana-dashboards-x", optional=True), set()),
     "optional-secret-volume-missing": (lambda m: volume(m, NODERED, "credentials")["secret"].update(
         secretName="mqtt-credentials-x", optional=True), set()),
     "optional-secret-key-ref-missing-key": (
         lambda m: env(m, SIMULATOR, "MQTT_PASSWORD")["valueFrom"]["secretKeyRef"].update(key="sim", optional=True),
-        set()),
+        {f"{SIMULATOR}:references"}),
     "optional-env-from-missing": (lambda m: container(m, INFERENCE).update(envFrom=[
         {"configMapRef": {"name": "inference-extra", "optional": True}},
         {"secretRef": {"name": "inference-extra", "optional": True}}]), set()),
@@ -408,7 +410,8 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
     "volume-item-key-missing": (lambda m: volume(m, GRAFANA, "dashboards")["configMap"].update(
         items=[{"key": "stack-overview.jsn", "path": "stack-overview.json"}]), {f"{GRAFANA}:references"}),
     "optional-volume-item-key-missing": (lambda m: volume(m, GRAFANA, "dashboards")["configMap"].update(
-        items=[{"key": "stack-overview.jsn", "path": "stack-overview.json"}], optional=True), set()),
+        items=[{"key": "stack-overview.jsn", "path": "stack-overview.json"}], optional=True),
+        {f"{GRAFANA}:references"}),
     # A quoted number in an IntOrString port is a port *name* to the API, and a name needs a letter: rejected.
     "service-target-port-quoted-number": (
         lambda m: m.find("Service/it-core/mlflow-svc").body["spec"]["ports"][0].update(targetPort="5000"),
@@ -636,7 +639,46 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
                                        {f"{POSTGRES}:startup-probe"}),
     "mlflow-startup-probe-too-short": (lambda m: container(m, MLFLOW)["startupProbe"].update(failureThreshold=3),
                                        {f"{MLFLOW}:startup-probe"}),
+    # Issue 25, static classes. A credential left blank: every pod that takes it is named.
+    "database-password-blank": (lambda m: m.find("Secret/it-core/postgres-credentials").body["data"].update(
+        password=""), {f"{MLFLOW}:references", f"{POSTGRES}:references"}),
+    "broker-role-password-whitespace": (lambda m: blank_string(m, "Secret/ot-edge/mqtt-credentials", "inference"),
+                                        {f"{INFERENCE}:references", f"{MOSQUITTO}:references",
+                                         f"{NODERED}:references"}),
+    # A Service port of another transport than its listener's.
+    "broker-service-udp": (lambda m: service_port(m, "Service/ot-edge/mosquitto-svc", "mqtt").update(protocol="UDP"),
+                           {"Service/ot-edge/mosquitto-svc:service-ports"}),
+    "database-service-sctp": (lambda m: service_port(m, "Service/it-core/postgres-svc", "postgres").update(
+        protocol="SCTP"), {"Service/it-core/postgres-svc:service-ports"}),
+    # optional: true over a reference that can never resolve here.
+    "optional-misspelt-secret-key": (lambda m: env(m, MLFLOW, "AWS_SECRET_ACCESS_KEY")["valueFrom"][
+        "secretKeyRef"].update(key="root-pasword", optional=True), {f"{MLFLOW}:references"}),
+    "optional-misspelt-secret-name": (lambda m: env(m, MLFLOW, "PGPASSWORD")["valueFrom"]["secretKeyRef"].update(
+        name="postgres-credential", optional=True), {f"{MLFLOW}:references"}),
+    "optional-volume-misspelt-item": (lambda m: volume(m, MOSQUITTO, "credentials")["secret"].update(
+        optional=True,
+        items=[{"key": k, "path": k} for k in ("simulator", "inferense", "nodered", "monitor", "probe")]),
+        {f"{MOSQUITTO}:references"}),
+    # A projected volume that leaves out a file the application reads (its config names the ACL file).
+    "broker-config-projected-without-acl": (lambda m: project_only(m, MOSQUITTO, "config", "mosquitto.conf"),
+                                            {f"{MOSQUITTO}:setting-refs"}),
 }
+
+
+def blank_string(m: Manifests, ref: str, key: str) -> None:
+    body = m.find(ref).body
+    body["data"].pop(key)
+    body.setdefault("stringData", {})[key] = "  \n"
+
+
+def service_port(m: Manifests, ref: str, name: str) -> dict:
+    return next(p for p in m.find(ref).body["spec"]["ports"] if p["name"] == name)
+
+
+def project_only(m: Manifests, ref: str, vol: str, key: str) -> None:
+    v = volume(m, ref, vol)
+    source = v.pop("secret")
+    v["projected"] = {"sources": [{"secret": {"name": source["secretName"], "items": [{"key": key, "path": key}]}}]}
 
 
 def set_secret(m: Manifests, ref: str, key: str, value: str) -> None:

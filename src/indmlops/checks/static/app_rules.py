@@ -225,10 +225,19 @@ def check_setting_refs(w: Obj, m: Manifests, apps: Apps) -> list[str]:
             if vm is None:
                 out.append(f"container {r.c.get('name')} ({r.app.name}): {r.described(spec)} is {path}, on no mounted "
                            f"volume (mounts: {[v.get('mountPath') for v in mounts] or 'none'})")
-            elif vol and ("configMap" in vol or "secret" in vol):
+            elif vol and ("configMap" in vol or "secret" in vol or _only_objects(vol.get("projected"))):
                 out.append(f"container {r.c.get('name')} ({r.app.name}): {r.described(spec)} is {path}, but volume "
                            f"{vm.get('name')!r} mounted at {vm.get('mountPath')} has no such file")
     return out
+
+
+def _only_objects(projected: Any) -> bool:
+    """A projected volume made only of ConfigMaps and Secrets: every file it holds is one of theirs, so a path it
+    lacks is missing (a downwardAPI or token source would add files the manifests do not list)."""
+    sources = projected.get("sources") if isinstance(projected, dict) else None
+    if not isinstance(sources, list) or not sources:
+        return False
+    return all(isinstance(s, dict) and set(s) <= {"configMap", "secret"} for s in sources)
 
 
 def _url_part(url: str, part: str) -> str | None:

@@ -86,34 +86,47 @@ def keys_of(obj: Obj) -> list[str]:
     return [str(k) for f in fields if isinstance(obj.body.get(f), dict) for k in obj.body[f]]
 
 
+def _volume_sources(vol: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(kind, source) of each ConfigMap or Secret a volume projects: a configMap or secret volume has one, a projected
+    volume one per source (the same `items` semantics; its Secret names itself `name`, not `secretName`)."""
+    out = []
+    if isinstance(vol.get("configMap"), dict):
+        out.append(("ConfigMap", vol["configMap"]))
+    if isinstance(vol.get("secret"), dict):
+        out.append(("Secret", {**vol["secret"], "name": vol["secret"].get("secretName")}))
+    for src in (vol.get("projected") or {}).get("sources") or [] if isinstance(vol.get("projected"), dict) else []:
+        for key, kind in (("configMap", "ConfigMap"), ("secret", "Secret")):
+            if isinstance(src, dict) and isinstance(src.get(key), dict):
+                out.append((kind, src[key]))
+    return out
+
+
 def mounted_files(w: Obj, c: dict[str, Any], m: Manifests) -> dict[str, tuple[Obj, str]]:
-    """Path -> (ConfigMap or Secret, key) of every file the container sees from those volumes (items and subPath
-    honoured). Volumes of other kinds and objects missing from the set contribute nothing."""
+    """Path -> (ConfigMap or Secret, key) of every file the container sees from those volumes, projected ones
+    included (items and subPath honoured). Volumes of other kinds and objects missing from the set contribute
+    nothing."""
     volumes = {str(v.get("name")): v for v in (w.pod_spec() or {}).get("volumes") or [] if isinstance(v, dict)}
     out: dict[str, tuple[Obj, str]] = {}
     for mount in c.get("volumeMounts") or []:
         if not isinstance(mount, dict):
             continue
-        vol = volumes.get(str(mount.get("name"))) or {}
-        source, kind = (vol.get("configMap"), "ConfigMap") if "configMap" in vol else (vol.get("secret"), "Secret")
-        if not isinstance(source, dict):
-            continue
-        obj = m.get(kind, w.namespace, str(source.get("name") if kind == "ConfigMap" else source.get("secretName")))
-        if obj is None:
-            continue
-        keys = keys_of(obj)
-        items = source.get("items")
-        files = {str(i.get("path")): str(i.get("key")) for i in items if isinstance(i, dict)} \
-            if isinstance(items, list) and items else {k: k for k in keys}
+        seen: dict[str, tuple[Obj, str]] = {}  # the volume's files, relative to its root
+        for kind, source in _volume_sources(volumes.get(str(mount.get("name"))) or {}):
+            obj = m.get(kind, w.namespace, str(source.get("name")))
+            if obj is None:
+                continue
+            keys = keys_of(obj)
+            items = source.get("items")
+            files = {str(i.get("path")): str(i.get("key")) for i in items if isinstance(i, dict)} \
+                if isinstance(items, list) and items else {k: k for k in keys}
+            seen.update({rel: (obj, key) for rel, key in files.items() if key in keys})
         path = str(mount.get("mountPath", ""))
         if mount.get("subPath"):
-            key = files.get(str(mount["subPath"]))
-            if key in keys:
-                out[path] = (obj, key)
+            if (hit := seen.get(str(mount["subPath"]))) is not None:
+                out[path] = hit
             continue
-        for rel, key in files.items():
-            if key in keys:
-                out[posixpath.join(path, rel)] = (obj, key)
+        for rel, hit in seen.items():
+            out[posixpath.join(path, rel)] = hit
     return out
 
 

@@ -60,20 +60,37 @@ def check_service_selects(svc: Obj, m: Manifests) -> list[str]:
     return []
 
 
-def check_service_ports(svc: Obj, m: Manifests) -> list[str]:
+def check_service_ports(svc: Obj, m: Manifests, apps: Any = None) -> list[str]:
+    """Every Service port targets a port the selected pod templates declare, over the same transport protocol
+    (TCP, UDP or SCTP: a Service port of another protocol than its container port forwards nothing), and a port of
+    a known application (`apps`, fixtures/applications.yaml: all of them speak TCP) is TCP."""
     out = []
     for w in selected_templates(svc, m):
-        declared = [p for c in w.containers(init=False) for p in c.get("ports") or []]
-        numbers = {int(p["containerPort"]) for p in declared if "containerPort" in p}
-        names = {str(p["name"]) for p in declared if p.get("name")}
+        containers = w.containers(init=False)
+        declared = [(c, p) for c in containers for p in c.get("ports") or [] if isinstance(p, dict)]
+        numbers = {int(p["containerPort"]) for _c, p in declared if "containerPort" in p}
+        names = {str(p["name"]) for _c, p in declared if p.get("name")}
         for sp in (svc.body.get("spec") or {}).get("ports") or []:
             target = target_port(sp)
-            ok = target in names if isinstance(target, str) else int(target) in numbers
-            if not ok:
+            label = sp.get("name") or sp.get("port")
+            hits = [(c, p) for c, p in declared
+                    if (str(p.get("name")) == target if isinstance(target, str) else p.get("containerPort") == target)]
+            if not hits:
                 quoted = " (a quoted number is a port name to the API; write it unquoted)" \
                     if isinstance(target, str) and target.isdigit() else ""
-                out.append(f"port {sp.get('name') or sp.get('port')}: targetPort {target!r} is not declared by "
+                out.append(f"port {label}: targetPort {target!r} is not declared by "
                            f"{w.ref} (declared: {sorted(numbers)} named {sorted(names)}){quoted}")
+                continue
+            proto = str(sp.get("protocol") or "TCP")
+            for c, p in hits:
+                theirs = str(p.get("protocol") or "TCP")
+                if theirs != proto:
+                    out.append(f"port {label}: the Service forwards {proto}, {w.ref} container {c.get('name')} port "
+                               f"{p.get('name') or p.get('containerPort')} is {theirs}: no connection gets through")
+                app = apps.of(c) if apps is not None else None
+                if app is not None and proto == theirs != "TCP":
+                    out.append(f"port {label}: {proto} to {w.ref} container {c.get('name')}, which runs {app.name} "
+                               "(it speaks a TCP protocol): its clients cannot connect")
     return out
 
 

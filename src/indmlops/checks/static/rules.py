@@ -54,10 +54,12 @@ RULES = {
                     "application is told to read",
     "startup-probe": "a slow starter with a liveness probe has a startup probe that waits as long as its worst start",
     "rwo-recreate": "a Deployment mounting a ReadWriteOnce PVC uses strategy Recreate and one replica",
-    "references": "every referenced ConfigMap, Secret (and key) and PVC exists",
+    "references": "every referenced ConfigMap, Secret (and key) and PVC exists, no `optional: true` hides a misspelt "
+                  "name or key, and no Secret value a container takes is empty",
     "service-type": "Services are of a type the overlay allows",
     "service-selects": "every Service selects at least one pod template",
-    "service-ports": "every Service port targets a port the selected pod templates declare",
+    "service-ports": "every Service port targets a port the selected pod templates declare, over its transport "
+                     "protocol, and a known application's port is TCP",
     "scrape-target": "every Prometheus scrape target names an existing Service and one of its ports",
     "prometheus-rules": "every rule_files pattern matches a rule file mounted into Prometheus, and the loaded files "
                         "define every rule of the shared rule files",
@@ -304,7 +306,7 @@ def _run(case: Case, m: Manifests, policy: StaticPolicy, intent: Intent | None) 
         "bucket-bootstrap": lambda: orules.check_bucket_bootstrap(obj, m),
         "service-type": lambda: orules.check_service_type(obj, policy.allowed_service_types),
         "service-selects": lambda: orules.check_service_selects(obj, m),
-        "service-ports": lambda: orules.check_service_ports(obj, m),
+        "service-ports": lambda: orules.check_service_ports(obj, m, policy.apps),
         "pod-security": lambda: orules.check_pod_security_labels(obj),
         "statefulset-service": lambda: wiring_rules.check_statefulset_service(obj, m),
         "sa-token": lambda: security_rules.check_sa_token(obj, m, policy.api_access),

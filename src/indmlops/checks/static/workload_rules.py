@@ -224,23 +224,61 @@ def replica_count(obj: Obj) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _near(name: str, names: list[str]) -> str | None:
+    """The one of `names` one character edit away from `name` (a typo), if any. Not further: an optional object may
+    be one the operator adds (`grafana-dashboards-extra`), and its name may resemble one of ours."""
+    def distance(a: str, b: str) -> int:
+        prev = list(range(len(b) + 1))
+        for i, ca in enumerate(a, 1):
+            cur = [i]
+            for j, cb in enumerate(b, 1):
+                cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+            prev = cur
+        return prev[-1]
+    close = sorted((distance(name, n), n) for n in names if n != name and abs(len(n) - len(name)) <= 1)
+    return close[0][1] if close and close[0][0] <= 1 else None
+
+
 def check_references(obj: Obj, m: Manifests) -> list[str]:
+    """Every ConfigMap, Secret (and key) and PVC a pod references exists; a reference marked optional that can
+    never resolve in this set (the object is here without the key, or only a near name of it is) is a finding too:
+    the kubelet starts the container without the value, so `optional: true` hides the misspelling. A Secret value
+    a container takes (a key reference, the items of a volume, or a whole Secret as envFrom or volume) is not
+    empty: a blank credential fails at the first login, or worse, is accepted."""
+    from indmlops.checks.static.apps import decoded  # apps reads image names from here
+
     ns, out = obj.namespace, []
 
-    def need(kind: str, name: Any, where: str, key: Any = None, optional: Any = False, items: Any = None) -> None:
-        # optional: true makes a missing object or key no error (the pod starts without it), as the kubelet does.
-        if optional or not name:
+    def need(kind: str, name: Any, where: str, key: Any = None, optional: Any = False, items: Any = None,
+             whole: bool = False) -> None:
+        if not name:
             return
         found = m.get(kind, ns, str(name))
         if not found:
-            out.append(f"{where}: {kind} {ns}/{name} does not exist in the manifests")
-        elif kind in ("Secret", "ConfigMap"):
-            keys = set(found.body.get("data") or {}) | set(found.body.get("stringData") or {}) \
-                | set(found.body.get("binaryData") or {})
-            # A volume's items project chosen keys: a missing one keeps the pod from starting, like a key ref's.
-            wanted = ([] if key is None else [key]) + [i.get("key") for i in items or []]
-            out.extend(f"{where}: {kind} {ns}/{name} has no key {k!r} (keys: {sorted(keys)})"
-                       for k in wanted if str(k) not in keys)
+            if not optional:
+                out.append(f"{where}: {kind} {ns}/{name} does not exist in the manifests")
+            # A generated object is named in the sources without its hash (kustomize adds it where a name matches).
+            elif near := _near(str(name), [n for o in m.of_kind(kind) if o.namespace == ns
+                                           for n in {o.name, o.display_name}]):
+                out.append(f"{where}: optional {kind} {ns}/{name} does not exist, but {kind} {ns}/{near} does: "
+                           "`optional: true` hides a misspelt name (the container starts without it)")
+            return
+        if kind not in ("Secret", "ConfigMap"):
+            return
+        keys = set(found.body.get("data") or {}) | set(found.body.get("stringData") or {}) \
+            | set(found.body.get("binaryData") or {})
+        # A volume's items project chosen keys: a missing one keeps the pod from starting, like a key ref's.
+        wanted = ([] if key is None else [key]) + [i.get("key") for i in items or [] if isinstance(i, dict)]
+        for k in wanted:
+            if str(k) in keys:
+                continue
+            hidden = ("; `optional: true` hides it: the container starts without it" if optional else "")
+            out.append(f"{where}: {kind} {ns}/{name} has no key {k!r} (keys: {sorted(keys)}){hidden}")
+        if kind == "Secret":
+            taken = [str(k) for k in wanted] if wanted else (sorted(keys) if whole else [])
+            # An undecodable value is field-values' finding (the API rejects it), not a blank one.
+            out.extend(f"{where}: Secret {ns}/{name} key {k!r} is empty: a blank credential (set a value)"
+                       for k in taken if k in keys and (value := decoded(found, k)) is not None and not value.strip())
 
     claims = {str((t.get("metadata") or {}).get("name"))
               for t in (obj.body.get("spec") or {}).get("volumeClaimTemplates") or []}
@@ -251,21 +289,22 @@ def check_references(obj: Obj, m: Manifests) -> list[str]:
                  items=v["configMap"].get("items"))
         if "secret" in v:
             need("Secret", v["secret"].get("secretName"), where, optional=v["secret"].get("optional"),
-                 items=v["secret"].get("items"))
+                 items=v["secret"].get("items"), whole=True)
         if "persistentVolumeClaim" in v and v["persistentVolumeClaim"].get("claimName") not in claims:
             need("PersistentVolumeClaim", v["persistentVolumeClaim"].get("claimName"), where)
         for src in (v.get("projected") or {}).get("sources") or []:
             for kind, field in (("configMap", "ConfigMap"), ("secret", "Secret")):
                 if kind in src:
                     need(field, src[kind].get("name"), where, optional=src[kind].get("optional"),
-                         items=src[kind].get("items"))
+                         items=src[kind].get("items"), whole=True)
     for c in obj.containers():
         cname = f"container {c.get('name')}"
         for ef in c.get("envFrom") or []:
             if "configMapRef" in ef:
                 need("ConfigMap", ef["configMapRef"].get("name"), cname, optional=ef["configMapRef"].get("optional"))
             if "secretRef" in ef:
-                need("Secret", ef["secretRef"].get("name"), cname, optional=ef["secretRef"].get("optional"))
+                need("Secret", ef["secretRef"].get("name"), cname, optional=ef["secretRef"].get("optional"),
+                     whole=True)
         for e in c.get("env") or []:
             vf = e.get("valueFrom") or {}
             for ref, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
@@ -274,12 +313,6 @@ def check_references(obj: Obj, m: Manifests) -> list[str]:
                          vf[ref].get("optional"))
     for s in (obj.pod_spec() or {}).get("imagePullSecrets") or []:
         need("Secret", s.get("name"), "imagePullSecrets")
-    for v in (obj.pod_spec() or {}).get("volumes") or []:
-        for kind, field, ref in (("configMap", "ConfigMap", "name"), ("secret", "Secret", "secretName")):
-            src = v.get(kind) if isinstance(v, dict) else None
-            if isinstance(src, dict) and not src.get("optional") and m.get(field, ns, str(src.get(ref))):
-                for item in src.get("items") or []:
-                    need(field, src.get(ref), f"volume {v.get('name')} items", item.get("key"))
     account = (obj.pod_spec() or {}).get("serviceAccountName") or (obj.pod_spec() or {}).get("serviceAccount")
     if account and account != "default":
         need("ServiceAccount", account, "serviceAccountName")
