@@ -104,6 +104,14 @@ def test_valid_readings_predicted_within_slo_after_hostile_traffic(edge, profile
     print({k: round(v, 2) for k, v in measured.items()}, f"n={len(edge.canary_ms)}")
 
 
+def test_every_answer_to_hostile_traffic_within_its_bound(edge, host_fit):
+    """Slow is not broken, but not on time either: every error report (or allowed prediction) of a hostile reading
+    within outcome_s and every canary within canary_s (fixtures/robustness.yaml). A late answer on a host that fell
+    short by enough to explain it is an environment verdict (hostcheck.explain), else the stack's."""
+    with host_fit.judging():
+        rb.answers_on_time(edge)
+
+
 def test_no_acknowledged_valid_reading_lost_under_hostile_traffic(edge):
     assert edge.stream is not None
     acc = edge.stream.stop()

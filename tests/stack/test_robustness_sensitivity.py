@@ -127,3 +127,32 @@ def test_http_check_fails_naming_the_payload_when_the_handler_drops_the_connecti
     print(message)
     assert f"after payload {edge.reports / '001.http.bin'} on /predict" in message, message
     assert "connection dropped" in message or "HTTP 5" in message, message
+
+
+def test_a_late_error_report_on_a_healthy_edge_fails_as_a_timing_claim(poisonable_edge):
+    """The variant reports a bad reading 1.5 × outcome_s late without blocking its loop (healthy, predicting):
+    the check waits it out as late, not lost, and the bound then fails it with the delay (a timing claim)."""
+    import threading
+
+    from indmlops.hostcheck import explained
+
+    edge = poisonable_edge
+    delay = 1.5 * edge.budget.outcome_s
+    inner = InferenceService._dead_letter
+
+    def later(self, msg, exc):
+        threading.Timer(delay, inner, (self, msg, exc)).start()
+
+    InferenceService._dead_letter = later  # the variant only: the deployed inference is stopped meanwhile
+    try:
+        base = hs.template(1, line=f"{edge.tag}-late", machine="m", ts_ns=time.time_ns())
+        bad_json = hs.Body(b"{not json", "bad JSON", hs.Expect(False, frozenset({"bad_json"})))
+        assert rb.mqtt_hostile_handled(edge, [(f"factory/{base['line']}/m/telemetry", bad_json)]) == ["bad_json"]
+    finally:
+        InferenceService._dead_letter = inner
+    assert len(edge.late_s) == 1 and edge.late_s[0][1] > edge.budget.outcome_s, edge.late
+    with pytest.raises(AssertionError, match=r"1 answers came after their bound \(worst: error for") as err:
+        rb.answers_on_time(edge)
+    [breach] = err.value.breaches
+    assert breach.unit == "s" and breach.bound == edge.budget.outcome_s and breach.measured >= delay
+    assert not explained(err.value, [])[0]  # a quiet host explains nothing

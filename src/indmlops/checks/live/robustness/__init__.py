@@ -6,6 +6,7 @@ bounded, progress-aware wait, or an unhealthy edge, fails. A failure saves the p
 
 
 from indmlops.checks.live.robustness.checks import (
+    answers_on_time,
     edge_alive,
     error_counters_grew,
     error_counts,
@@ -25,7 +26,8 @@ from indmlops.checks.live.robustness.waiting import (
 )
 
 __all__ = [
-    "ERRORS_METRIC", "Budget", "Edge", "LateWait", "Observer", "ValidStream", "budget", "edge_alive",
+    "ERRORS_METRIC", "Budget", "Edge", "LateWait", "Observer", "ValidStream", "answers_on_time", "budget",
+    "edge_alive",
     "error_counters_grew", "error_counts", "every_valid_reading_acknowledged", "every_valid_reading_drained",
     "http_hostile_rejected", "main",
     "mqtt_hostile_handled", "no_valid_reading_lost", "replay", "settle", "wait_late",

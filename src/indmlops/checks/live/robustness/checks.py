@@ -16,6 +16,7 @@ from indmlops.checks.live.robustness.edge import ERRORS_METRIC, Edge
 from indmlops.checks.live.robustness.payloads import Payload
 from indmlops.checks.live.robustness.strategies import Body
 from indmlops.checks.live.robustness.waiting import LateWait
+from indmlops.hostcheck.explain import Breach, timing_failure
 from indmlops.inference.parse import ERROR_KINDS
 from indmlops.targets.base import Target
 
@@ -56,6 +57,7 @@ def edge_alive(edge: Edge, *, after: list[Payload]) -> list[float]:
     latencies = [(got[i] - t0[i]) / 1e6 for i in ids]
     for i, ms in zip(ids, latencies):
         if ms > edge.budget.canary_s * 1000:
+            edge.late_s.append((f"canary {i}", ms / 1000, edge.budget.canary_s))
             edge.late.append(f"canary {i} predicted after {ms / 1000:.1f} s (> canary_s {edge.budget.canary_s:g} s; "
                              f"/healthz, /readyz 200)")
             print(f"late: {edge.late[-1]}")
@@ -85,6 +87,8 @@ def http_hostile_rejected(edge: Edge, body: Body, path: str = "/predict") -> str
         raise edge.fail([payload], f"HTTP {status} {text[:160]!r} (expected a 4xx with {body.expect.describe()}; "
                                    f"known kinds {', '.join(ERROR_KINDS)})")
     edge.provoked[kind] += 1
+    if problems := edge.health():  # fixtures/robustness.yaml: each HTTP example is followed by a /healthz look
+        raise edge.fail([payload], f"after HTTP {status} ({kind}) the edge is unhealthy: {'; '.join(problems)}")
     return kind
 
 
@@ -138,6 +142,7 @@ def mqtt_hostile_handled(edge: Edge, messages: list[tuple[str, Body]]) -> list[s
             if what == "error":
                 edge.provoked[doc["kind"]] += 1
             if (delay := (at - sent_ns) / 1e9) > edge.budget.outcome_s:
+                edge.late_s.append((f"{what} for {saved.shorten(payload.where)}", delay, edge.budget.outcome_s))
                 edge.late.append(f"{what} for {saved.shorten(payload.where)} after {delay:.1f} s (> outcome_s "
                                  f"{edge.budget.outcome_s:g} s; /healthz, /readyz 200)")
                 print(f"late: {edge.late[-1]}")
@@ -189,3 +194,15 @@ def _json_field(text: str, key: str) -> str | None:
     except ValueError:
         return None
     return doc.get(key) if isinstance(doc, dict) else None
+
+
+def answers_on_time(edge: Edge) -> None:
+    """Every answer recorded late (an error report after outcome_s, a canary after canary_s, the edge healthy and
+    predicting meanwhile) fails, as a timing claim with each delay and bound (hostcheck.explain)."""
+    if not edge.late_s:
+        return
+    worst = max(edge.late_s, key=lambda x: x[1] / x[2])
+    raise timing_failure(
+        f"{len(edge.late_s)} answers came after their bound (worst: {worst[0]} after {worst[1]:.1f} s, bound "
+        f"{worst[2]:g} s; fixtures/robustness.yaml profiles.{edge.budget.name}): " + "; ".join(edge.late[:10]),
+        [Breach(what, delay, bound, "s") for what, delay, bound in edge.late_s])

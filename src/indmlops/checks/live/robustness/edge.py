@@ -120,6 +120,7 @@ class Edge:
     saved: dict[tuple[str, str, bytes, str], Path] = field(default_factory=dict)
     ledger: Ledger = field(default_factory=Ledger)  # every valid reading (canaries, the stream): late vs lost
     late: list[str] = field(default_factory=list)  # answers that came after their bound, with their delay
+    late_s: list[tuple[str, float, float]] = field(default_factory=list)  # (what, delay s, bound s) of each
 
     def __post_init__(self) -> None:
         sim = self.target.credentials("mosquitto", "simulator")
