@@ -650,6 +650,14 @@ MUTATIONS: dict[str, tuple[Callable[[Manifests], None], set[str]]] = {
                            {"Service/ot-edge/mosquitto-svc:service-ports"}),
     "database-service-sctp": (lambda m: service_port(m, "Service/it-core/postgres-svc", "postgres").update(
         protocol="SCTP"), {"Service/it-core/postgres-svc:service-ports"}),
+    # appProtocol tells proxies and meshes what the port speaks: HTTP on the broker's port breaks every MQTT client.
+    "broker-service-app-protocol-http": (lambda m: service_port(m, "Service/ot-edge/mosquitto-svc", "mqtt").update(
+        appProtocol="http"), {"Service/ot-edge/mosquitto-svc:service-ports"}),
+    "database-service-app-protocol-postgresql": (lambda m: service_port(m, "Service/it-core/postgres-svc",
+                                                                        "postgres").update(appProtocol="postgresql"),
+                                                 set()),
+    "registry-service-app-protocol-http": (lambda m: service_port(m, "Service/it-core/mlflow-svc", "http").update(
+        appProtocol="http"), set()),
     # optional: true over a reference that can never resolve here.
     "optional-misspelt-secret-key": (lambda m: env(m, MLFLOW, "AWS_SECRET_ACCESS_KEY")["valueFrom"][
         "secretKeyRef"].update(key="root-pasword", optional=True), {f"{MLFLOW}:references"}),

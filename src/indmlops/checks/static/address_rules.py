@@ -327,3 +327,23 @@ def check_binds(w: Obj, m: Manifests, apps: Apps) -> list[str]:
                            f"{'/'.join(at[0].hosts)}:{number} ({at[0].how}) only, which the Service, the kubelet's "
                            "probes and other pods cannot reach; expected 0.0.0.0 (every interface)")
     return out
+
+
+def check_app_protocols(svc: Obj, m: Manifests, apps: Apps) -> list[str]:
+    """A Service port's `appProtocol`, when set, names the protocol the application listening behind it speaks."""
+    out = []
+    for sp in (svc.body.get("spec") or {}).get("ports") or []:
+        named = sp.get("appProtocol") if isinstance(sp, dict) else None
+        if not named:
+            continue
+        target = sp.get("port") if sp.get("targetPort") is None else sp.get("targetPort")
+        for w in selected_templates(svc, m):
+            for r in running(w, m, apps):
+                number = _declares(r.c, target)
+                for ls in listeners(r)[0] if number is not None else []:
+                    allowed = apps.app_protocol_names(ls.protocol)
+                    if ls.port == number and str(named).lower() not in allowed:
+                        out.append(f"port {sp.get('name') or sp.get('port')}: appProtocol {named!r}, but {w.ref} "
+                                   f"container {r.c.get('name')} ({r.app.name}) speaks {ls.protocol} there "
+                                   f"(appProtocol names for it: {', '.join(allowed)}; or leave it unset)")
+    return out

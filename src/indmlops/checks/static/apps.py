@@ -43,6 +43,7 @@ class Apps:
     scheme_ports: dict[str, int]
     address_keys: frozenset[str] = frozenset()
     protocol_schemes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    app_protocols: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_fixture(cls, doc: dict[str, Any]) -> Apps:
@@ -52,7 +53,13 @@ class Apps:
                 by_image[str(image)] = App(str(name), dict(spec))
         return cls(by_image, {str(k): int(v) for k, v in (doc.get("scheme_ports") or {}).items()},
                    frozenset(str(k).lower() for k in doc.get("address_keys") or ()),
-                   {str(k): tuple(str(s).lower() for s in v) for k, v in (doc.get("protocol_schemes") or {}).items()})
+                   {str(k): tuple(str(s).lower() for s in v) for k, v in (doc.get("protocol_schemes") or {}).items()},
+                   {str(k): tuple(str(s).lower() for s in v) for k, v in (doc.get("app_protocols") or {}).items()})
+
+    def app_protocol_names(self, protocol: str) -> tuple[str, ...]:
+        """The `appProtocol` values that name `protocol` (fixtures/applications.yaml app_protocols)."""
+        family = "http" if protocol in self.app_protocols.get("http_based", ()) else protocol
+        return self.app_protocols.get("any", ()) + self.app_protocols.get(family, ())
 
     def of(self, c: Any) -> App | None:
         """The application a container runs: its image's repository name, unless a shell replaces the entrypoint

@@ -59,7 +59,7 @@ RULES = {
     "service-type": "Services are of a type the overlay allows",
     "service-selects": "every Service selects at least one pod template",
     "service-ports": "every Service port targets a port the selected pod templates declare, over its transport "
-                     "protocol, and a known application's port is TCP",
+                     "protocol; a known application's port is TCP, and its appProtocol (if set) names what it speaks",
     "scrape-target": "every Prometheus scrape target names an existing Service and one of its ports",
     "prometheus-rules": "every rule_files pattern matches a rule file mounted into Prometheus, and the loaded files "
                         "define every rule of the shared rule files",
@@ -306,7 +306,8 @@ def _run(case: Case, m: Manifests, policy: StaticPolicy, intent: Intent | None) 
         "bucket-bootstrap": lambda: orules.check_bucket_bootstrap(obj, m),
         "service-type": lambda: orules.check_service_type(obj, policy.allowed_service_types),
         "service-selects": lambda: orules.check_service_selects(obj, m),
-        "service-ports": lambda: orules.check_service_ports(obj, m, policy.apps),
+        "service-ports": lambda: orules.check_service_ports(obj, m, policy.apps)
+        + address_rules.check_app_protocols(obj, m, policy.apps),
         "pod-security": lambda: orules.check_pod_security_labels(obj),
         "statefulset-service": lambda: wiring_rules.check_statefulset_service(obj, m),
         "sa-token": lambda: security_rules.check_sa_token(obj, m, policy.api_access),
