@@ -40,3 +40,8 @@ def test_content_survives_when_component_killed(target, component, profile, outc
             raise
         outcomes.append(outcome)
         print(outcome.summary())
+
+
+def test_database_runs_with_durable_commits(target):
+    """What the running server says (SHOW), not its configuration files: the deployed behaviour is measured."""
+    print(durability.database_commits_durably(target))

@@ -144,3 +144,23 @@ def test_identity_check_fails_when_a_publisher_reuses_an_id(target):
         stop.set()
         worker.join(5)
         wire.mqtt_close(pub)
+
+
+@pytest.mark.parametrize(("component", "broken", "says"), [
+    ("inference", "inference", "no prediction on factory/smoke/"),  # the edge is gone: no reading is answered
+    # MLflow's /health answers OK with its database down: its readiness says nothing about the registry.
+    ("mlflow", "postgres", "registered-models/search"),
+    ("simulator", "simulator", "no reading on factory/+/+/telemetry"),
+], ids=["inference-gone", "mlflow-without-database", "simulator-gone"])
+def test_ready_means_working_fails_when_the_component_cannot_do_its_job(target, stopped, component, broken, says):
+    """`ready_means_working` asks each component's job once, right after it said ready: a readiness that says ready
+    before the service can work fails the recovery check, with the readiness it claimed."""
+    from indmlops.targets.base import ReadyEvidence
+
+    claimed = ReadyEvidence(component, "pid 1", 0.5, "HTTP 200 (a readiness that only says the process is up)")
+    with stopped(broken):
+        if component == "mlflow":
+            assert "OK" in requests.get(f"{target.endpoint('mlflow').url}/health", timeout=5).text
+        with pytest.raises(AssertionError, match=f"{component}: said ready") as err:
+            smoke.ready_means_working(target, component, claimed)
+    assert says in str(err.value) and "Readiness that says ready before the service can work" in str(err.value)

@@ -183,3 +183,28 @@ def write_report(outcomes: list[Outcome], out_dir: Path) -> Path:
     (out_dir / "summary.txt").write_text("\n".join(lines) + "\n")
     (out_dir / "summary.json").write_text(json.dumps([asdict(o) for o in outcomes], indent=2))
     return out_dir / "summary.txt"
+
+
+# The running database's commit durability, as the server reports it (SHOW), not as its configuration files say: a
+# setting changed with ALTER SYSTEM, a -c flag or a conf.d include is what the server runs with. `synchronous_commit
+# off` acknowledges a commit before its WAL is flushed (up to 3 × wal_writer_delay of commits lost on a crash);
+# `fsync off` and `full_page_writes off` can corrupt the whole cluster on one.
+DURABLE_SETTINGS = {"fsync": ("on",), "full_page_writes": ("on",),
+                    "synchronous_commit": ("on", "local", "remote_write", "remote_apply")}
+
+
+def database_commits_durably(target: Target) -> str:
+    """The running PostgreSQL's commit durability settings hold; the message names each that does not."""
+    import psycopg
+
+    ep, creds = target.endpoint("postgres"), target.credentials("postgres")
+    with psycopg.connect(host=ep.host, port=ep.port, user=creds.username, password=creds.password,
+                         dbname=creds.extra["database"], connect_timeout=5) as conn:
+        running = {name: str((conn.execute(f"SHOW {name}").fetchone() or ("?",))[0]) for name in DURABLE_SETTINGS}
+    bad = [f"{k} = {v} (expected {' or '.join(DURABLE_SETTINGS[k])})" for k, v in running.items()
+           if v not in DURABLE_SETTINGS[k]]
+    assert not bad, (
+        f"PostgreSQL {ep.host}:{ep.port} runs with {', '.join(bad)}: acknowledged commits can be lost on a crash. "
+        "Find where it is set with `SELECT name, setting, source, sourcefile FROM pg_settings WHERE name IN "
+        "('fsync', 'full_page_writes', 'synchronous_commit')`")
+    return ", ".join(f"{k} = {v}" for k, v in running.items())

@@ -253,7 +253,69 @@ def killed_component_recovers(target: Target, component: str, *, timeout: float)
     assert ready.identity != kill.identity, (
         f"{component}: identity still {kill.identity} after the kill: it was not restarted")
     assert after == before + 1, f"{component}: restarts {before} before the kill, {after} after; expected {before + 1}"
+    ready_means_working(target, component, ready)
     return Recovery(kill, ready, before, after)
+
+
+def _mlflow_registry_answers(target: Target) -> str:
+    url = f"{target.endpoint('mlflow').url}/api/2.0/mlflow/registered-models/search?max_results=1"
+    resp = requests.get(url, timeout=10)  # its first request opens the store (database connection, schema check)
+    if resp.status_code != 200:
+        raise AssertionError(f"GET {url}: HTTP {resp.status_code} {resp.text[:160]!r}")
+    return f"registry search answered ({len(resp.json().get('registered_models', []))} model(s))"
+
+
+def _prometheus_query_answers(target: Target) -> str:
+    url = f"{target.endpoint('prometheus').url}/api/v1/query?query=up"
+    resp = requests.get(url, timeout=5)
+    if resp.status_code != 200 or resp.json().get("status") != "success":
+        raise AssertionError(f"GET {url}: HTTP {resp.status_code} {resp.text[:160]!r}")
+    return "query API answered"
+
+
+def _simulator_publishes(target: Target, within: float = 3.0) -> str:
+    mon = target.credentials("mosquitto", "monitor")
+    got: queue.Queue[str] = queue.Queue()
+    watcher = wire.mqtt_connect(target.endpoint("mosquitto"), mon.username, mon.password)
+    try:
+        watcher.on_message = lambda _c, _u, msg: got.put(msg.topic)
+        wire.mqtt_subscribe(watcher, "factory/+/+/telemetry", qos=0)
+        try:
+            return f"a reading on {got.get(timeout=within)}"
+        except queue.Empty:
+            raise AssertionError(f"no reading on factory/+/+/telemetry within {within:g} s") from None
+    finally:
+        wire.mqtt_close(watcher)
+
+
+# What each component is for, asked once, right after it said ready: a readiness that says "ready" before the
+# service can do its job (an edge not yet subscribed, a registry whose database is not reachable) fails here.
+JOBS = {
+    "postgres": postgres_answers,
+    "mosquitto": lambda t: mqtt_round_trip(t).detail,
+    "s3": lambda t: s3_round_trip(t, size=4096).detail,
+    "mlflow": _mlflow_registry_answers,
+    "prometheus": _prometheus_query_answers,
+    "nodered": nodered_flow_loaded,
+    "inference": lambda t: reading_gets_prediction(t, within=1.0).detail,
+    "simulator": _simulator_publishes,
+}
+
+
+def ready_means_working(target: Target, component: str, ready: ReadyEvidence) -> str:
+    """Right after `ready`, the component does its job, asked once (no retries: ready means able now)."""
+    job = JOBS.get(component)
+    if job is None:
+        return "no job check for this component"
+    t0 = time.monotonic()
+    try:
+        return job(target)
+    except (AssertionError, NoAnswer, MqttRefused, requests.RequestException, OSError) as exc:
+        raise AssertionError(
+            f"{component}: said ready ({ready.detail}) {ready.seconds:.1f} s after the kill, but could not do its job "
+            f"right after ({time.monotonic() - t0:.1f} s later): {exc}. Readiness that says ready before the "
+            f"service can work lets clients in too early (fixtures/smoke.yaml; reproduce: .venv/bin/pytest "
+            f"suites/smoke -k 'kill/{component}')") from exc
 
 
 def reading_gets_prediction(target: Target, *, within: float = 1.0) -> RoundTrip:
