@@ -45,7 +45,6 @@ class InferenceService:
         self.drift = Drift()
         self.mqtt_connected = threading.Event()
         self.subscribed = threading.Event()  # set on SUBACK: before it, readings would pass us by
-        self._subscribed = False  # SUBSCRIBE sent on the current connection
         self._ack_after: dict[int, int] = {}  # our publish mid → the reading's mid to acknowledge when it is held
         self._answered: OrderedDict[tuple, str] = OrderedDict()  # a reading's identity → its prediction
         self.stopping = threading.Event()
@@ -113,8 +112,6 @@ class InferenceService:
         while not self.stopping.is_set():
             if self.load_model():
                 self._connect_once()  # the first model: only now may the session's queue come to us
-                if self.client is not None and self.mqtt_connected.is_set() and not self._subscribed:
-                    self._subscribe()
             self.stopping.wait(self.watch_interval if self.model else 1.0)
 
     # -- MQTT --------------------------------------------------------------------------------------------
@@ -124,10 +121,6 @@ class InferenceService:
         if self.client is None:
             raise RuntimeError("the MQTT client is made by start(), which has not run")
         return self.client
-
-    def _subscribe(self) -> None:
-        self._mqtt.subscribe(TELEMETRY, qos=1)
-        self._subscribed = True
 
     def _connect_once(self) -> None:
         """Connect (once; paho reconnects by itself afterwards) when a model is there to answer. Not before: the
@@ -151,13 +144,11 @@ class InferenceService:
         if reason_code.is_failure:
             return
         self.mqtt_connected.set()
-        if self.model is not None:
-            self._subscribe()
+        client.subscribe(TELEMETRY, qos=1)  # on every (re)connection; there is a model: see _connect_once
 
     def _on_disconnect(self, *_a) -> None:
         self.mqtt_connected.clear()
         self.subscribed.clear()
-        self._subscribed = False
 
     def _on_message(self, client, _u, msg) -> None:
         """Handle one reading. Whatever goes wrong with it stays with it: counted by kind, reported on the errors
