@@ -102,6 +102,11 @@ def mqtt_users_at(shape: str, base: int, t: float, shape_seconds: float) -> int:
     return base * 2 if 0.4 <= phase < 0.6 else max(1, base // 2)
 
 
+def peak_rate(prof: Profile) -> float:
+    """The highest rate the profile's shape asks for at any moment, readings/s (a spike's middle fifth)."""
+    return max(mqtt_users_at(prof.shape, prof.mqtt_users, i / 100, 1.0) for i in range(100)) * prof.rate_per_user
+
+
 def requested_readings(shape: str, users: int, rate_per_user: float, shape_seconds: float, duration: float,
                        step: float = 0.1) -> float:
     """How many readings the shape asks for over `duration` (the suite's throughput denominator)."""

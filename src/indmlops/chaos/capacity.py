@@ -51,9 +51,7 @@ def busiest_traffic() -> tuple[float, str]:
 
     offers: list[tuple[float, str]] = []
     for name in intent.load("slo").get("profiles") or {}:
-        prof = slo.profile(name)
-        peak = max(slo.mqtt_users_at(prof.shape, prof.mqtt_users, i / 100, 1.0) for i in range(100))
-        offers.append((peak * prof.rate_per_user, f"latency profile {name}'s peak"))
+        offers.append((slo.peak_rate(slo.profile(name)), f"latency profile {name}'s peak"))
         offers += [(r, f"chaos traffic ({name})") for r in traffic_rates(name)]
     for name in intent.load("robustness").get("profiles") or {}:
         offers.append((budget(name).stream_rate, f"robustness stream ({name})"))

@@ -55,7 +55,7 @@ def host_fit(pytestconfig: pytest.Config, target: Target, host_fsync_dir: Path, 
     from indmlops import hostcheck, slo
 
     prof = slo.profile(option(pytestconfig, "profile"))
-    peak = max(slo.mqtt_users_at(prof.shape, prof.mqtt_users, i / 100, 1.0) for i in range(100)) * prof.rate_per_user
+    peak = slo.peak_rate(prof)
     # The host is judged against every load the session will offer, not the latency profile's alone: the chaos
     # traffic asks 200 readings/s where the quick profile asks 100.
     from indmlops.chaos.runner import traffic_rates
