@@ -23,11 +23,7 @@ def ramp(target: Target, limits: Limits, *, needed: float, needed_by: str, machi
         tr = Traffic(target, rate, machines, max_inflight, prefix="capacity")
         try:
             time.sleep(limits.step_s)
-            tr.stopping.set()
-            tr.thread.join(5)
-            tr.ledger.drain(bound_s=drain_bound_s, quiet_s=drain_quiet_s)
-            tr.closed.set()
-            acc = tr.ledger.account(late_after_s=drain_bound_s)
+            acc, _seconds = tr.finish(drain_bound_s, drain_quiet_s, late_after_s=drain_bound_s)
             with tr.lock:
                 samples = [(arrival - delay, delay) for arrival, delay in tr.arrivals]
             # Acknowledged without a prediction = lost + undrained (the ledger's two kinds of missing).

@@ -27,6 +27,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import cast
 
 from chaoslib.exceptions import InterruptExecution
@@ -36,7 +37,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from indmlops import wire
 from indmlops.catchup import CatchUp, catch_up
 from indmlops.chaos import context
-from indmlops.delivery import Key, Ledger
+from indmlops.delivery import Accounting, Key, Ledger
 from indmlops.outbox import Outbox
 from indmlops.simulator import Plant
 from indmlops.targets.base import Target
@@ -201,19 +202,25 @@ class Traffic:
                 return
             time.sleep(0.2)
 
+    def finish(self, drain_bound_s: float, drain_quiet_s: float, late_after_s: float,
+               progress: Callable[[str], None] | None = None) -> tuple[Accounting, float]:
+        """Stop publishing, drain (no re-sends after it) and account; returns the accounting and the seconds the
+        traffic ran. The clients stay connected: `close` ends them."""
+        self.stopping.set()
+        self.thread.join(5)
+        seconds = time.monotonic() - self.t0
+        drain = self.ledger.drain(bound_s=drain_bound_s, quiet_s=drain_quiet_s, progress=progress)
+        self.closed.set()
+        self.resender.join(5)
+        return self.ledger.account(late_after_s, drain), seconds
+
     def stop(self, drain_bound_s: float, drain_quiet_s: float, max_lost: int | None,
              late_after_s: float = 10.0, catch_up_bound_s: float | None = None) -> dict:
         plan = context.catch_up_plan()
         if catch_up_bound_s is not None:
             self.await_current(catch_up_bound_s, plan["current_s"], plan["in_a_row"])
-        self.stopping.set()
-        self.thread.join(5)
-        seconds = time.monotonic() - self.t0
-        drain = self.ledger.drain(bound_s=drain_bound_s, quiet_s=drain_quiet_s,
-                                  progress=lambda line: print(f"traffic {self.line}: {line}", flush=True))
-        self.closed.set()
-        self.resender.join(5)
-        acc = self.ledger.account(late_after_s, drain)
+        acc, seconds = self.finish(drain_bound_s, drain_quiet_s, late_after_s,
+                                   progress=lambda line: print(f"traffic {self.line}: {line}", flush=True))
         catch_ups = self.catch_ups(catch_up_bound_s, plan["current_s"], plan["in_a_row"])
         context.state.catch_ups.extend(catch_ups)
         with self.lock:
