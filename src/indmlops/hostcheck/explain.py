@@ -129,8 +129,18 @@ def explained(exc: BaseException, shortfalls: list[Shortfall]) -> tuple[bool, st
     return True, f"the host's slowdown {env.text()} covers every breach"
 
 
-def not_explained_note(why: str, shortfalls: list[Shortfall]) -> list[str]:
-    return [f"{why}: {'; '.join(s.text for s in shortfalls)}"] if shortfalls else []
+def verdict_for(exc: AssertionError, shortfalls: list[Shortfall], said: list[str], *, demand: Demand,
+                figures: HostFigures | None, monitor: MonitorSummary | None,
+                figures_path: Path | str | None) -> AssertionError:
+    """What to raise for a failed claim: an EnvironmentVerdict (noting the slowdown that covers it) when the
+    shortfalls explain it, else `exc` itself with what was slow but ours, and the shortfalls, as notes."""
+    host, why = explained(exc, shortfalls)
+    if not host:
+        return with_context(exc, said + ([f"{why}: {'; '.join(s.text for s in shortfalls)}"] if shortfalls else []))
+    verdict = EnvironmentVerdict(demand, shortfalls, breach_text=str(exc), figures=figures, monitor=monitor,
+                                 figures_path=figures_path, context=said)
+    verdict.add_note(f"host: {why}")
+    return verdict
 
 
 def judge(breach_text: str, figures: HostFigures | None, monitor_summary: MonitorSummary | None, *, demand: Demand,
@@ -142,12 +152,6 @@ def judge(breach_text: str, figures: HostFigures | None, monitor_summary: Monito
     t = thresholds or Thresholds()
     shortfalls = (assess(figures, demand, t) if figures else []) + \
         (assess_run(monitor_summary, demand, t) if monitor_summary else [])
-    said = context(figures, monitor_summary, demand, t)
     exc = timing_failure(breach_text, list(breaches)) if breaches else AssertionError(breach_text)
-    host, why = explained(exc, shortfalls)
-    if host:
-        verdict = EnvironmentVerdict(demand, shortfalls, breach_text=breach_text, figures=figures,
-                                     monitor=monitor_summary, figures_path=figures_path, context=said)
-        verdict.add_note(f"host: {why}")
-        raise verdict
-    raise with_context(exc, said + not_explained_note(why, shortfalls))
+    raise verdict_for(exc, shortfalls, context(figures, monitor_summary, demand, t), demand=demand, figures=figures,
+                      monitor=monitor_summary, figures_path=figures_path)

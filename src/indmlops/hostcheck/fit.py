@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from indmlops.hostcheck.attribution import OwnRoots
-from indmlops.hostcheck.explain import Breach, explained, judge, not_explained_note
+from indmlops.hostcheck.explain import Breach, judge, verdict_for
 from indmlops.hostcheck.measure import HostFigures
 from indmlops.hostcheck.monitor import HostMonitor, MonitorSummary
 from indmlops.hostcheck.verdict import (
@@ -23,7 +23,6 @@ from indmlops.hostcheck.verdict import (
     assess,
     assess_run,
     context,
-    with_context,
 )
 
 
@@ -95,13 +94,10 @@ class HostFit:
             found = self.shortfalls + (assess_run(monitor_summary, self.demand, self.thresholds)
                                        if monitor_summary else [])
             said = self.context + context(None, monitor_summary, self.demand, self.thresholds)
-            host, why = explained(exc, found)
-            if not host:
-                with_context(exc, said + not_explained_note(why, found))
+            verdict = verdict_for(exc, found, said, demand=self.demand, figures=self.figures, monitor=monitor_summary,
+                                  figures_path=self.path)
+            if verdict is exc:
                 raise
-            verdict = EnvironmentVerdict(self.demand, found, breach_text=str(exc), figures=self.figures,
-                                         monitor=monitor_summary, figures_path=self.path, context=said)
-            verdict.add_note(f"host: {why}")
             raise verdict from exc
 
     def line(self) -> str:
