@@ -182,7 +182,14 @@ def _locations(target: Target, buckets: set[str] | None) -> list[Finding]:
 def diagnose(target: Target) -> list[Finding]:
     """Every finding, in the order a human would check them; never raises for a broken service."""
     out, buckets = _buckets(target)
-    out.append(_proxy(target))
+    proxy = _proxy(target)
+    if not proxy.ok and out and all(f.ok for f in out):
+        # The bucket and the credentials the stack declares work from here, the server's proxy does not: the
+        # difference is in what the server itself was given.
+        proxy = Finding(proxy.topic, proxy.status, f"{proxy.detail}; the S3 endpoint, bucket and credentials the "
+                        "stack declares work from here, so MLflow's own S3 settings differ from them "
+                        "(MLFLOW_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY in its environment)")
+    out.append(proxy)
     out.extend(_locations(target, buckets))
     return out
 

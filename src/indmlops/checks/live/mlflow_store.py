@@ -7,6 +7,8 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -60,6 +62,20 @@ def diagnosis(target: Target) -> str:
     return "indmlops doctor: " + (" | ".join(bad) if bad else "every check ok")
 
 
+@contextmanager
+def through_proxy(target: Target, what: str) -> Iterator[None]:
+    """`what` goes through MLflow's artifact proxy: its failure (an MLflow error, or the HTTP client's own after
+    retries of 5xx answers) becomes an assertion that names it and what `indmlops doctor` blames."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except (MlflowException, requests.RequestException) as exc:
+        raise AssertionError(f"MLflow {target.endpoint('mlflow')}: {what} failed through the artifact proxy: "
+                             f"{_first_line(exc)}; {diagnosis(target)}") from exc
+
+
 @dataclass
 class ArtifactEvidence:
     experiment_id: str
@@ -80,7 +96,6 @@ def _artifact_files(n: int = 3, size: int = 64 * 1024) -> dict[str, bytes]:
 def artifacts_land_in_bucket(target: Target, *, n_files: int = 3) -> ArtifactEvidence:
     """A run's artifacts (nested directories, binary and text) land under <exp>/<run>/artifacts/ in the bucket
     with the sha256 the client sent, and read back through MLflow's proxy by a client without S3 credentials."""
-    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     uri = target.endpoint("mlflow").url
@@ -95,11 +110,8 @@ def artifacts_land_in_bucket(target: Target, *, n_files: int = 3) -> ArtifactEvi
             p = Path(tmp, rel)
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(body)
-        try:
+        with through_proxy(target, f"run {run_id}: the upload of {len(files)} artifacts"):
             client.log_artifacts(run_id, tmp)
-        except MlflowException as exc:
-            raise AssertionError(f"MLflow {uri}: run {run_id} could not upload {len(files)} artifacts through the "
-                                 f"proxy: {_first_line(exc)}; {diagnosis(target)}") from exc
     client.set_terminated(run_id)
     artifact_uri = client.get_run(run_id).info.artifact_uri
     assert artifact_uri.startswith("mlflow-artifacts:"), (
@@ -116,18 +128,14 @@ def artifacts_land_in_bucket(target: Target, *, n_files: int = 3) -> ArtifactEvi
 
 def proxied_reads_match(target: Target, run_id: str, sent: dict[str, str]) -> int:
     """Download every artifact through MLflow (no S3 credentials in this process) and compare sha256."""
-    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     held = [v for v in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL") if os.environ.get(v)]
     assert not held, f"this process holds S3 settings {held}: proxied access would not be proven (unset them)"
     client = MlflowClient(target.endpoint("mlflow").url)
     with tempfile.TemporaryDirectory() as tmp:
-        try:
+        with through_proxy(target, f"the download of run {run_id}'s artifacts"):
             local = client.download_artifacts(run_id, "", tmp)
-        except MlflowException as exc:
-            raise AssertionError(f"MLflow {target.endpoint('mlflow')}: proxied download of run {run_id}'s "
-                                 f"artifacts failed: {_first_line(exc)}") from exc
         got = {str(p.relative_to(local)): sha256(p.read_bytes()) for p in Path(local).rglob("*") if p.is_file()}
     compare_hashes(f"run {run_id} artifacts downloaded through {target.endpoint('mlflow')}", sent, got)
     return len(got)
@@ -175,7 +183,7 @@ def model_registered_and_loads_by_alias(target: Target, *, name: str | None = No
     with tempfile.TemporaryDirectory() as tmp:
         mlflow.sklearn.save_model(model, os.path.join(tmp, "m"), serialization_format="cloudpickle")
         sent_pkl = sha256(Path(tmp, "m", "model.pkl").read_bytes())
-    with mlflow.start_run(experiment_id=exp_id) as run:
+    with mlflow.start_run(experiment_id=exp_id) as run, through_proxy(target, "logging a model"):
         info = mlflow.sklearn.log_model(model, name="model", serialization_format="cloudpickle")
     mv = mlflow.register_model(info.model_uri, name)
     client.set_registered_model_alias(name, alias, mv.version)
@@ -190,7 +198,7 @@ def model_registered_and_loads_by_alias(target: Target, *, name: str | None = No
     compare_hashes(s3_where, {"model.pkl": sent_pkl}, stored)
     for required in ("MLmodel", "requirements.txt"):
         assert required in stored, f"{s3_where}: {required} missing; stored {sorted(stored)}"
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, through_proxy(target, f"the download of models:/{name}@{alias}"):
         local = mlflow.artifacts.download_artifacts(f"models:/{name}@{alias}", dst_path=tmp)
         proxied = {str(p.relative_to(local)): sha256(p.read_bytes()) for p in Path(local).rglob("*") if p.is_file()}
     compare_hashes(f"models:/{name}@{alias} downloaded through {uri}", stored, proxied)

@@ -226,8 +226,10 @@ def prometheus_targets_up(target: Target, *, jobs: list[str], timeout: float = 2
 
 
 def nodered_flow_loaded(target: Target) -> str:
-    """Node-RED serves the endpoint defined in the project's flow file, so that file is what it runs."""
-    return clients.http_ready(f"{target.endpoint('nodered').url}/indmlops/health", expect_body='"ok":true')
+    """Node-RED runs the project's flow file, node for node, and serves the flow's own health endpoint."""
+    from indmlops.checks.live import nodered_flow
+
+    return nodered_flow.flow_runs(target)
 
 
 @dataclass(frozen=True)

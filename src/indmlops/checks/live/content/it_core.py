@@ -57,7 +57,7 @@ def postgres_rows(target: Target, tag: str, *, rows: int = 500, size: int = 1024
                                      "answers without the database the rows were committed to: a fresh data "
                                      "directory?)") from None
             raise Unreadable(f"postgres rows at {where}: the read failed: {said[:200]}") from None
-        _lost("postgres rows", where, sorted(set(sent) - set(got))[:8],
+        _lost("postgres rows", where, sorted(set(sent) - set(got)),
               [i for i in sent if i in got and bytes(got[i]) != sent[i]], rows,
               "committed before the kill, so a restart on the same data directory must keep them")
         return rows

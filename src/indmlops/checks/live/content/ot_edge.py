@@ -9,8 +9,9 @@ import time
 
 import requests
 
-from indmlops import wire
+from indmlops import broker, wire
 from indmlops.checks.live.content.base import Content, _lost
+from indmlops.errors import IndMLOpsError
 from indmlops.targets.base import Target
 
 # --- MQTT --------------------------------------------------------------------------------------------------
@@ -46,6 +47,18 @@ def _collect(target: Target, topic_filter: str, want: int, *, client_id: str | N
     return out
 
 
+def _deployed_policy(target: Target) -> str:
+    """What the running broker's own configuration says it saves: read for the loss message, never for the verdict
+    (the verdict is what the kill took)."""
+    try:
+        policy = target.broker_autosave()
+    except IndMLOpsError as exc:  # persistence off, or no save timer: the broker keeps nothing across a kill
+        return f"the running broker's configuration: {exc}"
+    if policy is None:
+        return "the running broker's save policy cannot be read on this target"
+    return f"the running broker's configuration: {broker.parse(policy).describe()}"
+
+
 def mqtt_retained(target: Target, tag: str, *, count: int = 100) -> Content:
     """`count` retained QoS1 messages, one per topic, each acknowledged by the broker."""
     creds = target.credentials("mosquitto", "probe")
@@ -61,9 +74,9 @@ def mqtt_retained(target: Target, tag: str, *, count: int = 100) -> Content:
 
     def verify() -> int:
         got = _collect(target, f"{base}/#", count, retained_only=True)
-        _lost("retained MQTT messages", where, sorted(set(sent) - set(got))[:8],
+        _lost("retained MQTT messages", where, sorted(set(sent) - set(got)),
               [t for t in sent if t in got and got[t] != sent[t]], count,
-              "each was acknowledged (PUBACK) before the kill")
+              f"each was acknowledged (PUBACK) before the kill; {_deployed_policy(target)}")
         return count
 
     def cleanup() -> None:
@@ -78,15 +91,21 @@ def mqtt_retained(target: Target, tag: str, *, count: int = 100) -> Content:
 
 
 def mqtt_queued(target: Target, tag: str, *, count: int = 200) -> Content:
-    """`count` acknowledged QoS1 messages queued for an offline persistent session (client id of its own)."""
+    """`count` acknowledged QoS1 messages queued for an offline persistent session (client id of its own).
+
+    A second offline session subscribed alike is resumed before the kill: what it did not get, the broker never
+    queued (a queue limit drops a message when it arrives, after its PUBACK). The loss message tells those apart
+    from what the kill took."""
     creds = target.credentials("mosquitto", "probe")
     ep = target.endpoint("mosquitto")
     base, client_id = _topic(tag, "queued"), f"indmlops-durability-{tag}"
-    sub = wire.mqtt_connect(ep, creds.username, creds.password, client_id=client_id, clean_session=False)
-    try:
-        wire.mqtt_subscribe(sub, f"{base}/#", qos=1)
-    finally:
-        wire.mqtt_close(sub)
+    control_id = f"{client_id}-control"
+    for cid in (client_id, control_id):
+        sub = wire.mqtt_connect(ep, creds.username, creds.password, client_id=cid, clean_session=False)
+        try:
+            wire.mqtt_subscribe(sub, f"{base}/#", qos=1)
+        finally:
+            wire.mqtt_close(sub)
     sent = {f"{base}/{i}": os.urandom(16).hex().encode() for i in range(count)}
     pub = wire.mqtt_connect(ep, creds.username, creds.password)
     try:
@@ -94,13 +113,22 @@ def mqtt_queued(target: Target, tag: str, *, count: int = 200) -> Content:
             info.wait_for_publish(10)
     finally:
         wire.mqtt_close(pub)
+    try:
+        control = _collect(target, f"{base}/#", count, client_id=control_id, clean_session=False, subscribe=False)
+    finally:
+        wire.forget_session(ep, creds.username, creds.password, control_id)
+    never_queued = set(sent) - set(control)
     where = f"broker {ep} session {client_id} ({base}/#)"
 
     def verify() -> int:
         got = _collect(target, f"{base}/#", count, client_id=client_id, clean_session=False, subscribe=False)
-        _lost("queued QoS1 messages", where, sorted(set(sent) - set(got))[:8],
-              [t for t in sent if t in got and got[t] != sent[t]], count,
-              "each was acknowledged (PUBACK) before the kill; Mosquitto persists on its next autosave")
+        lost = sorted(set(sent) - set(got))
+        at_enqueue = (f"{len(never_queued)} of them the broker never queued, before any kill: a second offline "
+                      f"session subscribed alike got {len(control)} of {count} when resumed before the kill (a queue "
+                      "limit, max_queued_messages or max_queued_bytes, drops a message on arrival after its PUBACK); "
+                      f"{len(set(lost) - never_queued)} lost by the kill; ") if never_queued else ""
+        _lost("queued QoS1 messages", where, lost, [t for t in sent if t in got and got[t] != sent[t]], count,
+              f"{at_enqueue}each was acknowledged (PUBACK) before the kill; {_deployed_policy(target)}")
         return count
 
     def cleanup() -> None:
