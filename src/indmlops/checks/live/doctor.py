@@ -183,7 +183,8 @@ def diagnose(target: Target) -> list[Finding]:
     """Every finding, in the order a human would check them; never raises for a broken service."""
     out, buckets = _buckets(target)
     proxy = _proxy(target)
-    if not proxy.ok and out and all(f.ok for f in out):
+    bucket = target.credentials("s3").extra["bucket"]
+    if not proxy.ok and out and all(f.ok for f in out) and f"destination s3://{bucket} " in proxy.detail:
         # The bucket and the credentials the stack declares work from here, the server's proxy does not: the
         # difference is in what the server itself was given.
         proxy = Finding(proxy.topic, proxy.status, f"{proxy.detail}; the S3 endpoint, bucket and credentials the "
