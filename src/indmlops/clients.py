@@ -77,6 +77,13 @@ def s3_ready(ep: Endpoint, access_key: str, secret_key: str, bucket: str | None 
     return f"{listed}, object round trip ok"
 
 
+# MLflow's readiness: a search the tracking store must answer. Its /health says OK with the database down, so a
+# server that cannot reach its store would take clients (found by the smoke suite's ready-means-working check).
+# Liveness stays /health: a database outage must not get the server restarted.
+MLFLOW_READY_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"
+MLFLOW_READY_BODY = '"experiments"'
+
+
 def http_ready(url: str, expect_status: int = 200, expect_body: str | None = None) -> str:
     try:
         resp = requests.get(url, timeout=3)

@@ -164,3 +164,12 @@ def test_ready_means_working_fails_when_the_component_cannot_do_its_job(target, 
         with pytest.raises(AssertionError, match=f"{component}: said ready") as err:
             smoke.ready_means_working(target, component, claimed)
     assert says in str(err.value) and "Readiness that says ready before the service can work" in str(err.value)
+
+
+def test_mlflow_is_not_ready_while_its_database_is_down(target, stopped):
+    """Its readiness asks the tracking store (clients.MLFLOW_READY_PATH), not /health, which says OK regardless."""
+    with stopped("postgres"):
+        assert "OK" in requests.get(f"{target.endpoint('mlflow').url}/health", timeout=5).text
+        with pytest.raises(NotReady) as err:
+            target.wait_ready("mlflow", 5)
+    assert "experiments/search" in str(err.value) and "HTTP 5" in str(err.value), str(err.value)

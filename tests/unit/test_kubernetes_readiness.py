@@ -24,18 +24,18 @@ def kube(httpserver, tmp_path):
 
 
 def test_ready_pod_that_answers_its_protocol_is_ready(kube, httpserver):
-    httpserver.expect_request("/health").respond_with_data("OK")
+    httpserver.expect_request("/api/2.0/mlflow/experiments/search").respond_with_data('{"experiments": []}')
     ready = kube.wait_ready("mlflow", timeout=5)
     assert ready.identity == "uid-a"
     assert ready.detail == "pod it-core/mlflow-a Ready; answers: HTTP 200"
 
 
 def test_ready_pod_that_does_not_answer_is_not_ready_with_its_last_answer(kube, httpserver):
-    httpserver.expect_request("/health").respond_with_data("starting", status=503)
+    httpserver.expect_request("/api/2.0/mlflow/experiments/search").respond_with_data("starting", status=503)
     with pytest.raises(NotReady) as err:
         kube.wait_ready("mlflow", timeout=1)
     assert "pod it-core/mlflow-a Ready, but its protocol probe failed: GET http://127.0.0.1:" in str(err.value)
-    assert "/health: HTTP 503, expected 200: 'starting'" in str(err.value)
+    assert "/api/2.0/mlflow/experiments/search?max_results=1: HTTP 503, expected 200: 'starting'" in str(err.value)
 
 
 def test_component_that_listens_nowhere_is_ready_with_its_pod(kube):

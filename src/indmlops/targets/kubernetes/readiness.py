@@ -12,7 +12,7 @@ from indmlops.wire import Endpoint
 # Path and expected body of each HTTP component's readiness answer (the local target's probes, and the
 # manifests' readinessProbes for Grafana and Jupyter).
 HTTP_READY: dict[str, tuple[str, str | None]] = {
-    "mlflow": ("/health", "OK"),
+    "mlflow": (clients.MLFLOW_READY_PATH, clients.MLFLOW_READY_BODY),
     "prometheus": ("/-/ready", None),
     "nodered": ("/indmlops/health", '"ok":true'),
     "inference": ("/readyz", '"ready":true'),

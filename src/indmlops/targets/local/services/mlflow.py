@@ -48,4 +48,5 @@ def prepare(cfg: StackConfig) -> dict[str, str]:
 
 
 def ready(cfg: StackConfig) -> str:
-    return clients.http_ready(f"{endpoint(cfg, 'mlflow').url}/health", expect_body="OK")
+    return clients.http_ready(f"{endpoint(cfg, 'mlflow').url}{clients.MLFLOW_READY_PATH}",
+                              expect_body=clients.MLFLOW_READY_BODY)
