@@ -185,8 +185,9 @@ class Target(Protocol):
 
     def process_roots(self) -> list[int] | None:
         """Pids heading the stack's processes on this host, asked again at each host sample so their CPU and disk
-        writes are not blamed on the host; None where they are not mapped (containers on a cluster), so neither the
-        host's CPU nor its disk writes are attributed there."""
+        writes are not blamed on the host (a cluster on this host: its control plane and pods, or kind's node
+        containers); None where they are not on this host (a remote cluster), so neither the host's CPU nor its
+        disk writes are attributed there."""
         ...
 
     def close(self) -> None:

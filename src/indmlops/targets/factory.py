@@ -148,12 +148,13 @@ def _preview_local(spec: TargetSpec) -> list[str]:
 
 # --- Kubernetes ----------------------------------------------------------------------------------------------------
 
-def _kube_target(spec: TargetSpec, kubeconfig: str | None, progress: Callable[[str], None]) -> Target:
+def _kube_target(spec: TargetSpec, kubeconfig: str | None, progress: Callable[[str], None],
+                 host_roots: Callable[[], list[int]] | None = None) -> Target:
     from indmlops.targets.kubernetes.probe_pods import PROBE_IMAGE
     from indmlops.targets.kubernetes.target import KubernetesTarget
 
     return KubernetesTarget(spec.name, kubeconfig=kubeconfig, context=spec.kube_context, progress=progress,
-                            probe_image=spec.probe_image or PROBE_IMAGE)
+                            probe_image=spec.probe_image or PROBE_IMAGE, host_roots=host_roots)
 
 
 @contextmanager
@@ -177,7 +178,7 @@ def _open_kind(spec: TargetSpec, progress: Callable[[str], None]) -> Iterator[Ta
                           cni_manifest=spec.cni_manifest or CALICO_MANIFEST, overlay=spec.overlay or KIND_OVERLAY)
     try:
         cluster.up()
-        target = _kube_target(spec, str(cluster.kubeconfig), progress)
+        target = _kube_target(spec, str(cluster.kubeconfig), progress, host_roots=cluster.node_pids)
     except BaseException as exc:
         try:
             cluster.down(keep=spec.keep_cluster)
@@ -204,7 +205,7 @@ def _open_cluster(spec: TargetSpec, progress: Callable[[str], None]) -> Iterator
     try:
         if spec.start:
             session.open()
-        target = _kube_target(spec, str(session.kubeconfig), progress)
+        target = _kube_target(spec, str(session.kubeconfig), progress, host_roots=session.cluster.host_pids)
     except BaseException:
         session.close(keep=spec.keep_cluster)
         raise

@@ -247,6 +247,19 @@ class KindCluster:
                             f"`kubectl --context {self.context} -n kube-system get pods -l k8s-app=calico-node`")
         self.progress(f"nodes Ready in {time.monotonic() - t0:.1f} s")
 
+    def node_pids(self) -> list[int]:
+        """The host pid of each node container's init: everything the cluster runs descends from one of them."""
+        from indmlops.targets.kubernetes.hostpids import container_init_pids
+
+        if self.api is None:
+            return []
+        core = client.CoreV1Api(self.api.api_client)
+        try:
+            nodes = self.api._call("list", "nodes", "(cluster)", core.list_node).items or []
+        except Exception:  # API away for a moment: this sample attributes nothing to the cluster
+            return []
+        return container_init_pids(self.engine, [n.metadata.name for n in nodes])  # kind names nodes as containers
+
     def _nodes_not_ready(self) -> list[str]:
         assert self.api is not None
         core = client.CoreV1Api(self.api.api_client)

@@ -57,8 +57,11 @@ class KubernetesTarget:
 
     def __init__(self, name: str = "kubeconfig", *, kubeconfig: str | None = None, context: str | None = None,
                  kubectl: str | None = None, api: KubeApi | None = None, protocol_probes: bool = True,
-                 probe_image: str = PROBE_IMAGE, progress: Callable[[str], None] | None = None) -> None:
+                 probe_image: str = PROBE_IMAGE, progress: Callable[[str], None] | None = None,
+                 host_roots: Callable[[], list[int]] | None = None) -> None:
         self.name = name
+        # The pids heading what the cluster runs on this host (hostpids.py); None: it runs elsewhere.
+        self.host_roots = host_roots
         self.probe_image = probe_image
         self.progress = progress or (lambda _msg: None)
         self.protocol_probes = protocol_probes
@@ -327,7 +330,9 @@ class KubernetesTarget:
         return None  # the nodes' disks as they are: the slow-fsync shim is the local stack's
 
     def process_roots(self) -> list[int] | None:
-        return None  # containers: their processes are not mapped to this host's
+        """The cluster's processes on this host (its control plane and pods, or kind's node containers) when it
+        runs here; None for a cluster elsewhere, whose work this host's figures do not see."""
+        return None if self.host_roots is None else self.host_roots()
 
     def evidence_files(self, tail_lines: int = 200) -> dict[str, str]:
         """File name → text: each component's pod state and log tail, and each namespace's recent events.

@@ -298,6 +298,14 @@ class SingleNodeCluster:
 
     # --- status --------------------------------------------------------------------------------------------------
 
+    def host_pids(self) -> list[int]:
+        """The cluster's processes on this host: its control plane, containerd and the kubelet, and every pod."""
+        from indmlops.targets.kubernetes.hostpids import pod_pids
+
+        plane = [processes.running(c.name, self.layout.run)
+                 for c in components(self.plan, self.layout, Path("/"), sys.executable)]
+        return [p for p in plane if p is not None] + pod_pids()
+
     def status(self) -> list[ComponentStatus]:
         comps = components(self.plan, self.layout, Path("/"), sys.executable)
         out = []
