@@ -26,6 +26,32 @@ PROMETHEUS_HISTOGRAMS = {  # operation → (histogram, label matcher)
 }
 
 
+# --- recovery bounds -------------------------------------------------------------------------------------------
+
+def recovery_table() -> dict:
+    """fixtures/slo.yaml `recovery_s`: the margin and, per kind of target, the worst kill → ready measured."""
+    return intent.load("slo")["recovery_s"]
+
+
+def recovery_kind(target_name: str) -> str:
+    """Which measured table a target is judged by: its own processes (local) or pods the kubelet replaces."""
+    return "local" if target_name == "local" else "kubernetes"
+
+
+def bound_from(worst_s: float, margin: float | None = None) -> float:
+    """The bound a measured worst recovery gives: margin × worst, rounded up to whole seconds."""
+    return float(math.ceil((recovery_table()["margin"] if margin is None else margin) * worst_s))
+
+
+def recovery_bound(kind: str, component: str) -> float:
+    """Seconds a killed `component` may take to answer its protocol again on a `kind` target (recovery_kind)."""
+    measured = recovery_table()["measured"]
+    if kind not in measured or component not in measured[kind]:
+        raise KeyError(f"fixtures/slo.yaml recovery_s.measured has no {kind} figure for {component!r} (have: "
+                       f"{', '.join(measured.get(kind, {}))}): measure it with bench/recovery.py")
+    return bound_from(float(measured[kind][component]))
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str

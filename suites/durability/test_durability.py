@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from indmlops import intent
+from indmlops import intent, slo
 from indmlops.checks.live import durability
 from indmlops.plugin import option
 
@@ -30,7 +30,7 @@ def outcomes(pytestconfig):
 @pytest.mark.parametrize("component", COMPONENTS, ids=[f"kill/{c}" for c in COMPONENTS])
 def test_content_survives_when_component_killed(target, component, profile, outcomes, no_s3_credentials):
     spec = PLAN["components"][component]
-    timeout = intent.load("slo")["recovery_s"][component]
+    timeout = slo.recovery_bound(slo.recovery_kind(target.name), component)
     for _ in range(PLAN["kills"][profile]):
         try:
             outcome = durability.content_survives_kill(target, component, kinds=spec["content"], timeout=timeout,

@@ -2,13 +2,12 @@
 
 import pytest
 
-from indmlops import intent
+from indmlops import slo
 from indmlops.checks.live import smoke
 
 pytestmark = pytest.mark.smoke
 
-RECOVERY_S = intent.load("slo")["recovery_s"]
-COMPONENTS = list(RECOVERY_S)
+COMPONENTS = list(slo.recovery_table()["measured"]["local"])
 
 
 @pytest.mark.parametrize("component", COMPONENTS, ids=[f"component/{c}" for c in COMPONENTS])
@@ -66,8 +65,8 @@ def test_nodered_runs_project_flow(target):
 @pytest.mark.chaos
 @pytest.mark.parametrize("component", COMPONENTS, ids=[f"kill/{c}" for c in COMPONENTS])
 def test_component_recovers_with_new_pid_when_killed(target, component, smoke_intent):
-    recovery = smoke.killed_component_recovers(target, component,
-                                               timeout=RECOVERY_S[component])
+    recovery = smoke.killed_component_recovers(
+        target, component, timeout=slo.recovery_bound(slo.recovery_kind(target.name), component))
     print(f"{component}: pid {recovery.kill.identity} -> {recovery.ready.identity}, "
           f"ready {recovery.ready.seconds:.1f} s after the kill, restarts {recovery.restarts_after}")
 

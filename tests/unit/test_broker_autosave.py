@@ -25,6 +25,8 @@ pytest_plugins = ["pytester"]
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = REPO / ".venv" / "bin" / "kubectl"
 MEASURED = (1, 10, 100, 1000)  # policies by changes with measured rows
+# The worst loss per kill measured at each (fixtures/slo.yaml: 15 kills per setting; 4 of 28 lost 1 at N = 1).
+WORST = {1: 1, 10: 9, 100: 95, 1000: 884}
 
 
 
@@ -312,9 +314,10 @@ def test_broker_autosave_fixture_is_the_local_stacks_setting_else_the_option(pyt
 
 
 def test_the_resend_table_is_its_comments_arithmetic():
-    # fixtures/slo.yaml says: bound = N - 1 + 5 (N changes since the last save, plus the loop pass's 5).
+    # fixtures/slo.yaml says: bound = N - 1 + 5 (N changes since the last save, plus the loop pass's 5), and at most
+    # 3 × the worst measured kill (at N = 1 the worst lost 1).
     table = intent.load("slo")["chaos"]["max_resent_by_broker_autosave"]
-    assert {int(n): int(b) for n, b in table.items()} == {n: n - 1 + 5 for n in MEASURED}
+    assert {int(n): int(b) for n, b in table.items()} == {n: min(n - 1 + 5, 3 * WORST[n]) for n in MEASURED}
 
 
 def test_the_durability_table_is_its_comments_arithmetic():

@@ -106,10 +106,16 @@ def test_component_that_does_not_come_back_interrupts_naming_the_bound(fake):
         actions.wait_ready("mosquitto", timeout=3)
 
 
-def test_default_bound_comes_from_the_slo_fixture():
-    assert context.recovery_bound("inference") == 30
-    with pytest.raises(InterruptExecution, match="recovery_s has no bound for 'grafana'"):
-        context.recovery_bound("grafana")
+def test_default_bound_comes_from_the_slo_fixture_for_the_kind_of_target(fake):
+    from indmlops import slo
+
+    fake()
+    kind = slo.recovery_kind(FakeTarget.name)  # not the local stack: a Kubernetes-like target
+    assert kind == "kubernetes"
+    bound = context.recovery_bound(context.target(None), "inference")
+    assert bound == slo.bound_from(slo.recovery_table()["measured"][kind]["inference"])
+    with pytest.raises(InterruptExecution, match="recovery_s.measured has no kubernetes figure for 'grafana'"):
+        context.recovery_bound(context.target(None), "grafana")
 
 
 def test_summary_gives_median_and_worst_recovery_and_traffic_totals(tmp_path):

@@ -73,7 +73,9 @@ def test_durability_intent_names_known_content_and_components():
     plan = intent.load("durability")
     for component, spec in plan["components"].items():
         assert set(spec["content"]) <= set(WRITERS), f"fixtures/durability.yaml {component}: unknown content"
-        assert component in intent.load("slo")["recovery_s"], f"{component}: no recovery bound in fixtures/slo.yaml"
+        for kind in ("local", "kubernetes"):
+            assert component in intent.load("slo")["recovery_s"]["measured"][kind], (
+                f"{component}: no {kind} recovery figure in fixtures/slo.yaml")
     assert set(plan["kills"]) == {"quick", "full"}
 
 

@@ -43,7 +43,7 @@ def wait_ready(component: str, timeout: float | None = None, configuration: dict
     """Wait until the killed component answers its protocol again; return the new identity and the recovery time
     counted from the kill."""
     t = context.target(configuration)
-    bound = timeout if timeout is not None else context.recovery_bound(component)
+    bound = timeout if timeout is not None else context.recovery_bound(t, component)
     kills = context.state.kills.get(component)
     if not kills:
         raise InterruptExecution(f"wait_ready {component}: no kill of {component} in this run to recover from")
@@ -91,7 +91,7 @@ def release(component: str, configuration: dict | None = None) -> dict:
     kills = context.state.kills.get(component)
     if held_at is None or not kills:
         raise InterruptExecution(f"release {component}: it was not held in this run")
-    bound = context.recovery_bound(component)
+    bound = context.recovery_bound(t, component)
     try:
         t.release(component)
         released = time.time()

@@ -68,15 +68,14 @@ def target(configuration: dict | None) -> Target:
     return _target
 
 
-def recovery_bound(component: str) -> float:
-    """Seconds a killed component may take to answer again: fixtures/slo.yaml, recovery_s."""
-    from indmlops import intent
+def recovery_bound(t: Target, component: str) -> float:
+    """Seconds a killed component may take to answer again on `t`: fixtures/slo.yaml, recovery_s."""
+    from indmlops import slo
 
-    bounds = intent.load("slo")["recovery_s"]
-    if component not in bounds:
-        raise InterruptExecution(f"fixtures/slo.yaml: recovery_s has no bound for {component!r} "
-                                 f"(have: {', '.join(bounds)})")
-    return float(bounds[component])
+    try:
+        return slo.recovery_bound(slo.recovery_kind(t.name), component)
+    except KeyError as exc:
+        raise InterruptExecution(str(exc.args[0])) from None
 
 
 def loss_bound(component: str) -> int:
