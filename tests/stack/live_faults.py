@@ -289,6 +289,88 @@ def _ready_before_model(live: Live) -> Iterator[None]:
         yield
 
 
+def _edge_patched(name: str, code: str) -> Callable[[Live], AbstractContextManager[None]]:
+    """The edge started with `code` run at its start (a build of the serving code that differs from training's)."""
+    @contextmanager
+    def inject(live: Live) -> Iterator[None]:
+        site = _sitecustomize(live, name, code)
+        with live.program("inference", lambda s: _environment(s, PYTHONPATH=str(site))):
+            yield
+    return inject
+
+
+_CONSTANT_MODEL = """
+    from indmlops.inference import model as _model
+    _model.LoadedModel.predict = lambda self, vector: ("normal", 0.0)
+"""
+
+# Serving computes the vector with two signals swapped: training/serving skew in the feature order.
+_SWAPPED_FEATURES = """
+    from indmlops import features as _features
+    _vector = _features.FeatureState.vector
+    def vector(self, key, features, order=None):
+        v = _vector(self, key, features, order)
+        v[0], v[1] = v[1], v[0]
+        v[4], v[5] = v[5], v[4]
+        return v
+    _features.FeatureState.vector = vector
+"""
+
+# The edge loads a model once and never follows the alias again.
+_ALIAS_IGNORED = """
+    from indmlops.inference import service as _service
+    _load = _service.InferenceService.load_model
+    def load_model(self):
+        if self.model is not None:
+            return False
+        return _load(self)
+    _service.InferenceService.load_model = load_model
+"""
+
+
+@contextmanager
+def _alias_moved_and_ignored(live: Live) -> Iterator[None]:
+    import mlflow
+    from mlflow import MlflowClient
+
+    with _edge_patched("alias-ignored", _ALIAS_IGNORED)(live):
+        mlflow.set_tracking_uri(live.target.endpoint("mlflow").url)
+        client = MlflowClient()
+        name, alias = "edge-anomaly", "champion"
+        was = client.get_model_version_by_alias(name, alias)
+        # The same model registered again (a retrain with the same result): the alias moves to its new version.
+        again = mlflow.register_model(was.source, name, tags=was.tags)
+        client.set_registered_model_alias(name, alias, again.version)
+        try:
+            time.sleep(12)  # two of the edge's registry looks (watch_interval 5 s): a following edge would swap
+            yield
+        finally:
+            client.set_registered_model_alias(name, alias, was.version)
+            client.delete_model_version(name, again.version)
+
+
+@contextmanager
+def _artifact_replaced(live: Live) -> Iterator[None]:
+    # Someone overwrites the registered model's file in the bucket after registration: the registry still points
+    # at the same path, the bytes are not the ones that were registered (and served).
+    import hashlib
+
+    from indmlops.checks.live.mlflow_store import s3_for
+
+    served = requests.get(f"{live.target.endpoint('inference').url}/model", timeout=10).json()["sha256"]
+    s3, bucket = s3_for(live.target)
+    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for o in page.get("Contents", []) if o["Key"].endswith("/model.onnx")]
+    bodies = {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
+    key = next((k for k, b in bodies.items() if hashlib.sha256(b).hexdigest() == served), None)
+    assert key, f"no model.onnx in {bucket} has the served sha256 {served[:16]}: the fault's premise does not hold"
+    s3.put_object(Bucket=bucket, Key=key, Body=bodies[key] + b"\n")
+    try:
+        yield
+    finally:
+        s3.put_object(Bucket=bucket, Key=key, Body=bodies[key])
+
+
 def _s3_identity(edit: Callable[[dict], None]) -> Callable[[Live], AbstractContextManager[None]]:
     def text(before: str) -> str:
         doc = json.loads(before)
@@ -373,6 +455,22 @@ FAULTS: list[Fault] = [
           "an empty flow deployed to Node-RED", "suites/smoke", "nodered_runs_project_flow",
           r"23 of its 23 nodes are missing",
           _flow_emptied),
+    # The model the edge serves (issue 26's classes, proven on the live stack here).
+    Fault("edge-constant-model", "a model that answers without looking",
+          "the edge's model answers normal, p_fault 0, whatever the reading", "suites/model", "golden_set",
+          r"answers \d+ of 2000 golden readings otherwise than edge-anomaly",
+          _edge_patched("constant-model", _CONSTANT_MODEL)),
+    Fault("edge-feature-order-swapped", "training/serving skew",
+          "serving computes the feature vector with two signals (and their changes) swapped", "suites/model",
+          "golden_set", r"answers \d+ of 2000 golden readings otherwise than .*features temperature_c=",
+          _edge_patched("swapped-features", _SWAPPED_FEATURES)),
+    Fault("edge-ignores-alias-move", "a registry the edge stopped following",
+          "the champion alias moves to a new version; the edge keeps the one it loaded", "suites/model",
+          "version_the_registry_promotes", r"the edge did not follow the alias", _alias_moved_and_ignored),
+    Fault("model-artifact-replaced", "an artifact replaced after registration",
+          "the served model's file in the bucket overwritten after registration", "suites/model",
+          "bytes_of_the_registry_artifact", r"whose bytes hash to [0-9a-f]{16}…, the registry's artifact",
+          _artifact_replaced),
     Fault("hmi-topic-typo", "a service that answers but does not do its job",
           "the HMI's prediction input deployed with a misspelt topic", "suites/smoke", "nodered_runs_project_flow",
           r"differs in topic: deployed topic=\"factory/\+/\+/predictions\"", _flow_topic_typo),

@@ -9,7 +9,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-FORMAT = "indmlops-model-cache/1"
+# /2: an ONNX payload is the artifact's file as stored (it was re-serialized by `onnx`, whose bytes need not equal
+# the registry's): a /1 cache is ignored, and the model fetched again.
+FORMAT = "indmlops-model-cache/2"
 FLAVORS = ("onnx", "sklearn")
 
 

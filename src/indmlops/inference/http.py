@@ -1,5 +1,5 @@
-"""The inference service's HTTP side: /predict, /healthz, /readyz, /metrics, strict about framing (Content-Length
-only; chunked 411, a bad length 400, over 16 KiB 413), answering every failure with its kind."""
+"""The inference service's HTTP side: /predict, /healthz, /readyz, /model, /metrics, strict about framing
+(Content-Length only; chunked 411, a bad length 400, over 16 KiB 413), answering every failure with its kind."""
 
 from __future__ import annotations
 
@@ -47,6 +47,12 @@ def handler(svc: InferenceService) -> type[BaseHTTPRequestHandler]:
             elif self.path == "/readyz":
                 ok, why = svc.ready()
                 self._json(200 if ok else 503, {"ready": ok, "detail": why})
+            elif self.path == "/model":
+                model = svc.model  # one read: a swap between two looks cannot mix two models' fields
+                if model is None:
+                    self._json(503, {"error": "no_model", "detail": svc.last_model_error})
+                else:
+                    self._json(200, {**model.describe(), "alias": svc.alias})
             elif self.path == "/metrics":
                 self._send(200, generate_latest(svc.metrics.registry), CONTENT_TYPE_LATEST)
             else:

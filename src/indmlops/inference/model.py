@@ -28,6 +28,18 @@ class LoadedModel:
     payload: bytes = field(default=b"", repr=False)  # what the cache keeps: ONNX bytes, or the estimator pickled
     classes: tuple[str, ...] = ()  # onnx: labels in probability order
 
+    @property
+    def sha256(self) -> str:
+        """Of what is served: the ONNX file as the registry stores it, or the estimator as this service pickled it."""
+        import hashlib
+
+        return hashlib.sha256(self.payload).hexdigest()
+
+    def describe(self) -> dict[str, str | None]:
+        return {"name": self.name, "version": self.version, "flavor": self.flavor, "run_id": self.run_id,
+                "sha256": self.sha256, "bytes_of": "the ONNX artifact" if self.flavor == "onnx"
+                else "the estimator as this service pickled it"}
+
     def predict(self, vector: list[float]) -> tuple[str, float]:
         """(label, probability that the reading is a fault) for one feature vector."""
         return self.predict_fn(np.asarray([vector], dtype=np.float32))
@@ -70,8 +82,9 @@ def _sklearn_predictor(model) -> Any:
 
 
 def _load_onnx(uri: str):
-    """The ONNX model logged at `uri`, read with `onnx` alone. mlflow.onnx.load_model does the same but imports
-    pandas, which the inference image leaves out (about 90 MB of its 400 MB budget)."""
+    """The ONNX model logged at `uri` and its file's bytes as stored (what the edge serves must hash to the artifact
+    in the bucket), read with `onnx` alone. mlflow.onnx.load_model does the same but imports pandas, which the
+    inference image leaves out (about 90 MB of its 400 MB budget)."""
     import tempfile
     from pathlib import Path
 
@@ -82,7 +95,8 @@ def _load_onnx(uri: str):
     with tempfile.TemporaryDirectory(prefix="indmlops-onnx-") as tmp:
         local = Path(download_artifacts(artifact_uri=uri, dst_path=tmp))
         data = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["onnx"]["data"]
-        return onnx.load(str(local / data))
+        raw = (local / data).read_bytes()
+        return onnx.load_from_string(raw), raw
 
 
 def load(tracking_uri: str, name: str, alias: str, *, prefer_onnx: bool = True) -> LoadedModel:
@@ -96,8 +110,8 @@ def load(tracking_uri: str, name: str, alias: str, *, prefer_onnx: bool = True) 
     onnx_uri = mv.tags.get("onnx_uri")
     if prefer_onnx and onnx_uri:
         try:
-            proto = _load_onnx(onnx_uri)
-            data, classes = proto.SerializeToString(), _onnx_classes(proto)
+            proto, data = _load_onnx(onnx_uri)
+            classes = _onnx_classes(proto)
             return LoadedModel(name, mv.version, mv.run_id, "onnx", _onnx_predictor(data, classes), payload=data,
                                classes=classes)
         except ImportError:

@@ -277,7 +277,7 @@ class InferenceService:
         self.metrics.predicted[source].inc()
         return {"id": reading.id, "line": reading.line, "machine": reading.machine, "seq": reading.seq,
                 "label": label, "fault": label != "normal", "p_fault": round(p_fault, 4),
-                "model_version": model.version, "ts_ns": reading.ts_ns, "service": self.client_id,
+                "model": model.name, "model_version": model.version, "ts_ns": reading.ts_ns, "service": self.client_id,
                 "infer_us": round((time.perf_counter_ns() - received_ns) / 1e3, 1)}
 
     # -- lifecycle ----------------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ SCHEMA_VERSION = 1
 
 # The areas are the project's registered markers (pyproject.toml), in the order a reader goes through them;
 # tests/unit/test_conformance_report.py fails when a marker is registered without being listed here.
-AREAS = ("smoke", "static", "isolation", "durability", "mlflow", "latency", "chaos", "observability", "robustness",
-         "images", "stack", "cluster")
+AREAS = ("smoke", "static", "isolation", "durability", "mlflow", "model", "latency", "chaos", "observability",
+         "robustness", "images", "stack", "cluster")
 OTHER_AREA = "other"  # a test that carries none of the area markers (the project's own unit tests)
 
 CONFORMS, DOES_NOT_CONFORM, INCOMPLETE, NOT_RUN = "conforms", "does-not-conform", "incomplete", "not-run"
