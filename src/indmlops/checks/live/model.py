@@ -103,7 +103,8 @@ def golden_set(*, seed: int, machines: int, per_machine: int, mean_gap_s: float)
 
     line = f"golden-{uuid.uuid4().hex[:8]}"
     plant = Plant(seed=seed, lines=1, machines=machines, mean_gap_s=mean_gap_s)
-    out, now = [], time.time_ns()
+    out: list[dict] = []
+    now = time.time_ns()
     for i, r in enumerate(plant.readings()):
         if len(out) >= machines * per_machine:
             break
