@@ -240,34 +240,34 @@ def _drop_job(job: str) -> Callable[[str], str]:
     return edit
 
 
-@contextmanager
-def _flow_emptied(live: Live) -> Iterator[None]:
+def _flow_deployed(edit: Callable[[list[dict]], list[dict]]) -> Callable[[Live], AbstractContextManager[None]]:
+    """The flow as `edit` makes it, deployed through Node-RED's admin API (as the editor's Deploy does) for the
+    block; then the flow that ran before deployed again."""
+    @contextmanager
+    def inject(live: Live) -> Iterator[None]:
+        url = f"{live.target.endpoint('nodered').url}/flows"
+        full = {"Node-RED-Deployment-Type": "full"}
+        flows = requests.get(url, timeout=10).json()
+        edited = edit(flows)
+        assert edited != flows, "the edit changed nothing in the deployed flow: the fault's premise does not hold"
+        requests.post(url, json=edited, headers=full, timeout=10).raise_for_status()
+        try:
+            yield
+        finally:
+            requests.post(url, json=flows, headers=full, timeout=10).raise_for_status()
+    return inject
+
+
+def _emptied(_flows: list[dict]) -> list[dict]:
     # Someone deploys an empty flow from the editor: Node-RED runs, answers, and does nothing.
-    url = f"{live.target.endpoint('nodered').url}/flows"
-    flows = requests.get(url, timeout=10).json()
-    requests.post(url, json=[], headers={"Node-RED-Deployment-Type": "full"}, timeout=10).raise_for_status()
-    try:
-        yield
-    finally:
-        requests.post(url, json=flows, headers={"Node-RED-Deployment-Type": "full"},
-                      timeout=10).raise_for_status()
+    return []
 
 
-@contextmanager
-def _flow_topic_typo(live: Live) -> Iterator[None]:
-    # A flow edited in the editor and deployed: the HMI's prediction input now listens on a misspelt topic. The
-    # flow runs, its health endpoint answers, the HMI shows nothing new.
-    url = f"{live.target.endpoint('nodered').url}/flows"
-    flows = requests.get(url, timeout=10).json()
-    edited = [{**n, "topic": "factory/+/+/predictions"} if n.get("topic") == "factory/+/+/prediction" else n
-              for n in flows]
-    assert edited != flows, "no node subscribes to factory/+/+/prediction: the fault's premise no longer holds"
-    requests.post(url, json=edited, headers={"Node-RED-Deployment-Type": "full"}, timeout=10).raise_for_status()
-    try:
-        yield
-    finally:
-        requests.post(url, json=flows, headers={"Node-RED-Deployment-Type": "full"},
-                      timeout=10).raise_for_status()
+def _topic_typo(flows: list[dict]) -> list[dict]:
+    # The HMI's prediction input edited to a misspelt topic: the flow runs, its health endpoint answers, the HMI
+    # shows nothing new.
+    return [{**n, "topic": "factory/+/+/predictions"} if n.get("topic") == "factory/+/+/prediction" else n
+            for n in flows]
 
 
 @contextmanager
@@ -454,7 +454,7 @@ FAULTS: list[Fault] = [
     Fault("hmi-flow-emptied", "a service that answers but does not do its job",
           "an empty flow deployed to Node-RED", "suites/smoke", "nodered_runs_project_flow",
           r"23 of its 23 nodes are missing",
-          _flow_emptied),
+          _flow_deployed(_emptied)),
     # The model the edge serves (issue 26's classes, proven on the live stack here).
     Fault("edge-constant-model", "a model that answers without looking",
           "the edge's model answers normal, p_fault 0, whatever the reading", "suites/model", "golden_set",
@@ -473,7 +473,7 @@ FAULTS: list[Fault] = [
           _artifact_replaced),
     Fault("hmi-topic-typo", "a service that answers but does not do its job",
           "the HMI's prediction input deployed with a misspelt topic", "suites/smoke", "nodered_runs_project_flow",
-          r"differs in topic: deployed topic=\"factory/\+/\+/predictions\"", _flow_topic_typo),
+          r"differs in topic: deployed topic=\"factory/\+/\+/predictions\"", _flow_deployed(_topic_typo)),
 ]
 
 
