@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from indmlops import wire
+from indmlops import clients, wire
 from indmlops.targets.base import Target
 
 
@@ -31,10 +31,8 @@ class Champion:
 
 def champion(target: Target, name: str, alias: str) -> Champion:
     """What the registry promotes: `name@alias`, asked over MLflow's REST API."""
-    url = f"{target.endpoint('mlflow').url}/api/2.0/mlflow/registered-models/alias"
-    resp = requests.get(url, params={"name": name, "alias": alias}, timeout=10)
-    assert resp.status_code == 200, f"registry {url}: {name}@{alias}: HTTP {resp.status_code} {resp.text[:200]!r}"
-    mv = resp.json()["model_version"]
+    mv = clients.mlflow_alias(target.endpoint("mlflow").url, name, alias)
+    assert mv is not None, f"registry {target.endpoint('mlflow')}: {name}@{alias} points at no version"
     tags = {t["key"]: t["value"] for t in mv.get("tags", [])}
     return Champion(name, alias, str(mv["version"]), mv.get("run_id") or None, mv.get("source", ""),
                     tags.get("onnx_uri"))
